@@ -1,0 +1,14 @@
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    tonic_prost_build::configure()
+        .bytes(".")
+        .type_attribute(
+            ".otelraft.log.v1",
+            "#[derive(serde::Serialize, serde::Deserialize)]",
+        )
+        .compile_protos(
+            &["proto/otelraft/log.proto", "proto/otelraft/peer.proto"],
+            &["proto"],
+        )?;
+    Ok(())
+}

@@ -1,0 +1,28 @@
+//! otelraft: an OpenTelemetry ingestion store replicated with Raft.
+//!
+//! Any member accepts OTLP; a request is acknowledged only after the entry
+//! that carries it is committed, that is appended and fsynced on a quorum.
+//!
+//! # Layout
+//!
+//! - [`config`]: the per-node TOML file, `OTELRAFT_*` overrides and validation.
+//! - [`pb`]: generated protobuf types for the log and the peer service.
+//! - [`ingest`]: OTLP gRPC and HTTP receivers behind the `IngestHandler` trait.
+//! - [`raft`]: openraft type configuration, entry codec and the peer network client.
+//! - [`store`]: redb-backed Raft log and state machine with a single group-commit writer.
+//! - [`peer`]: the internal gRPC service (Raft RPCs and forwarded writes).
+//! - [`cluster`]: a running node: Raft plus the submit path that ingest calls.
+//! - [`admin`]: admin HTTP API (status, membership, health, metrics) and its CLI client.
+//! - [`metrics`]: the node's own Prometheus metrics.
+//! - [`local_cluster`]: `otelraft local-cluster`, three processes on 127.0.0.1.
+
+pub mod admin;
+pub mod cluster;
+pub mod config;
+pub mod ingest;
+pub mod local_cluster;
+pub mod metrics;
+pub mod pb;
+pub mod peer;
+pub mod raft;
+pub mod store;

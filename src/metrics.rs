@@ -1,0 +1,152 @@
+//! The node's own Prometheus metrics, served as text on the admin port.
+//!
+//! One `Metrics` value is created per node and shared by `Arc`. Modules
+//! record into it; nothing here knows about Raft or storage, so every layer
+//! may depend on it.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels for ingest outcomes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SignalLabels {
+    /// `logs`, `metrics` or `traces`.
+    pub signal: String,
+}
+
+/// Labels for refused ingest requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// `logs`, `metrics` or `traces`.
+    pub signal: String,
+    /// A short machine-readable reason: `decode`, `too_large`, `overloaded`,
+    /// `no_leader`, `unsupported_media_type`, `internal`, ...
+    pub reason: String,
+}
+
+/// Labels for per-follower figures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    /// The follower's node id.
+    pub peer: String,
+}
+
+/// Every metric this node exports. Field names match the exported names
+/// without the `otelraft_` prefix.
+pub struct Metrics {
+    registry: Registry,
+    /// Records accepted (acknowledged after commit), by signal.
+    pub ingest_records_accepted: Family<SignalLabels, Counter>,
+    /// Request bytes accepted, by signal.
+    pub ingest_bytes_accepted: Family<SignalLabels, Counter>,
+    /// Records refused, by signal and reason.
+    pub ingest_records_refused: Family<RefusalLabels, Counter>,
+    /// Requests refused, by signal and reason.
+    pub ingest_requests_refused: Family<RefusalLabels, Counter>,
+    /// Bytes of requests currently waiting for their commit.
+    pub ingest_inflight_bytes: Gauge,
+    /// Seconds from receiving a request to acknowledging it.
+    pub ingest_ack_seconds: Histogram,
+    /// Current Raft term.
+    pub raft_term: Gauge,
+    /// Current leader id, or -1 when none is known.
+    pub raft_leader_id: Gauge,
+    /// 1 when this node is the leader.
+    pub raft_is_leader: Gauge,
+    /// Highest committed log index known to this node.
+    pub raft_commit_index: Gauge,
+    /// Highest log index applied to this node's state machine.
+    pub raft_applied_index: Gauge,
+    /// Entries a follower is behind the leader's last log index (leader only).
+    pub raft_replication_lag_entries: Family<PeerLabels, Gauge>,
+    /// Duration of each durable storage commit (one fsync).
+    pub storage_fsync_seconds: Histogram,
+    /// Log entries written per durable commit (group-commit width).
+    pub storage_batch_entries: Histogram,
+    /// Durable commits performed.
+    pub storage_fsyncs: Counter,
+    /// Entries currently held in the local log.
+    pub log_entries: Gauge,
+    /// Encoded bytes currently held in the local log.
+    pub log_bytes: Gauge,
+    /// First index still present in the local log.
+    pub log_first_index: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("otelraft");
+        let latency = || Histogram::new(exponential_buckets(0.000_05, 2.0, 18));
+        let m = Metrics {
+            ingest_records_accepted: Family::default(),
+            ingest_bytes_accepted: Family::default(),
+            ingest_records_refused: Family::default(),
+            ingest_requests_refused: Family::default(),
+            ingest_inflight_bytes: Gauge::default(),
+            ingest_ack_seconds: latency(),
+            raft_term: Gauge::default(),
+            raft_leader_id: Gauge::default(),
+            raft_is_leader: Gauge::default(),
+            raft_commit_index: Gauge::default(),
+            raft_applied_index: Gauge::default(),
+            raft_replication_lag_entries: Family::default(),
+            storage_fsync_seconds: latency(),
+            storage_batch_entries: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            storage_fsyncs: Counter::default(),
+            log_entries: Gauge::default(),
+            log_bytes: Gauge::default(),
+            log_first_index: Gauge::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register("ingest_records_accepted", "Records acknowledged after commit", m.ingest_records_accepted.clone());
+        r.register("ingest_bytes_accepted", "Request bytes acknowledged after commit", m.ingest_bytes_accepted.clone());
+        r.register("ingest_records_refused", "Records refused", m.ingest_records_refused.clone());
+        r.register("ingest_requests_refused", "Requests refused", m.ingest_requests_refused.clone());
+        r.register("ingest_inflight_bytes", "Bytes of requests waiting for commit", m.ingest_inflight_bytes.clone());
+        r.register("ingest_ack_seconds", "Receive-to-acknowledge latency", m.ingest_ack_seconds.clone());
+        r.register("raft_term", "Current Raft term", m.raft_term.clone());
+        r.register("raft_leader_id", "Known leader id, -1 if none", m.raft_leader_id.clone());
+        r.register("raft_is_leader", "1 on the leader", m.raft_is_leader.clone());
+        r.register("raft_commit_index", "Committed log index", m.raft_commit_index.clone());
+        r.register("raft_applied_index", "Applied log index", m.raft_applied_index.clone());
+        r.register("raft_replication_lag_entries", "Entries each follower is behind (leader only)", m.raft_replication_lag_entries.clone());
+        r.register("storage_fsync_seconds", "Duration of each durable commit", m.storage_fsync_seconds.clone());
+        r.register("storage_batch_entries", "Log entries per durable commit", m.storage_batch_entries.clone());
+        r.register("storage_fsyncs", "Durable commits", m.storage_fsyncs.clone());
+        r.register("log_entries", "Entries held in the local log", m.log_entries.clone());
+        r.register("log_bytes", "Encoded bytes held in the local log", m.log_bytes.clone());
+        r.register("log_first_index", "First index present in the local log", m.log_first_index.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// Renders every metric in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Shorthand for the signal label.
+pub fn signal(name: &str) -> SignalLabels {
+    SignalLabels { signal: name.to_string() }
+}
+
+/// Shorthand for the refusal labels.
+pub fn refusal(signal: &str, reason: &str) -> RefusalLabels {
+    RefusalLabels { signal: signal.to_string(), reason: reason.to_string() }
+}

@@ -1,0 +1,54 @@
+//! The Raft layer: openraft's type configuration, the peer network client and
+//! the conversions between openraft entries and the on-disk/on-wire format.
+//!
+//! Everything that names openraft types lives below this module or in
+//! `store`/`peer`; ingest and admin use the `Cluster` handle instead.
+
+pub mod codec;
+pub mod network;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pb::log::Command;
+
+/// A member's identity. Ids are assigned by the operator and never reused.
+pub type NodeId = u64;
+
+/// What the cluster records about each member: where to reach it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// `host:port` of the peer gRPC service (Raft and forwarded writes).
+    pub peer_addr: String,
+    /// `host:port` of the admin HTTP API (status, health, metrics).
+    pub admin_addr: String,
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "peer={} admin={}", self.peer_addr, self.admin_addr)
+    }
+}
+
+openraft::declare_raft_types!(
+    /// openraft type configuration for otelraft.
+    pub TypeConfig:
+        D = Command,
+        R = (),
+        NodeId = NodeId,
+        Node = Member,
+);
+
+/// The openraft handle, specialised to our storage's state machine.
+pub type Raft = openraft::Raft<TypeConfig, crate::store::StateMachineStore>;
+/// A log entry as openraft sees it.
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+/// A log id (term, leader, index).
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+/// A vote as openraft persists it.
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+/// Membership plus the id of the log entry that set it.
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+/// Snapshot metadata.
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;

@@ -1,0 +1,3 @@
+//! (being written)
+/// Placeholder until the storage module lands.
+pub struct StateMachineStore;
