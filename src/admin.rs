@@ -1,1 +1,438 @@
-//! (being written)
+//! The admin HTTP API (status, membership changes, snapshots), the health
+//! endpoints and `/metrics`, all on the admin port; plus the CLI's client.
+//!
+//! Membership changes must run on the leader. A member that is not the
+//! leader proxies the call to the leader's admin address, so operators may
+//! point the CLI at any member.
+
+pub mod client;
+pub mod status;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use openraft::errors::{ChangeMembershipError, ClientWriteError, InitializeError, RaftError};
+use openraft::ChangeMembers;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::Node;
+use crate::raft::{Member, NodeId};
+
+/// Why an admin call failed; each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// No leader is known, so the change cannot be made now.
+    #[error("no leader is known; retry once the cluster has elected one")]
+    NoLeader,
+    /// Another membership change has not finished.
+    #[error("a membership change is already in progress: {0}")]
+    ChangeInProgress(String),
+    /// The node id is not a member (or not a learner, for promote).
+    #[error("unknown node id {0}")]
+    UnknownNode(NodeId),
+    /// The request itself is wrong.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The cluster is already initialised.
+    #[error("cluster is already initialised: {0}")]
+    AlreadyInitialized(String),
+    /// The leader could not be reached to proxy the call.
+    #[error("cannot reach the leader at {addr}: {message}")]
+    Proxy {
+        /// The leader's admin address.
+        addr: String,
+        /// What failed.
+        message: String,
+    },
+    /// Raft failed in another way.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+impl AdminError {
+    /// Whether repeating the same call later may succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            AdminError::NoLeader | AdminError::ChangeInProgress(_) | AdminError::Proxy { .. }
+        )
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            AdminError::NoLeader | AdminError::Proxy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::ChangeInProgress(_) | AdminError::AlreadyInitialized(_) => {
+                StatusCode::CONFLICT
+            }
+            AdminError::UnknownNode(_) => StatusCode::NOT_FOUND,
+            AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::Raft(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The JSON body of every admin error.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Human-readable message.
+    pub error: String,
+    /// Whether the same call may succeed later.
+    pub retryable: bool,
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.to_string(),
+            retryable: self.retryable(),
+        };
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+/// A member in admin requests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberSpec {
+    /// Node id.
+    pub id: NodeId,
+    /// Peer `host:port`.
+    pub peer_addr: String,
+    /// Admin `host:port`.
+    pub admin_addr: String,
+}
+
+/// Body of `init`: the voters; empty means "just this node".
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct InitRequest {
+    /// Initial voters.
+    #[serde(default)]
+    pub members: Vec<MemberSpec>,
+}
+
+/// Body of calls that name one node.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NodeRequest {
+    /// The node.
+    pub id: NodeId,
+}
+
+/// Answer of a successful change.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChangeReply {
+    /// What was done.
+    pub message: String,
+    /// Log index of the change, when it went through the log.
+    pub log_index: Option<u64>,
+}
+
+/// Builds the admin router for `node`.
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/health/live", get(|| async { "ok\n" }))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/admin/v1/status", get(status))
+        .route("/admin/v1/init", post(init))
+        .route("/admin/v1/add-learner", post(add_learner))
+        .route("/admin/v1/promote", post(promote))
+        .route("/admin/v1/remove", post(remove))
+        .route("/admin/v1/transfer-leader", post(transfer_leader))
+        .route("/admin/v1/snapshot", post(snapshot))
+        .with_state(node)
+}
+
+/// Serves the admin API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    node: Arc<Node>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(node))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn ready(State(node): State<Arc<Node>>) -> Response {
+    if node.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no leader known or quorum not reached\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        node.metrics().render(),
+    )
+        .into_response()
+}
+
+async fn status(State(node): State<Arc<Node>>) -> Json<status::Status> {
+    Json(status::Status::of(&node))
+}
+
+fn members_map(specs: &[MemberSpec]) -> BTreeMap<NodeId, Member> {
+    specs
+        .iter()
+        .map(|m| {
+            (
+                m.id,
+                Member {
+                    peer_addr: m.peer_addr.clone(),
+                    admin_addr: m.admin_addr.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+async fn init(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<InitRequest>,
+) -> Result<Json<ChangeReply>, AdminError> {
+    let members = if req.members.is_empty() {
+        BTreeMap::from([(node.id(), node.member())])
+    } else {
+        members_map(&req.members)
+    };
+    if members.keys().any(|id| *id == 0) {
+        return Err(AdminError::BadRequest("node id 0 is reserved".into()));
+    }
+    match node.raft().initialize(members.clone()).await {
+        Ok(()) => Ok(Json(ChangeReply {
+            message: format!(
+                "initialised with voters {:?}",
+                members.keys().collect::<Vec<_>>()
+            ),
+            log_index: None,
+        })),
+        Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
+            Err(AdminError::AlreadyInitialized(e.to_string()))
+        }
+        Err(RaftError::APIError(e)) => Err(AdminError::BadRequest(e.to_string())),
+        Err(e) => Err(AdminError::Raft(e.to_string())),
+    }
+}
+
+/// Maps a failed membership write to an admin error.
+fn write_error(
+    e: RaftError<crate::raft::TypeConfig, ClientWriteError<crate::raft::TypeConfig>>,
+) -> AdminError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => AdminError::NoLeader,
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => match c {
+            ChangeMembershipError::InProgress(p) => AdminError::ChangeInProgress(p.to_string()),
+            ChangeMembershipError::LearnerNotFound(l) => AdminError::UnknownNode(l.node_id),
+            other => AdminError::BadRequest(other.to_string()),
+        },
+        other => AdminError::Raft(other.to_string()),
+    }
+}
+
+/// Runs `local` when this node leads, otherwise proxies `path` with `body`
+/// to the leader's admin API.
+async fn on_leader<B, F, Fut>(
+    node: &Node,
+    path: &str,
+    body: &B,
+    local: F,
+) -> Result<Json<ChangeReply>, AdminError>
+where
+    B: Serialize,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<ChangeReply, AdminError>>,
+{
+    match node.leader() {
+        None => Err(AdminError::NoLeader),
+        Some((id, _)) if id == node.id() => local().await.map(Json),
+        Some((_, leader)) => client::AdminClient::new(&format!("http://{}", leader.admin_addr))
+            .post_json::<_, ChangeReply>(path, body)
+            .await
+            .map(Json)
+            .map_err(|e| match e {
+                client::ClientError::Api { status, body } => {
+                    if status == StatusCode::CONFLICT.as_u16() {
+                        AdminError::ChangeInProgress(body.error)
+                    } else if status == StatusCode::NOT_FOUND.as_u16() {
+                        AdminError::BadRequest(body.error)
+                    } else {
+                        AdminError::Raft(body.error)
+                    }
+                }
+                other => AdminError::Proxy {
+                    addr: leader.admin_addr.clone(),
+                    message: other.to_string(),
+                },
+            }),
+    }
+}
+
+async fn add_learner(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<MemberSpec>,
+) -> Result<Json<ChangeReply>, AdminError> {
+    if req.id == 0 {
+        return Err(AdminError::BadRequest("node id 0 is reserved".into()));
+    }
+    on_leader(&node, "/admin/v1/add-learner", &req, || async {
+        let membership = node.raft_metrics().membership_config.clone();
+        if membership.membership().get_node(&req.id).is_some() {
+            return Err(AdminError::BadRequest(format!(
+                "node {} is already a member",
+                req.id
+            )));
+        }
+        let member = Member {
+            peer_addr: req.peer_addr.clone(),
+            admin_addr: req.admin_addr.clone(),
+        };
+        // blocking = true: returns once the learner has caught up.
+        let resp = node
+            .raft()
+            .add_learner(req.id, member, true)
+            .await
+            .map_err(write_error)?;
+        Ok(ChangeReply {
+            message: format!("node {} added as learner and caught up", req.id),
+            log_index: Some(resp.log_id.index),
+        })
+    })
+    .await
+}
+
+async fn promote(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<NodeRequest>,
+) -> Result<Json<ChangeReply>, AdminError> {
+    on_leader(&node, "/admin/v1/promote", &req, || async {
+        let membership = node.raft_metrics().membership_config.clone();
+        if membership.membership().get_node(&req.id).is_none() {
+            return Err(AdminError::UnknownNode(req.id));
+        }
+        if membership.membership().voter_ids().any(|v| v == req.id) {
+            return Err(AdminError::BadRequest(format!(
+                "node {} is already a voter",
+                req.id
+            )));
+        }
+        let resp = node
+            .raft()
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false)
+            .await
+            .map_err(write_error)?;
+        Ok(ChangeReply {
+            message: format!("node {} promoted to voter", req.id),
+            log_index: Some(resp.log_id.index),
+        })
+    })
+    .await
+}
+
+async fn remove(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<NodeRequest>,
+) -> Result<Json<ChangeReply>, AdminError> {
+    on_leader(&node, "/admin/v1/remove", &req, || async {
+        let membership = node.raft_metrics().membership_config.clone();
+        if membership.membership().get_node(&req.id).is_none() {
+            return Err(AdminError::UnknownNode(req.id));
+        }
+        let is_voter = membership.membership().voter_ids().any(|v| v == req.id);
+        let change = if is_voter {
+            if membership.membership().voter_ids().count() <= 1 {
+                return Err(AdminError::BadRequest(
+                    "cannot remove the last voter".into(),
+                ));
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([req.id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([req.id]))
+        };
+        let resp = node
+            .raft()
+            .change_membership(change, false)
+            .await
+            .map_err(write_error)?;
+        Ok(ChangeReply {
+            message: format!("node {} removed", req.id),
+            log_index: Some(resp.log_id.index),
+        })
+    })
+    .await
+}
+
+/// Body of transfer-leader.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TransferRequest {
+    /// The voter that should lead.
+    pub to: NodeId,
+}
+
+async fn transfer_leader(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<TransferRequest>,
+) -> Result<Json<ChangeReply>, AdminError> {
+    on_leader(&node, "/admin/v1/transfer-leader", &req, || async {
+        let membership = node.raft_metrics().membership_config.clone();
+        if !membership.membership().voter_ids().any(|v| v == req.to) {
+            return Err(AdminError::UnknownNode(req.to));
+        }
+        node.raft()
+            .trigger()
+            .transfer_leader(req.to)
+            .await
+            .map_err(|e| AdminError::Raft(e.to_string()))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if node.leader().is_some_and(|(id, _)| id == req.to) {
+                return Ok(ChangeReply {
+                    message: format!("node {} is now the leader", req.to),
+                    log_index: None,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(AdminError::Raft(format!(
+            "node {} did not take over within 10 s",
+            req.to
+        )))
+    })
+    .await
+}
+
+async fn snapshot(State(node): State<Arc<Node>>) -> Result<Json<ChangeReply>, AdminError> {
+    let applied = node.raft_metrics().last_applied.map_or(0, |l| l.index);
+    node.raft()
+        .trigger()
+        .snapshot()
+        .await
+        .map_err(|e| AdminError::Raft(e.to_string()))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let snap = node.raft_metrics().snapshot.map_or(0, |l| l.index);
+        if snap >= applied {
+            return Ok(Json(ChangeReply {
+                message: format!("snapshot built at index {snap}"),
+                log_index: Some(snap),
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(AdminError::Raft(
+        "snapshot did not complete within 30 s".into(),
+    ))
+}

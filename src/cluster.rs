@@ -1,1 +1,436 @@
-//! (being written)
+//! A running member: Raft over the redb store, the submit path ingest calls,
+//! and the queries admin needs.
+//!
+//! The submit path is where "acknowledge only after commit" is enforced: a
+//! request resolves with a `Receipt` only when `client_write` on the leader
+//! has returned, which openraft does after the entry is committed (durable on
+//! a quorum) and applied. Concurrent requests become concurrent
+//! `client_write`s; openraft batches them into one append, and the store's
+//! single writer turns each append into one fsync.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use openraft::errors::{ClientWriteError, RaftError};
+use openraft::type_config::async_runtime::WatchReceiver;
+use openraft::Instant as _;
+use openraft::{RaftMetrics, ServerState, SnapshotPolicy};
+use tokio::sync::Semaphore;
+
+use crate::config::NodeConfig;
+use crate::ingest::{IngestHandler, Receipt, SubmitError, SubmitFuture};
+use crate::metrics::{self, Metrics};
+use crate::pb::log::{command::Kind, Command, IngestRequest};
+use crate::raft::network::{NetworkFactory, PeerClients, PeerError, PeerSettings};
+use crate::raft::{Member, NodeId, Raft};
+use crate::store::{self, LogStore, SmState, StateMachineStore};
+
+/// How long to wait between looks for a leader while a request waits.
+const LEADER_POLL: Duration = Duration::from_millis(50);
+
+/// Why a node could not start. Start-up errors are not retryable by the
+/// process itself; the operator (or systemd) decides.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Storage failed to open.
+    #[error("storage: {0}")]
+    Store(#[from] store::StoreError),
+    /// openraft refused the configuration or failed fatally.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// A listener could not be bound.
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A server stopped with an error.
+    #[error("{what} server failed: {message}")]
+    Server {
+        /// Which server.
+        what: &'static str,
+        /// Its error.
+        message: String,
+    },
+}
+
+impl NodeError {
+    /// Start-up failures need an operator.
+    pub fn retryable(&self) -> bool {
+        matches!(self, NodeError::Bind { .. })
+    }
+}
+
+/// One member of the cluster.
+pub struct Node {
+    config: NodeConfig,
+    raft: Raft,
+    log: LogStore,
+    sm: StateMachineStore,
+    clients: PeerClients,
+    metrics: Arc<Metrics>,
+    /// Bytes of requests this node has accepted but not yet answered.
+    inflight: Arc<Semaphore>,
+    accepting: AtomicBool,
+}
+
+/// The openraft settings derived from ours.
+fn raft_config(c: &NodeConfig) -> Result<openraft::Config, NodeError> {
+    let r = &c.raft;
+    let config = openraft::Config {
+        cluster_name: "otelraft".to_string(),
+        heartbeat_interval: r.heartbeat_interval_ms,
+        election_timeout_min: r.election_timeout_min_ms,
+        election_timeout_max: r.election_timeout_max_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_every_entries),
+        // u64::MAX keeps every entry behind a snapshot: until sinks and the
+        // archive exist as consumers, the log is the only copy of the data.
+        max_in_snapshot_log_to_keep: if r.retain_unconsumed { u64::MAX } else { 0 },
+        purge_batch_size: 1,
+        max_payload_entries: r.max_entries_per_append,
+        install_snapshot_timeout: c.peer.rpc_timeout_ms.max(10_000),
+        ..Default::default()
+    };
+    config
+        .validate()
+        .map_err(|e| NodeError::Raft(e.to_string()))
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+impl Node {
+    /// Opens storage and starts Raft. Listeners are started by `serve`.
+    pub async fn open(config: NodeConfig, metrics: Arc<Metrics>) -> Result<Arc<Node>, NodeError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| NodeError::Store(store::StoreError::from(e)))?;
+        let (log, sm) = store::open(&config.data_dir, metrics.clone()).await?;
+        let clients = PeerClients::new(PeerSettings {
+            connect_timeout: Duration::from_millis(config.peer.connect_timeout_ms),
+            rpc_timeout: Duration::from_millis(config.peer.rpc_timeout_ms),
+            max_message_bytes: config.peer.max_message_bytes,
+        });
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config(&config)?),
+            NetworkFactory::new(clients.clone()),
+            log.clone(),
+            sm.clone(),
+        )
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let inflight = Arc::new(Semaphore::new(config.ingest.max_inflight_bytes));
+        Ok(Arc::new(Node {
+            config,
+            raft,
+            log,
+            sm,
+            clients,
+            metrics,
+            inflight,
+            accepting: AtomicBool::new(true),
+        }))
+    }
+
+    /// A copy of openraft's current metrics (role, term, indexes, membership).
+    pub fn raft_metrics(&self) -> RaftMetrics<crate::raft::TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    /// The openraft handle (peer service and admin use it).
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The log store, for inspection.
+    pub fn log_store(&self) -> &LogStore {
+        &self.log
+    }
+
+    /// The applied state machine contents.
+    pub fn state(&self) -> SmState {
+        self.sm.view()
+    }
+
+    /// Shared metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The peer channel pool.
+    pub fn peers(&self) -> &PeerClients {
+        &self.clients
+    }
+
+    /// What this node describes itself as in a membership.
+    pub fn member(&self) -> Member {
+        Member {
+            peer_addr: self.config.advertise.peer.clone(),
+            admin_addr: self.config.advertise.admin.clone(),
+        }
+    }
+
+    /// Stops taking new requests (requests already accepted still finish).
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+    }
+
+    /// The leader this node currently knows, with its address.
+    pub fn leader(&self) -> Option<(NodeId, Member)> {
+        let m = self.raft_metrics();
+        let id = m.current_leader?;
+        let member = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, member))
+    }
+
+    /// Initialises a new cluster with `members` as voters, when
+    /// `cluster.bootstrap` is set and storage is empty. Idempotent across
+    /// restarts: an initialised node does nothing.
+    pub async fn bootstrap_if_configured(&self) -> Result<(), NodeError> {
+        if !self.config.cluster.bootstrap {
+            return Ok(());
+        }
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        if initialized {
+            return Ok(());
+        }
+        let members: BTreeMap<NodeId, Member> = self
+            .config
+            .cluster
+            .initial_members
+            .iter()
+            .map(|m| {
+                (
+                    m.id,
+                    Member {
+                        peer_addr: m.peer_addr.clone(),
+                        admin_addr: m.admin_addr.clone(),
+                    },
+                )
+            })
+            .collect();
+        tracing::info!(node_id = self.id(), voters = ?members.keys().collect::<Vec<_>>(), "bootstrapping cluster");
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            // Another start already initialised it: fine.
+            Err(RaftError::APIError(e)) => {
+                tracing::info!(error = %e, "bootstrap skipped");
+                Ok(())
+            }
+            Err(e) => Err(NodeError::Raft(e.to_string())),
+        }
+    }
+
+    /// Proposes `request` on this node, which must be the leader; resolves
+    /// once it is committed and applied. `NoLeader` means nothing was
+    /// proposed here, so the caller may retry elsewhere.
+    pub async fn write_as_leader(&self, mut request: IngestRequest) -> Result<u64, SubmitError> {
+        if !self.accepting.load(Ordering::SeqCst) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        request.proposed_unix_nanos = now_nanos();
+        request.proposer_node = self.id();
+        let command = Command {
+            kind: Some(Kind::Ingest(request)),
+        };
+        let timeout = Duration::from_millis(self.config.ingest.commit_timeout_ms);
+        match tokio::time::timeout(timeout, self.raft.client_write(command)).await {
+            Ok(Ok(resp)) => Ok(resp.log_id.index),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(SubmitError::NoLeader {
+                    reason: format!(
+                        "node {} is not the leader (leader: {:?})",
+                        self.id(),
+                        f.leader_id
+                    ),
+                    retry_after: Duration::from_secs(1),
+                })
+            }
+            Ok(Err(e)) => Err(SubmitError::Internal(format!("raft write failed: {e}"))),
+            Err(_) => Err(SubmitError::Internal(format!(
+                "not committed within {} ms; the request may or may not be committed",
+                timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Commits `request` through whichever member leads, forwarding when that
+    /// is not this node. Waits for a leader up to the commit timeout.
+    async fn commit_anywhere(&self, request: IngestRequest) -> Result<u64, SubmitError> {
+        let timeout = Duration::from_millis(self.config.ingest.commit_timeout_ms);
+        let deadline = Instant::now() + timeout;
+        let leader_wait = Duration::from_millis(self.config.raft.election_timeout_max_ms * 3);
+        let leader_deadline = Instant::now() + leader_wait.min(timeout);
+        let retry = |reason: String| SubmitError::NoLeader {
+            reason,
+            retry_after: Duration::from_secs(1),
+        };
+        loop {
+            let outcome = match self.leader() {
+                None => Err(retry("no leader is known".to_string())),
+                Some((id, _)) if id == self.id() => self.write_as_leader(request.clone()).await,
+                Some((id, member)) => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    match self
+                        .clients
+                        .forward(&member.peer_addr, request.clone(), remaining)
+                        .await
+                    {
+                        Ok(index) => Ok(index),
+                        Err(e) => Err(forward_error(id, e)),
+                    }
+                }
+            };
+            match outcome {
+                // Only "nothing was proposed" answers are retried here; any
+                // other failure may have committed, and the client decides.
+                Err(SubmitError::NoLeader { reason, .. }) if Instant::now() < leader_deadline => {
+                    tracing::debug!(%reason, "waiting for a leader");
+                    tokio::time::sleep(LEADER_POLL).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn submit_owned(self: Arc<Self>, request: IngestRequest) -> Result<Receipt, SubmitError> {
+        if !self.accepting.load(Ordering::SeqCst) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let bytes = request.payload.len();
+        if bytes > self.config.ingest.max_inflight_bytes {
+            return Err(SubmitError::TooLarge(format!(
+                "{bytes} bytes exceed ingest.max_inflight_bytes ({})",
+                self.config.ingest.max_inflight_bytes
+            )));
+        }
+        let permits = u32::try_from(bytes.max(1))
+            .map_err(|_| SubmitError::TooLarge(format!("{bytes} bytes")))?;
+        let Ok(permit) = self.inflight.clone().try_acquire_many_owned(permits) else {
+            return Err(SubmitError::Overloaded {
+                retry_after: Duration::from_secs(1),
+            });
+        };
+        self.metrics.ingest_inflight_bytes.inc_by(bytes as i64);
+        let result = self.commit_anywhere(request).await;
+        self.metrics.ingest_inflight_bytes.dec_by(bytes as i64);
+        drop(permit);
+        result.map(|log_index| Receipt { log_index })
+    }
+
+    /// Mirrors Raft state into the metrics gauges until Raft shuts down.
+    pub async fn publish_raft_metrics(self: Arc<Self>) {
+        let mut rx = self.raft.metrics();
+        loop {
+            {
+                let m = rx.borrow_and_update();
+                self.metrics.raft_term.set(m.current_term as i64);
+                self.metrics
+                    .raft_leader_id
+                    .set(m.current_leader.map_or(-1, |l| l as i64));
+                self.metrics
+                    .raft_is_leader
+                    .set(i64::from(m.state == ServerState::Leader));
+                self.metrics
+                    .raft_commit_index
+                    .set(m.local_committed.map_or(0, |l| l.index) as i64);
+                self.metrics
+                    .raft_applied_index
+                    .set(m.last_applied.map_or(0, |l| l.index) as i64);
+                self.metrics.raft_replication_lag_entries.clear();
+                if let Some(repl) = &m.replication {
+                    let last = m.last_log_index.unwrap_or(0);
+                    for (peer, matched) in repl.iter() {
+                        let lag = last.saturating_sub(matched.as_ref().map_or(0, |l| l.index));
+                        self.metrics
+                            .raft_replication_lag_entries
+                            .get_or_create(&metrics::PeerLabels {
+                                peer: peer.to_string(),
+                            })
+                            .set(lag as i64);
+                    }
+                }
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// True when this node can get a request committed: it knows a leader,
+    /// and if it is the leader, a quorum acknowledged it recently.
+    pub fn is_ready(&self) -> bool {
+        let m = self.raft_metrics();
+        if m.running_state.is_err() || m.current_leader.is_none() {
+            return false;
+        }
+        if m.state == ServerState::Leader {
+            let fresh = Duration::from_millis(self.config.raft.election_timeout_max_ms * 2);
+            return m
+                .last_quorum_acked
+                .as_ref()
+                .is_some_and(|at| at.elapsed() <= fresh);
+        }
+        true
+    }
+}
+
+fn forward_error(leader: NodeId, e: PeerError) -> SubmitError {
+    match &e {
+        PeerError::Status { code, message, .. } => match *code {
+            crate::peer::NOT_LEADER => SubmitError::NoLeader {
+                reason: message.clone(),
+                retry_after: Duration::from_secs(1),
+            },
+            tonic::Code::ResourceExhausted => SubmitError::Overloaded {
+                retry_after: Duration::from_secs(1),
+            },
+            tonic::Code::OutOfRange => SubmitError::TooLarge(message.clone()),
+            // The leader may have been reached: the outcome is unknown.
+            tonic::Code::DeadlineExceeded => {
+                SubmitError::Internal(format!("forward to leader {leader}: {e}"))
+            }
+            // Unreachable before anything was sent: safe to call NoLeader,
+            // but not to retry blindly here (the bytes may be in flight).
+            tonic::Code::Unavailable => {
+                SubmitError::Internal(format!("leader {leader} unavailable: {e}"))
+            }
+            _ => SubmitError::Internal(format!("forward to leader {leader}: {e}")),
+        },
+        _ => SubmitError::Internal(format!("forward to leader {leader}: {e}")),
+    }
+}
+
+/// The handle ingest holds: submit through this node.
+#[derive(Clone)]
+pub struct NodeHandler(pub Arc<Node>);
+
+impl IngestHandler for NodeHandler {
+    fn submit(&self, request: IngestRequest) -> SubmitFuture {
+        Box::pin(self.0.clone().submit_owned(request))
+    }
+}

@@ -3,12 +3,104 @@
 //! Protocol code depends only on [`IngestHandler`]; it never imports Raft or
 //! storage. A handler takes one decoded, validated request and resolves once
 //! the request is committed (or refused).
+//!
+//! One request travels: decode (content type, gzip, bounded size) -> validate
+//! -> count records -> (zero records: answered with success, not submitted)
+//! -> resource processor -> encode once as OTLP protobuf -> [`IngestHandler`]
+//! -> answer. Both receivers share that path through [`Ingest`].
+//!
+//! - `decode`: media types, content codings, bounded gunzip, protobuf/JSON.
+//! - `request`: what each OTLP export request type provides (signal, count,
+//!   validation, labelling); `validate` and `resource` hold the details.
+//! - `pipeline`: the shared path above plus the ingest metrics.
+//! - `grpc` / `http`: protocol adapters and status mapping.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics::Metrics;
 use crate::pb::log::IngestRequest;
+
+mod decode;
+mod error;
+mod grpc;
+mod http;
+mod pipeline;
+mod request;
+mod resource;
+mod rpc_status;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::IngestError;
+pub use grpc::serve_grpc;
+pub use http::{http_router, serve_http};
+
+/// Settings the receivers need; the config module builds this from the node's
+/// configuration so protocol code never reads configuration itself.
+#[derive(Clone, Debug)]
+pub struct IngestSettings {
+    /// This node's id, stamped into every request as `origin_node`.
+    pub node_id: u64,
+    /// Resource attribute key added to every resource (e.g. `otelraft.node`).
+    /// An empty key disables the resource processor.
+    pub node_label_key: String,
+    /// The value for `node_label_key`: the receiving node's name.
+    pub node_label_value: String,
+    /// Largest accepted request, in bytes, after decompression. Enforced while
+    /// reading and while decompressing, so no request allocates more.
+    pub max_request_bytes: usize,
+}
+
+impl IngestSettings {
+    /// The default for `max_request_bytes`: 64 MiB.
+    pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 20;
+}
+
+impl Default for IngestSettings {
+    /// Defaults for tests and for the config module to start from.
+    fn default() -> Self {
+        IngestSettings {
+            node_id: 0,
+            node_label_key: "otelraft.node".to_string(),
+            node_label_value: String::new(),
+            max_request_bytes: Self::DEFAULT_MAX_REQUEST_BYTES,
+        }
+    }
+}
+
+/// The core both receivers share: where requests go, how they are stamped and
+/// labelled, and where outcomes are counted.
+pub struct Ingest {
+    handler: Arc<dyn IngestHandler>,
+    settings: IngestSettings,
+    metrics: Arc<Metrics>,
+}
+
+impl Ingest {
+    /// Builds the shared core; wrap it in an `Arc` and hand it to
+    /// [`serve_grpc`] and [`serve_http`].
+    pub fn new(
+        handler: Arc<dyn IngestHandler>,
+        settings: IngestSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Ingest {
+            handler,
+            settings,
+            metrics,
+        }
+    }
+
+    /// The settings this core was built with (the receivers read the size limit).
+    pub fn settings(&self) -> &IngestSettings {
+        &self.settings
+    }
+}
 
 /// The outcome of a successful submit: the request is committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,21 +8,25 @@
 //! - [`config`]: the per-node TOML file, `OTELRAFT_*` overrides and validation.
 //! - [`pb`]: generated protobuf types for the log and the peer service.
 //! - [`ingest`]: OTLP gRPC and HTTP receivers behind the `IngestHandler` trait.
+//! - [`inspect`]: `otelraft inspect`, a stopped node's log as JSON lines.
 //! - [`raft`]: openraft type configuration, entry codec and the peer network client.
 //! - [`store`]: redb-backed Raft log and state machine with a single group-commit writer.
 //! - [`peer`]: the internal gRPC service (Raft RPCs and forwarded writes).
 //! - [`cluster`]: a running node: Raft plus the submit path that ingest calls.
 //! - [`admin`]: admin HTTP API (status, membership, health, metrics) and its CLI client.
 //! - [`metrics`]: the node's own Prometheus metrics.
+//! - [`server`]: `otelraft serve`: binds every listener of a node and drains on shutdown.
 //! - [`local_cluster`]: `otelraft local-cluster`, three processes on 127.0.0.1.
 
 pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod ingest;
+pub mod inspect;
 pub mod local_cluster;
 pub mod metrics;
 pub mod pb;
 pub mod peer;
 pub mod raft;
+pub mod server;
 pub mod store;

@@ -111,24 +111,92 @@ impl Metrics {
             registry: Registry::default(),
         };
         let r = &mut registry;
-        r.register("ingest_records_accepted", "Records acknowledged after commit", m.ingest_records_accepted.clone());
-        r.register("ingest_bytes_accepted", "Request bytes acknowledged after commit", m.ingest_bytes_accepted.clone());
-        r.register("ingest_records_refused", "Records refused", m.ingest_records_refused.clone());
-        r.register("ingest_requests_refused", "Requests refused", m.ingest_requests_refused.clone());
-        r.register("ingest_inflight_bytes", "Bytes of requests waiting for commit", m.ingest_inflight_bytes.clone());
-        r.register("ingest_ack_seconds", "Receive-to-acknowledge latency", m.ingest_ack_seconds.clone());
+        r.register(
+            "ingest_records_accepted",
+            "Records acknowledged after commit",
+            m.ingest_records_accepted.clone(),
+        );
+        r.register(
+            "ingest_bytes_accepted",
+            "Request bytes acknowledged after commit",
+            m.ingest_bytes_accepted.clone(),
+        );
+        r.register(
+            "ingest_records_refused",
+            "Records refused",
+            m.ingest_records_refused.clone(),
+        );
+        r.register(
+            "ingest_requests_refused",
+            "Requests refused",
+            m.ingest_requests_refused.clone(),
+        );
+        r.register(
+            "ingest_inflight_bytes",
+            "Bytes of requests waiting for commit",
+            m.ingest_inflight_bytes.clone(),
+        );
+        r.register(
+            "ingest_ack_seconds",
+            "Receive-to-acknowledge latency",
+            m.ingest_ack_seconds.clone(),
+        );
         r.register("raft_term", "Current Raft term", m.raft_term.clone());
-        r.register("raft_leader_id", "Known leader id, -1 if none", m.raft_leader_id.clone());
-        r.register("raft_is_leader", "1 on the leader", m.raft_is_leader.clone());
-        r.register("raft_commit_index", "Committed log index", m.raft_commit_index.clone());
-        r.register("raft_applied_index", "Applied log index", m.raft_applied_index.clone());
-        r.register("raft_replication_lag_entries", "Entries each follower is behind (leader only)", m.raft_replication_lag_entries.clone());
-        r.register("storage_fsync_seconds", "Duration of each durable commit", m.storage_fsync_seconds.clone());
-        r.register("storage_batch_entries", "Log entries per durable commit", m.storage_batch_entries.clone());
-        r.register("storage_fsyncs", "Durable commits", m.storage_fsyncs.clone());
-        r.register("log_entries", "Entries held in the local log", m.log_entries.clone());
-        r.register("log_bytes", "Encoded bytes held in the local log", m.log_bytes.clone());
-        r.register("log_first_index", "First index present in the local log", m.log_first_index.clone());
+        r.register(
+            "raft_leader_id",
+            "Known leader id, -1 if none",
+            m.raft_leader_id.clone(),
+        );
+        r.register(
+            "raft_is_leader",
+            "1 on the leader",
+            m.raft_is_leader.clone(),
+        );
+        r.register(
+            "raft_commit_index",
+            "Committed log index",
+            m.raft_commit_index.clone(),
+        );
+        r.register(
+            "raft_applied_index",
+            "Applied log index",
+            m.raft_applied_index.clone(),
+        );
+        r.register(
+            "raft_replication_lag_entries",
+            "Entries each follower is behind (leader only)",
+            m.raft_replication_lag_entries.clone(),
+        );
+        r.register(
+            "storage_fsync_seconds",
+            "Duration of each durable commit",
+            m.storage_fsync_seconds.clone(),
+        );
+        r.register(
+            "storage_batch_entries",
+            "Log entries per durable commit",
+            m.storage_batch_entries.clone(),
+        );
+        r.register(
+            "storage_fsyncs",
+            "Durable commits",
+            m.storage_fsyncs.clone(),
+        );
+        r.register(
+            "log_entries",
+            "Entries held in the local log",
+            m.log_entries.clone(),
+        );
+        r.register(
+            "log_bytes",
+            "Encoded bytes held in the local log",
+            m.log_bytes.clone(),
+        );
+        r.register(
+            "log_first_index",
+            "First index present in the local log",
+            m.log_first_index.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -143,10 +211,15 @@ impl Metrics {
 
 /// Shorthand for the signal label.
 pub fn signal(name: &str) -> SignalLabels {
-    SignalLabels { signal: name.to_string() }
+    SignalLabels {
+        signal: name.to_string(),
+    }
 }
 
 /// Shorthand for the refusal labels.
 pub fn refusal(signal: &str, reason: &str) -> RefusalLabels {
-    RefusalLabels { signal: signal.to_string(), reason: reason.to_string() }
+    RefusalLabels {
+        signal: signal.to_string(),
+        reason: reason.to_string(),
+    }
 }

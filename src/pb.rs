@@ -39,7 +39,11 @@ impl fmt::Display for log::Command {
                 r.payload.len()
             ),
             Some(Kind::Cursor(c)) => write!(f, "cursor({} -> {})", c.sink, c.index),
-            Some(Kind::Archived(a)) => write!(f, "archived({}..={} {})", a.first_index, a.last_index, a.key),
+            Some(Kind::Archived(a)) => write!(
+                f,
+                "archived({}..={} {})",
+                a.first_index, a.last_index, a.key
+            ),
             None => write!(f, "empty"),
         }
     }

@@ -1,1 +1,166 @@
-//! (being written)
+//! The server side of the peer service: Raft RPCs from other members and
+//! client writes forwarded by followers and learners.
+//!
+//! Every handler converts between the wire form and openraft's types and
+//! delegates; nothing here holds state of its own.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+use openraft::Snapshot;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::cluster::Node;
+use crate::ingest::SubmitError;
+use crate::pb;
+use crate::pb::peer::peer_server::{Peer, PeerServer};
+use crate::raft::network::AppendHeader;
+use crate::raft::{codec, SnapshotMeta, TypeConfig, Vote};
+
+/// gRPC code a leader uses to say "I am not the leader": the follower may
+/// retry elsewhere because nothing was proposed.
+pub const NOT_LEADER: tonic::Code = tonic::Code::FailedPrecondition;
+
+/// The peer gRPC service of one node.
+pub struct PeerService {
+    node: Arc<Node>,
+}
+
+impl PeerService {
+    /// Wraps `node` as a tonic service with the configured message limit.
+    pub fn server(node: Arc<Node>, max_message_bytes: usize) -> PeerServer<PeerService> {
+        PeerServer::new(PeerService { node })
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes)
+    }
+}
+
+fn json_reply<T: serde::Serialize>(v: &T) -> Result<Response<pb::peer::JsonReply>, Status> {
+    let json = serde_json::to_vec(v).map_err(|e| Status::internal(format!("encode reply: {e}")))?;
+    Ok(Response::new(pb::peer::JsonReply {
+        json: Bytes::from(json),
+    }))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Status> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Status::invalid_argument(format!("{what} does not decode: {e}")))
+}
+
+fn raft_status<E: std::fmt::Display>(e: E) -> Status {
+    Status::unavailable(format!("raft: {e}"))
+}
+
+/// Maps a refused write to the status the forwarding member understands.
+pub fn submit_status(e: &SubmitError) -> Status {
+    match e {
+        SubmitError::Overloaded { .. } => Status::resource_exhausted(e.to_string()),
+        SubmitError::TooLarge(_) => Status::out_of_range(e.to_string()),
+        SubmitError::NoLeader { .. } => Status::new(NOT_LEADER, e.to_string()),
+        SubmitError::ShuttingDown | SubmitError::Internal(_) => Status::unavailable(e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn append_entries(
+        &self,
+        request: Request<pb::peer::AppendEntriesRequest>,
+    ) -> Result<Response<pb::peer::JsonReply>, Status> {
+        let msg = request.into_inner();
+        let header: AppendHeader = parse("append header", &msg.header_json)?;
+        let entries = msg
+            .entries
+            .into_iter()
+            .map(codec::from_pb)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let rpc = AppendEntriesRequest::<TypeConfig> {
+            vote: header.vote,
+            prev_log_id: header.prev_log_id,
+            leader_commit: header.leader_commit,
+            entries,
+        };
+        let resp = self
+            .node
+            .raft()
+            .append_entries(rpc)
+            .await
+            .map_err(raft_status)?;
+        json_reply(&resp)
+    }
+
+    async fn vote(
+        &self,
+        request: Request<pb::peer::JsonMessage>,
+    ) -> Result<Response<pb::peer::JsonReply>, Status> {
+        let rpc: VoteRequest<TypeConfig> = parse("vote request", &request.into_inner().json)?;
+        json_reply(&self.node.raft().vote(rpc).await.map_err(raft_status)?)
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<pb::peer::JsonMessage>,
+    ) -> Result<Response<pb::peer::JsonReply>, Status> {
+        let rpc: VoteRequest<TypeConfig> = parse("pre-vote request", &request.into_inner().json)?;
+        json_reply(&self.node.raft().pre_vote(rpc).await.map_err(raft_status)?)
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::peer::JsonMessage>,
+    ) -> Result<Response<pb::peer::JsonReply>, Status> {
+        let rpc: TransferLeaderRequest<TypeConfig> =
+            parse("transfer-leader request", &request.into_inner().json)?;
+        json_reply(
+            &self
+                .node
+                .raft()
+                .handle_transfer_leader(rpc)
+                .await
+                .map_err(raft_status)?,
+        )
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<pb::peer::SnapshotChunk>>,
+    ) -> Result<Response<pb::peer::JsonReply>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("snapshot stream is empty"))??;
+        let vote: Vote = parse("snapshot vote", &first.vote_json)?;
+        let meta: SnapshotMeta = parse("snapshot meta", &first.meta_json)?;
+        let mut data = BytesMut::from(&first.data[..]);
+        while let Some(chunk) = stream.next().await {
+            data.extend_from_slice(&chunk?.data);
+        }
+        let snapshot = Snapshot {
+            meta,
+            snapshot: data.freeze(),
+        };
+        let resp = self
+            .node
+            .raft()
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(raft_status)?;
+        json_reply(&resp)
+    }
+
+    async fn forward(
+        &self,
+        request: Request<pb::log::IngestRequest>,
+    ) -> Result<Response<pb::peer::ForwardReply>, Status> {
+        let log_index = self
+            .node
+            .write_as_leader(request.into_inner())
+            .await
+            .map_err(|e| submit_status(&e))?;
+        Ok(Response::new(pb::peer::ForwardReply { log_index }))
+    }
+}

@@ -41,7 +41,13 @@ impl From<CodecError> for std::io::Error {
 
 /// Builds a log id from its three numbers.
 pub fn log_id(term: u64, leader_node: u64, index: u64) -> LogId {
-    RaftLogId::new(LeaderId { term, node_id: leader_node }, index)
+    RaftLogId::new(
+        LeaderId {
+            term,
+            node_id: leader_node,
+        },
+        index,
+    )
 }
 
 /// Converts an entry into its protobuf form.
@@ -69,10 +75,14 @@ pub fn from_pb(pb: LogEntry) -> Result<Entry, CodecError> {
     let payload = match pb.payload {
         Some(Payload::Blank(_)) => EntryPayload::Blank,
         Some(Payload::Command(cmd)) => EntryPayload::Normal(cmd),
-        Some(Payload::MembershipJson(json)) => EntryPayload::Membership(
-            serde_json::from_slice(&json)
-                .map_err(|source| CodecError::Membership { index: pb.index, source })?,
-        ),
+        Some(Payload::MembershipJson(json)) => {
+            EntryPayload::Membership(serde_json::from_slice(&json).map_err(|source| {
+                CodecError::Membership {
+                    index: pb.index,
+                    source,
+                }
+            })?)
+        }
         None => return Err(CodecError::MissingPayload(pb.index)),
     };
     Ok(Entry { log_id, payload })
@@ -106,7 +116,10 @@ mod tests {
 
     #[test]
     fn every_payload_kind_roundtrips() {
-        roundtrip(Entry { log_id: log_id(3, 1, 7), payload: EntryPayload::Blank });
+        roundtrip(Entry {
+            log_id: log_id(3, 1, 7),
+            payload: EntryPayload::Blank,
+        });
         let cmd = Command {
             kind: Some(Kind::Ingest(IngestRequest {
                 signal: Signal::Logs as i32,
@@ -119,15 +132,31 @@ mod tests {
                 digest: Bytes::new(),
             })),
         };
-        roundtrip(Entry { log_id: log_id(3, 1, 8), payload: EntryPayload::Normal(cmd) });
-        let nodes: BTreeMap<u64, Member> = [(1, Member { peer_addr: "a:1".into(), admin_addr: "a:2".into() })].into();
+        roundtrip(Entry {
+            log_id: log_id(3, 1, 8),
+            payload: EntryPayload::Normal(cmd),
+        });
+        let nodes: BTreeMap<u64, Member> = [(
+            1,
+            Member {
+                peer_addr: "a:1".into(),
+                admin_addr: "a:2".into(),
+            },
+        )]
+        .into();
         let m = Membership::new(vec![BTreeSet::from([1])], nodes).expect("valid membership");
-        roundtrip(Entry { log_id: log_id(4, 2, 9), payload: EntryPayload::Membership(m) });
+        roundtrip(Entry {
+            log_id: log_id(4, 2, 9),
+            payload: EntryPayload::Membership(m),
+        });
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(decode(Bytes::from_static(b"\xff\xff\xff")).is_err());
-        assert!(decode(Bytes::new()).is_err(), "an entry without payload is refused");
+        assert!(
+            decode(Bytes::new()).is_err(),
+            "an entry without payload is refused"
+        );
     }
 }

@@ -1,0 +1,113 @@
+//! The HTTP client behind `otelraft admin …`, also used by members to proxy
+//! membership calls to the leader.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::ErrorBody;
+
+/// Why an admin call failed on the client side.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The request could not be sent or the reply not read.
+    #[error("cannot reach {endpoint}: {message}")]
+    Transport {
+        /// The endpoint.
+        endpoint: String,
+        /// What failed.
+        message: String,
+    },
+    /// The server answered with an error.
+    #[error("{} (HTTP {status})", body.error)]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The error document.
+        body: ErrorBody,
+    },
+}
+
+impl ClientError {
+    /// Whether the same call may succeed later.
+    pub fn retryable(&self) -> bool {
+        match self {
+            ClientError::Transport { .. } => true,
+            ClientError::Api { body, .. } => body.retryable,
+        }
+    }
+}
+
+/// A client for one node's admin API.
+pub struct AdminClient {
+    endpoint: String,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    /// `endpoint` is `http://host:port`.
+    pub fn new(endpoint: &str) -> Self {
+        let http = reqwest::Client::builder()
+            // Membership calls wait for catch-up; give them room.
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap_or_default();
+        AdminClient {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            http,
+        }
+    }
+
+    fn transport(&self, e: impl std::fmt::Display) -> ClientError {
+        ClientError::Transport {
+            endpoint: self.endpoint.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    async fn decode<T: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T, ClientError> {
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
+        if status.is_success() {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| self.transport(format!("undecodable reply: {e}")))
+        } else {
+            let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
+                error: String::from_utf8_lossy(&bytes).trim().to_string(),
+                retryable: status.is_server_error(),
+            });
+            Err(ClientError::Api {
+                status: status.as_u16(),
+                body,
+            })
+        }
+    }
+
+    /// GETs `path` and decodes the JSON reply.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.endpoint))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        self.decode(resp).await
+    }
+
+    /// POSTs `body` as JSON to `path` and decodes the JSON reply.
+    pub async fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.endpoint))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        self.decode(resp).await
+    }
+}

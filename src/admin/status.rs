@@ -1,0 +1,203 @@
+//! The `status` document: what one node knows about itself and the cluster.
+//! Its field names are a stable interface (DESIGN.md section 7).
+
+use std::collections::BTreeMap;
+
+use openraft::ServerState;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::Node;
+use crate::raft::NodeId;
+use crate::store::SignalTotals;
+
+/// One member as status reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MemberStatus {
+    /// Node id.
+    pub id: NodeId,
+    /// `voter` or `learner`.
+    pub role: String,
+    /// Peer address.
+    pub peer_addr: String,
+    /// Admin address.
+    pub admin_addr: String,
+}
+
+/// A follower's replication progress, as seen by the leader.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReplicationStatus {
+    /// Highest index known to be on the follower.
+    pub matched_index: Option<u64>,
+    /// Entries it is behind the leader's last index.
+    pub lag_entries: u64,
+}
+
+/// Everything `admin status` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// This node.
+    pub node_id: NodeId,
+    /// Its configured name.
+    pub name: String,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: String,
+    /// The leader this node knows, if any.
+    pub leader_id: Option<NodeId>,
+    /// Current term.
+    pub term: u64,
+    /// Highest committed index known here.
+    pub commit_index: u64,
+    /// Highest applied index.
+    pub applied_index: u64,
+    /// Last index in the local log.
+    pub last_log_index: u64,
+    /// Index covered by the latest snapshot.
+    pub snapshot_index: Option<u64>,
+    /// Highest purged index.
+    pub purged_index: Option<u64>,
+    /// Whether `/health/ready` is true.
+    pub ready: bool,
+    /// Current membership.
+    pub members: Vec<MemberStatus>,
+    /// Committed totals per signal (from the applied state machine).
+    pub signals: BTreeMap<String, SignalTotals>,
+    /// Each sink's cursor (last delivered index) and lag in entries.
+    pub sinks: BTreeMap<String, SinkStatus>,
+    /// Last archived index, when an archive is configured.
+    pub archive_cursor: Option<u64>,
+    /// Records diverted to the dead-letter record, per sink.
+    pub dead_letters: BTreeMap<String, u64>,
+    /// Per-follower progress (leader only).
+    pub replication: BTreeMap<NodeId, ReplicationStatus>,
+}
+
+/// One sink's position.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SinkStatus {
+    /// Last delivered index.
+    pub cursor: u64,
+    /// Committed entries not yet delivered.
+    pub lag_entries: u64,
+}
+
+impl Status {
+    /// Reads the status of `node` now.
+    pub fn of(node: &Node) -> Status {
+        let m = node.raft_metrics();
+        let state = node.state();
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, member)| MemberStatus {
+                id: *id,
+                role: if voters.contains(id) {
+                    "voter"
+                } else {
+                    "learner"
+                }
+                .to_string(),
+                peer_addr: member.peer_addr.clone(),
+                admin_addr: member.admin_addr.clone(),
+            })
+            .collect();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        let commit_index = m.local_committed.map_or(0, |l| l.index);
+        let last_log_index = m.last_log_index.unwrap_or(0);
+        let replication = m
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .map(|(id, matched)| {
+                        let matched_index = matched.as_ref().map(|l| l.index);
+                        let lag_entries = last_log_index.saturating_sub(matched_index.unwrap_or(0));
+                        (
+                            *id,
+                            ReplicationStatus {
+                                matched_index,
+                                lag_entries,
+                            },
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Status {
+            node_id: node.id(),
+            name: node.config().name.clone(),
+            role: role.to_string(),
+            leader_id: m.current_leader,
+            term: m.current_term,
+            commit_index,
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            last_log_index,
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+            ready: node.is_ready(),
+            members,
+            signals: state.signals.clone(),
+            sinks: state
+                .cursors
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        SinkStatus {
+                            cursor: *v,
+                            lag_entries: commit_index.saturating_sub(*v),
+                        },
+                    )
+                })
+                .collect(),
+            archive_cursor: state.archived.last().map(|a| a.last_index),
+            dead_letters: BTreeMap::new(),
+            replication,
+        }
+    }
+
+    /// A short human-readable rendering for `admin status`.
+    pub fn render_text(&self) -> String {
+        let mut out = format!(
+            "node {} ({}) role={} leader={} term={} commit={} applied={} last_log={} ready={}\n",
+            self.node_id,
+            self.name,
+            self.role,
+            self.leader_id.map_or("none".to_string(), |l| l.to_string()),
+            self.term,
+            self.commit_index,
+            self.applied_index,
+            self.last_log_index,
+            self.ready
+        );
+        out.push_str("members:\n");
+        for m in &self.members {
+            out.push_str(&format!(
+                "  {} {} peer={} admin={}\n",
+                m.id, m.role, m.peer_addr, m.admin_addr
+            ));
+        }
+        if !self.signals.is_empty() {
+            out.push_str("committed:\n");
+            for (signal, t) in &self.signals {
+                out.push_str(&format!(
+                    "  {signal}: {} requests, {} records, {} bytes\n",
+                    t.requests, t.records, t.payload_bytes
+                ));
+            }
+        }
+        for (id, r) in &self.replication {
+            out.push_str(&format!(
+                "replication to {id}: matched={:?} lag={}\n",
+                r.matched_index, r.lag_entries
+            ));
+        }
+        out
+    }
+}

@@ -1,0 +1,114 @@
+//! The ingest module's one error type.
+
+use super::SubmitError;
+
+/// Why a request was refused or a receiver stopped. Both protocol adapters map
+/// it to their status codes; `retryable()` is the single source of truth for
+/// whether a client should send the same request again.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The content type or content coding is not one OTLP/HTTP defines
+    /// (HTTP 415).
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    /// The request is larger than `max_request_bytes`, raw or decompressed.
+    #[error("request {stage} exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// `body` or `decompressed body`.
+        stage: &'static str,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The body could not be decoded as the claimed message.
+    #[error("{format} decode of {message_type} failed: {error}")]
+    Decode {
+        /// `protobuf`, `JSON` or `gzip`.
+        format: &'static str,
+        /// e.g. `ExportLogsServiceRequest`.
+        message_type: &'static str,
+        /// The decoder's own description.
+        error: String,
+    },
+    /// The request decoded but carries data OTLP forbids (e.g. a 3-byte
+    /// trace id); the whole request is refused.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The request body could not be read from the connection.
+    #[error("reading the request body failed: {0}")]
+    Body(String),
+    /// The handler refused or failed the submit.
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    /// Listening or serving failed.
+    #[error("server I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+impl IngestError {
+    /// Whether a client should retry the same request: only when the cluster,
+    /// not the data, was the problem.
+    pub fn retryable(&self) -> bool {
+        match self {
+            IngestError::Submit(e) => e.retryable(),
+            IngestError::Io(_) | IngestError::Transport(_) => true,
+            IngestError::UnsupportedMediaType(_)
+            | IngestError::TooLarge { .. }
+            | IngestError::Decode { .. }
+            | IngestError::Invalid(_)
+            | IngestError::Body(_) => false,
+        }
+    }
+
+    /// The retry hint to send with a retryable answer.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            IngestError::Submit(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+
+    /// The `reason` label of the refusal metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
+            IngestError::TooLarge { .. } => "too_large",
+            IngestError::Decode { .. } | IngestError::Body(_) => "decode",
+            IngestError::Invalid(_) => "invalid",
+            IngestError::Submit(e) => e.reason(),
+            IngestError::Io(_) | IngestError::Transport(_) => "io",
+        }
+    }
+
+    /// The gRPC code for this error; also the `code` of OTLP/HTTP error bodies.
+    ///
+    /// Too large maps to RESOURCE_EXHAUSTED *without* RetryInfo: the OTLP
+    /// spec makes RESOURCE_EXHAUSTED retryable only when RetryInfo is present,
+    /// so clients drop the request instead of resending it forever.
+    /// Invariant relied on by `grpc::remap_decode_status`: never OUT_OF_RANGE
+    /// or INTERNAL.
+    pub(crate) fn grpc_code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            IngestError::UnsupportedMediaType(_)
+            | IngestError::Decode { .. }
+            | IngestError::Invalid(_)
+            | IngestError::Body(_) => Code::InvalidArgument,
+            IngestError::TooLarge { .. } | IngestError::Submit(SubmitError::TooLarge(_)) => {
+                Code::ResourceExhausted
+            }
+            IngestError::Submit(_) | IngestError::Io(_) | IngestError::Transport(_) => {
+                Code::Unavailable
+            }
+        }
+    }
+}
+
+/// Whole seconds for a retry hint: rounded up and at least 1, because
+/// `Retry-After: 0` would invite an immediate hammering retry.
+pub(crate) fn retry_secs(retry_after: std::time::Duration) -> u64 {
+    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    secs.max(1)
+}

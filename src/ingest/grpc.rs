@@ -1,0 +1,260 @@
+//! OTLP/gRPC receiver: the three collector services on one tonic server.
+//!
+//! tonic decodes (and gunzips, within `max_request_bytes`) before our code
+//! runs; everything after decoding is the shared pipeline.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderValue;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use tonic::codec::CompressionEncoding;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+use tonic::{Code, Request, Response, Status};
+use tracing::info;
+
+use super::error::retry_secs;
+use super::request::OtlpRequest;
+use super::rpc_status::RpcStatus;
+use super::{Ingest, IngestError};
+
+/// Serves OTLP/gRPC (logs, metrics, traces) on `listener` until `shutdown`
+/// resolves, then drains in-flight calls. Taking a bound listener lets tests
+/// bind port 0.
+pub async fn serve_grpc(
+    listener: tokio::net::TcpListener,
+    ingest: Arc<Ingest>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), IngestError> {
+    let local = listener.local_addr()?;
+    info!(%local, "OTLP/gRPC receiver listening");
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    Server::builder()
+        .serve_with_incoming_shutdown(grpc_routes(ingest), incoming, shutdown)
+        .await?;
+    Ok(())
+}
+
+/// The three services, gzip both ways, bounded by `max_request_bytes`.
+fn grpc_routes(ingest: Arc<Ingest>) -> Routes {
+    let limit = ingest.settings.max_request_bytes;
+    let service = GrpcIngest { ingest };
+    let gzip = CompressionEncoding::Gzip;
+    let logs = LogsServiceServer::new(service.clone())
+        .accept_compressed(gzip)
+        .send_compressed(gzip)
+        .max_decoding_message_size(limit);
+    let metrics = MetricsServiceServer::new(service.clone())
+        .accept_compressed(gzip)
+        .send_compressed(gzip)
+        .max_decoding_message_size(limit);
+    let traces = TraceServiceServer::new(service)
+        .accept_compressed(gzip)
+        .send_compressed(gzip)
+        .max_decoding_message_size(limit);
+    let router = Routes::new(logs)
+        .add_service(metrics)
+        .add_service(traces)
+        .into_axum_router();
+    Routes::from(router.layer(axum::middleware::map_response(remap_decode_status))).prepare()
+}
+
+/// Corrects the codes tonic uses when a request fails before reaching our
+/// handlers:
+/// - OUT_OF_RANGE (message over `max_decoding_message_size`) becomes
+///   RESOURCE_EXHAUSTED: OTLP clients retry OUT_OF_RANGE, and resending an
+///   oversized request can never succeed.
+/// - INTERNAL (undecodable protobuf, corrupt gzip, truncated frame) becomes
+///   INVALID_ARGUMENT: OTLP's answer for bad data.
+///
+/// Such failures are trailers-only responses, so the code is in the headers.
+/// Safe because our handlers never answer with either code
+/// (`IngestError::grpc_code`).
+async fn remap_decode_status(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    let code = match headers.get("grpc-status").map(HeaderValue::as_bytes) {
+        Some(b"11") => Code::ResourceExhausted,
+        Some(b"13") => Code::InvalidArgument,
+        _ => return response,
+    };
+    headers.insert("grpc-status", HeaderValue::from(code as i32));
+    response
+}
+
+/// The gRPC status for a refusal. Retryable refusals are UNAVAILABLE with a
+/// `google.rpc.RetryInfo` detail and "retry after Ns" in the message.
+pub(crate) fn to_status(error: &IngestError) -> Status {
+    let code = error.grpc_code();
+    let mut message = error.to_string();
+    match error.retry_after() {
+        Some(delay) if error.retryable() => {
+            let secs = retry_secs(delay);
+            if !message.contains("retry after") {
+                message = format!("{message}; retry after {secs}s");
+            }
+            let details =
+                RpcStatus::new(code, message.clone()).with_retry_info(Duration::from_secs(secs));
+            Status::with_details(code, message, details.encode_to_vec().into())
+        }
+        _ => Status::new(code, message),
+    }
+}
+
+/// One implementation behind all three generated service traits.
+#[derive(Clone)]
+struct GrpcIngest {
+    ingest: Arc<Ingest>,
+}
+
+impl GrpcIngest {
+    async fn handle<T: OtlpRequest>(&self, request: Request<T>) -> Result<(), Status> {
+        let started = Instant::now();
+        self.ingest
+            .accept(request.into_inner(), started)
+            .await
+            .map(|_| ())
+            .map_err(|e| to_status(&e))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for GrpcIngest {
+    async fn export(
+        &self,
+        request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        self.handle(request).await?;
+        Ok(Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for GrpcIngest {
+    async fn export(
+        &self,
+        request: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        self.handle(request).await?;
+        Ok(Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for GrpcIngest {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        self.handle(request).await?;
+        Ok(Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::SubmitError;
+
+    #[tokio::test]
+    async fn decode_failures_are_remapped_and_others_kept() {
+        for (tonic_code, expected) in [
+            (Code::OutOfRange, Code::ResourceExhausted),
+            (Code::Internal, Code::InvalidArgument),
+        ] {
+            let response = Status::new(tonic_code, "x").into_http::<axum::body::Body>();
+            let response = remap_decode_status(response).await;
+            assert_eq!(
+                response.headers()["grpc-status"],
+                HeaderValue::from(expected as i32)
+            );
+        }
+        let response = Status::unavailable("x").into_http::<axum::body::Body>();
+        let response = remap_decode_status(response).await;
+        assert_eq!(
+            response.headers()["grpc-status"],
+            HeaderValue::from(Code::Unavailable as i32)
+        );
+    }
+
+    #[test]
+    fn handler_statuses_never_collide_with_remapped_codes() {
+        let errors = [
+            IngestError::UnsupportedMediaType("x".into()),
+            IngestError::TooLarge {
+                stage: "body",
+                limit: 1,
+            },
+            IngestError::Decode {
+                format: "protobuf",
+                message_type: "X",
+                error: "x".into(),
+            },
+            IngestError::Invalid("x".into()),
+            IngestError::Body("x".into()),
+            IngestError::Submit(SubmitError::Overloaded {
+                retry_after: Duration::from_secs(1),
+            }),
+            IngestError::Submit(SubmitError::NoLeader {
+                reason: "x".into(),
+                retry_after: Duration::from_secs(1),
+            }),
+            IngestError::Submit(SubmitError::TooLarge("x".into())),
+            IngestError::Submit(SubmitError::ShuttingDown),
+            IngestError::Submit(SubmitError::Internal("x".into())),
+            IngestError::Io(std::io::Error::other("x")),
+        ];
+        for error in &errors {
+            let code = to_status(error).code();
+            assert!(
+                !matches!(code, Code::OutOfRange | Code::Internal),
+                "{error}: {code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn retryable_status_carries_retry_info_and_hint() {
+        let error = IngestError::Submit(SubmitError::ShuttingDown);
+        let status = to_status(&error);
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(
+            status.message().contains("retry after 1s"),
+            "{}",
+            status.message()
+        );
+        let details = RpcStatus::decode(status.details()).expect("details decode");
+        assert_eq!(details.details.len(), 1);
+        assert_eq!(
+            details.details[0].type_url,
+            crate::ingest::rpc_status::RETRY_INFO_TYPE_URL
+        );
+
+        let too_large = to_status(&IngestError::Submit(SubmitError::TooLarge("big".into())));
+        assert_eq!(too_large.code(), Code::ResourceExhausted);
+        assert!(
+            too_large.details().is_empty(),
+            "RESOURCE_EXHAUSTED must not carry RetryInfo"
+        );
+    }
+}

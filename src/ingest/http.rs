@@ -1,0 +1,189 @@
+//! OTLP/HTTP receiver: `POST /v1/logs`, `/v1/metrics`, `/v1/traces`.
+//!
+//! Answers follow OTLP/HTTP: 200 with an empty `Export*ServiceResponse` in
+//! the request's encoding; errors carry a `google.rpc.Status` body in the
+//! request's encoding (JSON when the content type itself was refused), and
+//! retryable errors (429/503) carry `Retry-After`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use futures::StreamExt;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use tracing::info;
+
+use super::decode::{decode_body, Coding, Format};
+use super::error::retry_secs;
+use super::request::OtlpRequest;
+use super::rpc_status::RpcStatus;
+use super::{Ingest, IngestError, SubmitError};
+
+/// Serves OTLP/HTTP on `listener` until `shutdown` resolves, then lets
+/// in-flight requests finish. Taking a bound listener lets tests bind port 0.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    ingest: Arc<Ingest>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), IngestError> {
+    let local = listener.local_addr()?;
+    info!(%local, "OTLP/HTTP receiver listening");
+    axum::serve(listener, http_router(ingest))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// The OTLP/HTTP routes, without a listener, so tests and embedding servers
+/// can mount or drive them directly.
+pub fn http_router(ingest: Arc<Ingest>) -> Router {
+    Router::new()
+        .route("/v1/logs", post(export::<ExportLogsServiceRequest>))
+        .route("/v1/metrics", post(export::<ExportMetricsServiceRequest>))
+        .route("/v1/traces", post(export::<ExportTraceServiceRequest>))
+        .with_state(ingest)
+}
+
+async fn export<T: OtlpRequest>(
+    State(ingest): State<Arc<Ingest>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let format = match header(&headers, CONTENT_TYPE).and_then(Format::from_content_type) {
+        Ok(format) => format,
+        Err(e) => return error_response(&ingest.refuse(T::SIGNAL, 0, e), Format::Json),
+    };
+    let request = match receive::<T>(&ingest, &headers, format, body).await {
+        Ok(request) => request,
+        Err(e) => return error_response(&ingest.refuse(T::SIGNAL, 0, e), format),
+    };
+    match ingest.accept(request, started).await {
+        Ok(_) => success(format),
+        Err(e) => error_response(&e, format),
+    }
+}
+
+/// Reads and decodes the body within `max_request_bytes`.
+async fn receive<T: OtlpRequest>(
+    ingest: &Ingest,
+    headers: &HeaderMap,
+    format: Format,
+    body: Body,
+) -> Result<T, IngestError> {
+    let coding = Coding::from_content_encoding(header(headers, CONTENT_ENCODING)?)?;
+    let limit = ingest.settings.max_request_bytes;
+    let declared = header(headers, CONTENT_LENGTH)?.and_then(|v| v.trim().parse::<u64>().ok());
+    let raw = read_body(body, declared, limit).await?;
+    // Gunzip and decode are CPU-bound (tens of milliseconds at the limit).
+    tokio::task::spawn_blocking(move || decode_body::<T>(&raw, format, coding, limit))
+        .await
+        .map_err(|e| IngestError::Decode {
+            format: "body",
+            message_type: T::TYPE_NAME,
+            error: format!("decoder task failed: {e}"),
+        })?
+}
+
+/// Collects the raw body, refusing as soon as it passes `limit` (and before
+/// reading anything when `Content-Length` already says so).
+pub(crate) async fn read_body(
+    body: Body,
+    declared: Option<u64>,
+    limit: usize,
+) -> Result<Bytes, IngestError> {
+    let too_large = || IngestError::TooLarge {
+        stage: "body",
+        limit,
+    };
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let capacity = declared.map_or(0, |n| n as usize);
+    let mut buf = Vec::with_capacity(capacity);
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| IngestError::Body(e.to_string()))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// A header as text; a non-UTF-8 value for a header we interpret is refused.
+fn header(headers: &HeaderMap, name: HeaderName) -> Result<Option<&str>, IngestError> {
+    match headers.get(&name) {
+        None => Ok(None),
+        Some(value) => value.to_str().map(Some).map_err(|_| {
+            IngestError::UnsupportedMediaType(format!("{name} header is not valid text"))
+        }),
+    }
+}
+
+/// 200 with an empty `Export*ServiceResponse`: zero bytes in protobuf (every
+/// field is at its default), `{}` in JSON.
+fn success(format: Format) -> Response {
+    let body = match format {
+        Format::Protobuf => Bytes::new(),
+        Format::Json => Bytes::from_static(b"{}"),
+    };
+    (
+        StatusCode::OK,
+        [(CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response()
+}
+
+/// The HTTP status OTLP/HTTP clients act on: 429/503 are retried (after
+/// `Retry-After`), 400/413/415 are dropped.
+fn http_status(error: &IngestError) -> StatusCode {
+    match error {
+        IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        IngestError::TooLarge { .. } | IngestError::Submit(SubmitError::TooLarge(_)) => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        IngestError::Decode { .. } | IngestError::Invalid(_) | IngestError::Body(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        IngestError::Submit(SubmitError::Overloaded { .. }) => StatusCode::TOO_MANY_REQUESTS,
+        IngestError::Submit(_) | IngestError::Io(_) | IngestError::Transport(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+}
+
+fn error_response(error: &IngestError, format: Format) -> Response {
+    let code = error.grpc_code();
+    let message = error.to_string();
+    let body = match format {
+        Format::Protobuf => Bytes::from(RpcStatus::new(code, message).encode_to_vec()),
+        Format::Json => {
+            Bytes::from(serde_json::json!({ "code": code as i32, "message": message }).to_string())
+        }
+    };
+    let mut response = (
+        http_status(error),
+        [(CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response();
+    if let Some(delay) = error.retry_after().filter(|_| error.retryable()) {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(retry_secs(delay)));
+    }
+    response
+}

@@ -1,0 +1,106 @@
+//! The path every decoded request takes, whichever protocol brought it, and
+//! the ingest metrics: a request is counted as accepted only once the
+//! handler has committed it, and every refusal is counted with its reason.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tracing::{debug, warn};
+
+use super::request::OtlpRequest;
+use super::{Ingest, IngestError, Receipt};
+use crate::metrics::{refusal, signal as signal_label};
+use crate::pb::log::{IngestRequest, Signal};
+
+impl Ingest {
+    /// Validates, labels, encodes and submits one decoded request; resolves
+    /// when the handler has committed or refused it. `Ok(None)` means the
+    /// request held no records and was answered without a submit.
+    pub(crate) async fn accept<T: OtlpRequest>(
+        &self,
+        mut request: T,
+        started: Instant,
+    ) -> Result<Option<Receipt>, IngestError> {
+        let signal = T::SIGNAL;
+        let records = request.records();
+        if let Err(problem) = request.validate() {
+            return Err(self.refuse(signal, records, IngestError::Invalid(problem)));
+        }
+        if records == 0 {
+            // OTLP: an empty request is valid and succeeds; nothing to commit.
+            debug!(
+                signal = signal.name(),
+                "empty export request acknowledged without submit"
+            );
+            return Ok(None);
+        }
+        let settings = &self.settings;
+        request.label_resources(&settings.node_label_key, &settings.node_label_value);
+        // The one and only encoding: this payload is what the log stores.
+        let payload = request.encode_to_vec();
+        let bytes = payload.len();
+        let submit = IngestRequest {
+            signal: signal as i32,
+            payload: payload.into(),
+            records,
+            received_unix_nanos: unix_nanos_now(),
+            origin_node: settings.node_id,
+            ..Default::default()
+        };
+        match self.handler.submit(submit).await {
+            Ok(receipt) => {
+                let labels = signal_label(signal.name());
+                self.metrics
+                    .ingest_records_accepted
+                    .get_or_create(&labels)
+                    .inc_by(records);
+                self.metrics
+                    .ingest_bytes_accepted
+                    .get_or_create(&labels)
+                    .inc_by(bytes as u64);
+                self.metrics
+                    .ingest_ack_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                debug!(
+                    signal = signal.name(),
+                    records,
+                    bytes,
+                    log_index = receipt.log_index,
+                    "export request committed"
+                );
+                Ok(Some(receipt))
+            }
+            Err(e) => Err(self.refuse(signal, records, IngestError::Submit(e))),
+        }
+    }
+
+    /// Counts and logs a refusal, handing the error back for the answer.
+    /// `records` is 0 when the request never decoded far enough to count.
+    pub(crate) fn refuse(&self, signal: Signal, records: u64, error: IngestError) -> IngestError {
+        let labels = refusal(signal.name(), error.reason());
+        self.metrics
+            .ingest_requests_refused
+            .get_or_create(&labels)
+            .inc();
+        self.metrics
+            .ingest_records_refused
+            .get_or_create(&labels)
+            .inc_by(records);
+        warn!(
+            signal = signal.name(),
+            records,
+            reason = error.reason(),
+            retryable = error.retryable(),
+            error = %error,
+            "export request refused"
+        );
+        error
+    }
+}
+
+fn unix_nanos_now() -> u64 {
+    // A clock before 1970 is a broken host; stamping 0 beats failing ingest.
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,264 @@
+//! OTLP/gRPC end to end: the generated tonic clients against `serve_grpc`.
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::Channel;
+use tonic::Code;
+
+use super::{fixtures, node_labels, Protocol, TestServer, NODE_ID};
+use crate::ingest::rpc_status::{RetryInfo, RpcStatus, RETRY_INFO_TYPE_URL};
+use crate::ingest::SubmitError;
+use crate::pb::log::Signal;
+
+const LIMIT: usize = 1 << 20;
+
+async fn channel(server: &TestServer) -> Channel {
+    Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect")
+}
+
+async fn logs_client(server: &TestServer) -> LogsServiceClient<Channel> {
+    LogsServiceClient::new(channel(server).await)
+}
+
+#[tokio::test]
+async fn all_three_signals_are_submitted_with_labels() {
+    let server = TestServer::start(Protocol::Grpc, LIMIT).await;
+    let channel = channel(&server).await;
+    LogsServiceClient::new(channel.clone())
+        .export(fixtures::logs(2))
+        .await
+        .expect("logs");
+    MetricsServiceClient::new(channel.clone())
+        .export(fixtures::metrics(3))
+        .await
+        .expect("metrics");
+    TraceServiceClient::new(channel)
+        .export(fixtures::traces(4))
+        .await
+        .expect("traces");
+
+    let submitted = server.handler.submitted();
+    let summary: Vec<_> = submitted
+        .iter()
+        .map(|r| (r.signal, r.records, r.origin_node))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (Signal::Logs as i32, 2, NODE_ID),
+            (Signal::Metrics as i32, 3, NODE_ID),
+            (Signal::Traces as i32, 4, NODE_ID)
+        ]
+    );
+    let logs = ExportLogsServiceRequest::decode(submitted[0].payload.clone()).unwrap();
+    assert_eq!(
+        node_labels(logs.resource_logs.into_iter().map(|r| r.resource).collect()),
+        vec!["node-7"]
+    );
+    let metrics = ExportMetricsServiceRequest::decode(submitted[1].payload.clone()).unwrap();
+    assert_eq!(
+        node_labels(
+            metrics
+                .resource_metrics
+                .into_iter()
+                .map(|r| r.resource)
+                .collect()
+        ),
+        vec!["node-7"]
+    );
+    let traces = ExportTraceServiceRequest::decode(submitted[2].payload.clone()).unwrap();
+    assert_eq!(
+        traces.resource_spans[0].scope_spans[0].spans,
+        fixtures::traces(4).resource_spans[0].scope_spans[0].spans
+    );
+    assert_eq!(
+        server.metric("otelraft_ingest_records_accepted_total{signal=\"metrics\"}"),
+        3.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn gzip_requests_and_responses() {
+    let server = TestServer::start(Protocol::Grpc, LIMIT).await;
+    let mut client = logs_client(&server)
+        .await
+        .send_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Gzip);
+    client.export(fixtures::logs(5)).await.expect("gzip export");
+    assert_eq!(server.handler.submitted()[0].records, 5);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn empty_request_succeeds_without_submit() {
+    let server = TestServer::start(Protocol::Grpc, LIMIT).await;
+    logs_client(&server)
+        .await
+        .export(ExportLogsServiceRequest::default())
+        .await
+        .expect("empty export");
+    assert!(server.handler.submitted().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_data_is_invalid_argument() {
+    let server = TestServer::start(Protocol::Grpc, LIMIT).await;
+    let mut request = fixtures::traces(1);
+    request.resource_spans[0].scope_spans[0].spans[0].span_id = vec![1, 2];
+    let status = TraceServiceClient::new(channel(&server).await)
+        .export(request)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("spanId: must be 8 bytes, got 2"),
+        "{}",
+        status.message()
+    );
+
+    let mut request = fixtures::metrics(1);
+    request.resource_metrics[0].scope_metrics[0].metrics[0]
+        .name
+        .clear();
+    let status = MetricsServiceClient::new(channel(&server).await)
+        .export(request)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(server.handler.submitted().is_empty());
+    server.stop().await;
+}
+
+/// Field 1 as bytes: on the wire it claims to be a ResourceLogs message but
+/// holds garbage, so the server's protobuf decode fails inside tonic.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Garbage {
+    #[prost(bytes = "vec", tag = "1")]
+    resource_logs: Vec<u8>,
+}
+
+#[tokio::test]
+async fn undecodable_protobuf_is_invalid_argument() {
+    let server = TestServer::start(Protocol::Grpc, LIMIT).await;
+    let mut grpc = tonic::client::Grpc::new(channel(&server).await);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    );
+    let codec = tonic_prost::ProstCodec::<Garbage, Garbage>::default();
+    let request = tonic::Request::new(Garbage {
+        resource_logs: vec![0xff, 0xff, 0xff],
+    });
+    let status = grpc.unary(request, path, codec).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(server.handler.submitted().is_empty());
+    server.stop().await;
+}
+
+fn retry_delay(status: &tonic::Status) -> Duration {
+    let details = RpcStatus::decode(status.details()).expect("google.rpc.Status details");
+    assert_eq!(details.code, status.code() as i32);
+    let any = details
+        .details
+        .iter()
+        .find(|a| a.type_url == RETRY_INFO_TYPE_URL)
+        .expect("RetryInfo detail");
+    let delay = RetryInfo::decode(any.value.as_slice())
+        .unwrap()
+        .retry_delay
+        .expect("retry_delay");
+    Duration::new(delay.seconds as u64, delay.nanos as u32)
+}
+
+#[tokio::test]
+async fn cluster_refusals_are_unavailable_with_retry_info() {
+    let server = TestServer::start(Protocol::Grpc, LIMIT).await;
+    let mut client = logs_client(&server).await;
+
+    server.handler.fail_with(SubmitError::Overloaded {
+        retry_after: Duration::from_secs(4),
+    });
+    let status = client.export(fixtures::logs(1)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        status.message().contains("retry after 4s"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(retry_delay(&status), Duration::from_secs(4));
+
+    server.handler.fail_with(SubmitError::NoLeader {
+        reason: "election".into(),
+        retry_after: Duration::from_secs(2),
+    });
+    let status = client.export(fixtures::logs(1)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(retry_delay(&status), Duration::from_secs(2));
+
+    server
+        .handler
+        .fail_with(SubmitError::Internal("disk".into()));
+    let status = client.export(fixtures::logs(1)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        status.message().contains("retry after 1s"),
+        "{}",
+        status.message()
+    );
+
+    server
+        .handler
+        .fail_with(SubmitError::TooLarge("entry too big".into()));
+    let status = client.export(fixtures::logs(1)).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.details().is_empty(),
+        "too large must not carry RetryInfo"
+    );
+
+    assert!(server.handler.submitted().is_empty());
+    assert_eq!(
+        server
+            .metric("otelraft_ingest_requests_refused_total{signal=\"logs\",reason=\"no_leader\"}"),
+        1.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_message_is_resource_exhausted() {
+    let server = TestServer::start(Protocol::Grpc, 64 * 1024).await;
+    let big = fixtures::logs_with_body(1, &"x".repeat(100 * 1024));
+    let status = logs_client(&server).await.export(big).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.details().is_empty(), "no RetryInfo: not retryable");
+    assert!(server.handler.submitted().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn gzip_bomb_is_resource_exhausted() {
+    let server = TestServer::start(Protocol::Grpc, LIMIT).await;
+    let bomb = fixtures::logs_with_body(1, &"a".repeat(16 << 20));
+    let mut client = logs_client(&server)
+        .await
+        .send_compressed(CompressionEncoding::Gzip);
+    let status = client.export(bomb).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(server.handler.submitted().is_empty());
+    server.stop().await;
+}

@@ -1,0 +1,531 @@
+//! OTLP/HTTP end to end: reqwest against `serve_http` on port 0.
+
+use std::io::Write;
+use std::time::Duration;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
+use prost::Message;
+
+use super::{fixtures, node_labels, Protocol, TestServer, NODE_ID};
+use crate::ingest::rpc_status::RpcStatus;
+use crate::ingest::SubmitError;
+use crate::pb::log::Signal;
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+const LIMIT: usize = 1 << 20;
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+async fn post(
+    server: &TestServer,
+    path: &str,
+    content_type: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{}{path}", server.addr))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(encoding) = encoding {
+        request = request.header("content-encoding", encoding);
+    }
+    request.send().await.expect("request sent")
+}
+
+/// Asserts an error answer: status, a protobuf google.rpc.Status body whose
+/// message contains `needle`, and nothing submitted.
+async fn expect_protobuf_error(
+    server: &TestServer,
+    response: reqwest::Response,
+    status: u16,
+    needle: &str,
+) -> RpcStatus {
+    assert_eq!(response.status().as_u16(), status);
+    assert_eq!(response.headers()["content-type"], PROTOBUF);
+    let body = RpcStatus::decode(response.bytes().await.unwrap()).expect("Status body");
+    assert!(
+        body.message.contains(needle),
+        "message {:?} lacks {needle:?}",
+        body.message
+    );
+    assert!(
+        server.handler.submitted().is_empty(),
+        "refused request was submitted"
+    );
+    body
+}
+
+#[tokio::test]
+async fn protobuf_logs_are_labelled_submitted_and_counted() {
+    let server = TestServer::start(Protocol::Http, LIMIT).await;
+    let response = post(
+        &server,
+        "/v1/logs",
+        PROTOBUF,
+        None,
+        fixtures::logs(3).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], PROTOBUF);
+    assert!(
+        response.bytes().await.unwrap().is_empty(),
+        "empty ExportLogsServiceResponse"
+    );
+
+    let submitted = server.handler.submitted();
+    assert_eq!(submitted.len(), 1);
+    let request = &submitted[0];
+    assert_eq!(request.signal, Signal::Logs as i32);
+    assert_eq!(request.records, 3);
+    assert_eq!(request.origin_node, NODE_ID);
+    assert!(request.received_unix_nanos > 1_600_000_000_000_000_000);
+    let payload = ExportLogsServiceRequest::decode(request.payload.clone()).unwrap();
+    assert_eq!(
+        payload.resource_logs[0].scope_logs[0].log_records,
+        fixtures::logs(3).resource_logs[0].scope_logs[0].log_records
+    );
+    let resources = payload
+        .resource_logs
+        .into_iter()
+        .map(|r| r.resource)
+        .collect();
+    assert_eq!(node_labels(resources), vec!["node-7"]);
+
+    assert_eq!(
+        server.metric("otelraft_ingest_records_accepted_total{signal=\"logs\"}"),
+        3.0
+    );
+    assert_eq!(
+        server.metric("otelraft_ingest_bytes_accepted_total{signal=\"logs\"}"),
+        request.payload.len() as f64
+    );
+    assert_eq!(server.metric("otelraft_ingest_ack_seconds_count"), 1.0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn json_metrics_keep_string_encoded_int64() {
+    let server = TestServer::start(Protocol::Http, LIMIT).await;
+    let body = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"api"}}]},
+        "scopeMetrics":[{"scope":{"name":"lib"},"metrics":[
+          {"name":"queue.depth","unit":"1","gauge":{"dataPoints":[
+             {"asInt":"42","timeUnixNano":"1544712660300000000","attributes":[{"key":"shard","value":{"intValue":"9007199254740993"}}]}]}},
+          {"name":"bytes.sent","sum":{"aggregationTemporality":2,"isMonotonic":true,"dataPoints":[
+             {"asDouble":1.5,"startTimeUnixNano":"1544712660300000000","timeUnixNano":"1544712661300000000"}]}}]}]}]}"#;
+    let response = post(&server, "/v1/metrics", JSON, None, body.as_bytes().to_vec()).await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], JSON);
+    assert_eq!(response.text().await.unwrap(), "{}");
+
+    let submitted = server.handler.submitted();
+    assert_eq!(submitted.len(), 1);
+    assert_eq!(submitted[0].signal, Signal::Metrics as i32);
+    assert_eq!(submitted[0].records, 2);
+    let payload = ExportMetricsServiceRequest::decode(submitted[0].payload.clone()).unwrap();
+    let metrics = &payload.resource_metrics[0].scope_metrics[0].metrics;
+    let Some(Data::Gauge(gauge)) = &metrics[0].data else {
+        panic!("gauge expected: {:?}", metrics[0])
+    };
+    let point = &gauge.data_points[0];
+    assert_eq!(point.value, Some(number_data_point::Value::AsInt(42)));
+    assert_eq!(point.time_unix_nano, 1_544_712_660_300_000_000);
+    let shard = point.attributes[0]
+        .value
+        .as_ref()
+        .and_then(|v| v.value.clone());
+    assert_eq!(
+        shard,
+        Some(Value::IntValue(9_007_199_254_740_993)),
+        "int64 beyond f64 precision survives"
+    );
+    let Some(Data::Sum(sum)) = &metrics[1].data else {
+        panic!("sum expected")
+    };
+    assert_eq!(
+        sum.data_points[0].value,
+        Some(number_data_point::Value::AsDouble(1.5))
+    );
+    assert!(sum.is_monotonic);
+    let resources = payload
+        .resource_metrics
+        .into_iter()
+        .map(|r| r.resource)
+        .collect();
+    assert_eq!(node_labels(resources), vec!["node-7"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn json_traces_decode_hex_ids_and_create_missing_resource() {
+    let server = TestServer::start(Protocol::Http, LIMIT).await;
+    let body = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{
+        "traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","parentSpanId":"eee19b7ec3c1b173",
+        "name":"GET /","kind":2,"startTimeUnixNano":"1544712660000000000","endTimeUnixNano":"1544712661000000000",
+        "attributes":[{"key":"http.status_code","value":{"intValue":"200"}}],"status":{"code":1}}]}]}]}"#;
+    let response = post(
+        &server,
+        "/v1/traces",
+        "application/json; charset=utf-8",
+        None,
+        body.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "{:?}",
+        response.text().await
+    );
+
+    let submitted = server.handler.submitted();
+    assert_eq!(submitted.len(), 1);
+    assert_eq!(submitted[0].signal, Signal::Traces as i32);
+    assert_eq!(submitted[0].records, 1);
+    let payload = ExportTraceServiceRequest::decode(submitted[0].payload.clone()).unwrap();
+    let span = &payload.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(span.trace_id, hex("5b8efff798038103d269b633813fc60c"));
+    assert_eq!(span.span_id, hex("eee19b7ec3c1b174"));
+    assert_eq!(span.kind, 2);
+    assert_eq!(span.end_time_unix_nano, 1_544_712_661_000_000_000);
+    let resources = payload
+        .resource_spans
+        .into_iter()
+        .map(|r| r.resource)
+        .collect();
+    assert_eq!(
+        node_labels(resources),
+        vec!["node-7"],
+        "absent resource is created with the label"
+    );
+    server.stop().await;
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn gzip_bodies_are_decompressed() {
+    let server = TestServer::start(Protocol::Http, LIMIT).await;
+    let body = gzip(&fixtures::traces(5).encode_to_vec());
+    let response = post(&server, "/v1/traces", PROTOBUF, Some("gzip"), body).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let json = gzip(
+        br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"x"}}]}]}]}"#,
+    );
+    let response = post(&server, "/v1/logs", JSON, Some("gzip"), json).await;
+    assert_eq!(response.status().as_u16(), 200);
+
+    let submitted = server.handler.submitted();
+    assert_eq!(
+        submitted.iter().map(|r| r.records).collect::<Vec<_>>(),
+        vec![5, 1]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unsupported_media_type_and_encoding_are_415() {
+    let server = TestServer::start(Protocol::Http, LIMIT).await;
+    let response = post(&server, "/v1/logs", "text/plain", None, b"hello".to_vec()).await;
+    assert_eq!(response.status().as_u16(), 415);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("text/plain"),
+        "{body}"
+    );
+
+    let response = post(
+        &server,
+        "/v1/logs",
+        PROTOBUF,
+        Some("br"),
+        fixtures::logs(1).encode_to_vec(),
+    )
+    .await;
+    expect_protobuf_error(&server, response, 415, "Content-Encoding \"br\"").await;
+    assert_eq!(
+        server.metric("otelraft_ingest_requests_refused_total{signal=\"logs\",reason=\"unsupported_media_type\"}"),
+        2.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn undecodable_bodies_are_400_with_the_failure_named() {
+    let server = TestServer::start(Protocol::Http, LIMIT).await;
+    let response = post(
+        &server,
+        "/v1/logs",
+        PROTOBUF,
+        None,
+        vec![0x0a, 0xff, 0xff, 0xff],
+    )
+    .await;
+    let status = expect_protobuf_error(
+        &server,
+        response,
+        400,
+        "protobuf decode of ExportLogsServiceRequest failed",
+    )
+    .await;
+    assert_eq!(status.code, tonic::Code::InvalidArgument as i32);
+
+    let response = post(
+        &server,
+        "/v1/metrics",
+        JSON,
+        None,
+        b"{\"resourceMetrics\": 7}".to_vec(),
+    )
+    .await;
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(response.headers().get("retry-after").is_none());
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], 3);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("JSON decode of ExportMetricsServiceRequest failed"),
+        "{body}"
+    );
+
+    let response = post(
+        &server,
+        "/v1/traces",
+        PROTOBUF,
+        Some("gzip"),
+        b"not gzip".to_vec(),
+    )
+    .await;
+    expect_protobuf_error(
+        &server,
+        response,
+        400,
+        "gzip decode of ExportTraceServiceRequest failed",
+    )
+    .await;
+    assert_eq!(
+        server.metric("otelraft_ingest_requests_refused_total{signal=\"logs\",reason=\"decode\"}"),
+        1.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_data_is_400_and_nothing_is_submitted() {
+    let server = TestServer::start(Protocol::Http, LIMIT).await;
+    let mut request = fixtures::traces(3);
+    request.resource_spans[0].scope_spans[0].spans[2].trace_id = vec![1; 15];
+    let response = post(
+        &server,
+        "/v1/traces",
+        PROTOBUF,
+        None,
+        request.encode_to_vec(),
+    )
+    .await;
+    expect_protobuf_error(
+        &server,
+        response,
+        400,
+        "spans[2].traceId: must be 16 bytes, got 15",
+    )
+    .await;
+    assert_eq!(
+        server
+            .metric("otelraft_ingest_records_refused_total{signal=\"traces\",reason=\"invalid\"}"),
+        3.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_raw_body_is_413() {
+    let server = TestServer::start(Protocol::Http, 16 * 1024).await;
+    let body = fixtures::logs_with_body(1, &"x".repeat(40 * 1024)).encode_to_vec();
+    let response = post(&server, "/v1/logs", PROTOBUF, None, body).await;
+    expect_protobuf_error(
+        &server,
+        response,
+        413,
+        "request body exceeds the limit of 16384 bytes",
+    )
+    .await;
+    assert_eq!(
+        server
+            .metric("otelraft_ingest_requests_refused_total{signal=\"logs\",reason=\"too_large\"}"),
+        1.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn gzip_bomb_is_413() {
+    let server = TestServer::start(Protocol::Http, LIMIT).await;
+    let huge = fixtures::logs_with_body(1, &"a".repeat(64 << 20)).encode_to_vec();
+    let bomb = gzip(&huge);
+    drop(huge);
+    assert!(
+        bomb.len() < LIMIT / 4,
+        "compressed body must be well under the limit: {}",
+        bomb.len()
+    );
+    let response = post(&server, "/v1/logs", PROTOBUF, Some("gzip"), bomb).await;
+    let status = expect_protobuf_error(&server, response, 413, "decompressed body exceeds").await;
+    assert_eq!(status.code, tonic::Code::ResourceExhausted as i32);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn empty_requests_succeed_without_submit() {
+    let server = TestServer::start(Protocol::Http, LIMIT).await;
+    let response = post(&server, "/v1/logs", PROTOBUF, None, Vec::new()).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let response = post(&server, "/v1/metrics", JSON, None, b"{}".to_vec()).await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.text().await.unwrap(), "{}");
+    // Resources and scopes but no records: still nothing to commit.
+    let response = post(
+        &server,
+        "/v1/traces",
+        JSON,
+        None,
+        br#"{"resourceSpans":[{"scopeSpans":[{}]}]}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(server.handler.submitted().is_empty());
+    assert_eq!(server.metric("otelraft_ingest_ack_seconds_count"), 0.0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn overloaded_handler_is_429_with_retry_after() {
+    let server = TestServer::start(Protocol::Http, LIMIT).await;
+    server.handler.fail_with(SubmitError::Overloaded {
+        retry_after: Duration::from_millis(2500),
+    });
+    let response = post(
+        &server,
+        "/v1/logs",
+        PROTOBUF,
+        None,
+        fixtures::logs(4).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(response.headers()["retry-after"], "3");
+    let status = expect_protobuf_error(&server, response, 429, "too much data in flight").await;
+    assert_eq!(status.code, tonic::Code::Unavailable as i32);
+    assert_eq!(
+        server
+            .metric("otelraft_ingest_records_refused_total{signal=\"logs\",reason=\"overloaded\"}"),
+        4.0
+    );
+    assert_eq!(
+        server.metric("otelraft_ingest_records_accepted_total{signal=\"logs\"}"),
+        0.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unavailable_cluster_is_503_with_retry_after_and_too_large_is_413() {
+    let server = TestServer::start(Protocol::Http, LIMIT).await;
+    server.handler.fail_with(SubmitError::NoLeader {
+        reason: "election".into(),
+        retry_after: Duration::from_secs(2),
+    });
+    let response = post(
+        &server,
+        "/v1/metrics",
+        JSON,
+        None,
+        serde_json::to_vec(&fixtures::metrics(1)).unwrap(),
+    )
+    .await;
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers()["retry-after"], "2");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("no leader available"),
+        "{body}"
+    );
+
+    server.handler.fail_with(SubmitError::ShuttingDown);
+    let response = post(
+        &server,
+        "/v1/metrics",
+        PROTOBUF,
+        None,
+        fixtures::metrics(1).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(response.headers()["retry-after"], "1");
+    expect_protobuf_error(&server, response, 503, "shutting down").await;
+
+    server
+        .handler
+        .fail_with(SubmitError::TooLarge("entry over 16 MiB".into()));
+    let response = post(
+        &server,
+        "/v1/metrics",
+        PROTOBUF,
+        None,
+        fixtures::metrics(1).encode_to_vec(),
+    )
+    .await;
+    assert!(response.headers().get("retry-after").is_none());
+    expect_protobuf_error(&server, response, 413, "entry over 16 MiB").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn only_post_is_routed() {
+    let server = TestServer::start(Protocol::Http, LIMIT).await;
+    let response = reqwest::get(format!("http://{}/v1/logs", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn streamed_body_without_length_is_cut_at_the_limit() {
+    use crate::ingest::IngestError;
+    let chunks = (0..10).map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![0u8; 1000])));
+    let body = axum::body::Body::from_stream(futures::stream::iter(chunks));
+    let err = crate::ingest::http::read_body(body, None, 4500)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            IngestError::TooLarge {
+                stage: "body",
+                limit: 4500
+            }
+        ),
+        "{err}"
+    );
+}

@@ -1,0 +1,258 @@
+//! Record counting and the "bad data" checks, per signal.
+//!
+//! Only checks a user would agree mark broken data are made: malformed ids,
+//! unnamed metrics, metrics without data. A failing check refuses the whole
+//! request. Error messages carry the OTLP JSON path of the offending item.
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::{metric::Data, Metric};
+
+const TRACE_ID_LEN: usize = 16;
+const SPAN_ID_LEN: usize = 8;
+
+/// Log records in the request.
+pub(crate) fn count_logs(request: &ExportLogsServiceRequest) -> u64 {
+    let scopes = request.resource_logs.iter().flat_map(|r| &r.scope_logs);
+    scopes.map(|s| s.log_records.len() as u64).sum()
+}
+
+/// Data points in the request, over every metric type.
+pub(crate) fn count_metrics(request: &ExportMetricsServiceRequest) -> u64 {
+    let scopes = request
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics);
+    scopes
+        .flat_map(|s| &s.metrics)
+        .map(|m| data_points(m) as u64)
+        .sum()
+}
+
+/// Spans in the request.
+pub(crate) fn count_traces(request: &ExportTraceServiceRequest) -> u64 {
+    let scopes = request.resource_spans.iter().flat_map(|r| &r.scope_spans);
+    scopes.map(|s| s.spans.len() as u64).sum()
+}
+
+fn data_points(metric: &Metric) -> usize {
+    match &metric.data {
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(e)) => e.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }
+}
+
+/// Log records may omit trace context, but present ids must be well-formed.
+pub(crate) fn validate_logs(request: &ExportLogsServiceRequest) -> Result<(), String> {
+    for (ri, resource) in request.resource_logs.iter().enumerate() {
+        for (si, scope) in resource.scope_logs.iter().enumerate() {
+            for (li, record) in scope.log_records.iter().enumerate() {
+                let at = || format!("resourceLogs[{ri}].scopeLogs[{si}].logRecords[{li}]");
+                optional_id(&record.trace_id, TRACE_ID_LEN, "traceId", &at)?;
+                optional_id(&record.span_id, SPAN_ID_LEN, "spanId", &at)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every metric needs a name and a data kind (gauge, sum, ...).
+pub(crate) fn validate_metrics(request: &ExportMetricsServiceRequest) -> Result<(), String> {
+    for (ri, resource) in request.resource_metrics.iter().enumerate() {
+        for (si, scope) in resource.scope_metrics.iter().enumerate() {
+            for (mi, metric) in scope.metrics.iter().enumerate() {
+                let at = format!("resourceMetrics[{ri}].scopeMetrics[{si}].metrics[{mi}]");
+                if metric.name.is_empty() {
+                    return Err(format!("{at}.name: must not be empty"));
+                }
+                if metric.data.is_none() {
+                    return Err(format!(
+                        "{at} ({:?}): has no data (gauge, sum, histogram, exponentialHistogram or summary)",
+                        metric.name
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Spans must carry a non-zero 16-byte trace id and 8-byte span id; a parent
+/// span id, if present, is 8 bytes.
+pub(crate) fn validate_traces(request: &ExportTraceServiceRequest) -> Result<(), String> {
+    for (ri, resource) in request.resource_spans.iter().enumerate() {
+        for (si, scope) in resource.scope_spans.iter().enumerate() {
+            for (pi, span) in scope.spans.iter().enumerate() {
+                let at = || format!("resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}]");
+                required_id(&span.trace_id, TRACE_ID_LEN, "traceId", &at)?;
+                required_id(&span.span_id, SPAN_ID_LEN, "spanId", &at)?;
+                optional_id(&span.parent_span_id, SPAN_ID_LEN, "parentSpanId", &at)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn required_id(id: &[u8], len: usize, field: &str, at: &dyn Fn() -> String) -> Result<(), String> {
+    if id.len() != len {
+        return Err(format!(
+            "{}.{field}: must be {len} bytes, got {}",
+            at(),
+            id.len()
+        ));
+    }
+    if id.iter().all(|b| *b == 0) {
+        return Err(format!("{}.{field}: must not be all zeros", at()));
+    }
+    Ok(())
+}
+
+fn optional_id(id: &[u8], len: usize, field: &str, at: &dyn Fn() -> String) -> Result<(), String> {
+    if id.is_empty() || id.len() == len {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}.{field}: must be empty or {len} bytes, got {}",
+            at(),
+            id.len()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint,
+        NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
+    };
+
+    use super::*;
+    use crate::ingest::tests::fixtures;
+
+    fn metric(name: &str, data: Option<Data>) -> Metric {
+        Metric {
+            name: name.to_string(),
+            data,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn metric_records_are_data_points_of_every_kind() {
+        let metrics = vec![
+            metric(
+                "g",
+                Some(Data::Gauge(Gauge {
+                    data_points: vec![NumberDataPoint::default(); 2],
+                })),
+            ),
+            metric(
+                "s",
+                Some(Data::Sum(Sum {
+                    data_points: vec![NumberDataPoint::default(); 3],
+                    ..Default::default()
+                })),
+            ),
+            metric(
+                "h",
+                Some(Data::Histogram(Histogram {
+                    data_points: vec![HistogramDataPoint::default(); 4],
+                    ..Default::default()
+                })),
+            ),
+            metric(
+                "e",
+                Some(Data::ExponentialHistogram(ExponentialHistogram {
+                    data_points: vec![ExponentialHistogramDataPoint::default(); 5],
+                    ..Default::default()
+                })),
+            ),
+            metric(
+                "q",
+                Some(Data::Summary(Summary {
+                    data_points: vec![SummaryDataPoint::default(); 6],
+                })),
+            ),
+        ];
+        let request = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        assert_eq!(count_metrics(&request), 20);
+        assert_eq!(validate_metrics(&request), Ok(()));
+    }
+
+    #[test]
+    fn log_and_span_counts() {
+        assert_eq!(count_logs(&fixtures::logs(3)), 3);
+        assert_eq!(count_traces(&fixtures::traces(4)), 4);
+    }
+
+    #[test]
+    fn metric_without_name_or_data_is_invalid() {
+        let mut request = fixtures::metrics(1);
+        request.resource_metrics[0].scope_metrics[0].metrics[0]
+            .name
+            .clear();
+        let err = validate_metrics(&request).unwrap_err();
+        assert!(err.contains("metrics[0].name"), "{err}");
+
+        let mut request = fixtures::metrics(1);
+        request.resource_metrics[0].scope_metrics[0].metrics[0].data = None;
+        assert!(validate_metrics(&request)
+            .unwrap_err()
+            .contains("has no data"));
+    }
+
+    #[test]
+    fn span_ids_are_checked() {
+        assert_eq!(validate_traces(&fixtures::traces(2)), Ok(()));
+
+        let mut request = fixtures::traces(2);
+        request.resource_spans[0].scope_spans[0].spans[1].trace_id = vec![1, 2, 3];
+        let err = validate_traces(&request).unwrap_err();
+        assert!(
+            err.contains("spans[1].traceId: must be 16 bytes, got 3"),
+            "{err}"
+        );
+
+        let mut request = fixtures::traces(1);
+        request.resource_spans[0].scope_spans[0].spans[0].span_id = vec![0; 8];
+        assert!(validate_traces(&request)
+            .unwrap_err()
+            .contains("spanId: must not be all zeros"));
+
+        let mut request = fixtures::traces(1);
+        request.resource_spans[0].scope_spans[0].spans[0].parent_span_id = vec![9; 4];
+        assert!(validate_traces(&request)
+            .unwrap_err()
+            .contains("parentSpanId"));
+    }
+
+    #[test]
+    fn log_ids_are_optional_but_well_formed() {
+        let mut request = fixtures::logs(2);
+        request.resource_logs[0].scope_logs[0].log_records[0]
+            .trace_id
+            .clear();
+        request.resource_logs[0].scope_logs[0].log_records[0]
+            .span_id
+            .clear();
+        assert_eq!(validate_logs(&request), Ok(()));
+
+        request.resource_logs[0].scope_logs[0].log_records[1].span_id = vec![1; 5];
+        assert!(validate_logs(&request)
+            .unwrap_err()
+            .contains("logRecords[1].spanId"));
+    }
+}

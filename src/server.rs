@@ -1,0 +1,110 @@
+//! `otelraft serve`: starts every listener of one node and stops them
+//! together.
+//!
+//! Shutdown order: stop accepting OTLP, let in-flight requests finish their
+//! commits (the receivers drain gracefully), then stop Raft and storage.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cluster::{Node, NodeError, NodeHandler};
+use crate::config::NodeConfig;
+use crate::ingest::{self, Ingest, IngestSettings};
+use crate::metrics::Metrics;
+use crate::peer::PeerService;
+
+async fn bind(what: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind { what, addr, source })
+}
+
+/// Runs one node until `shutdown` resolves, then drains and stops.
+pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    let metrics = Arc::new(Metrics::new());
+    // Bind everything first so a port conflict fails fast, before Raft runs.
+    let peer_listener = bind("peer", config.listen.peer).await?;
+    let admin_listener = bind("admin", config.listen.admin).await?;
+    let grpc_listener = bind("OTLP gRPC", config.listen.otlp_grpc).await?;
+    let http_listener = bind("OTLP HTTP", config.listen.otlp_http).await?;
+
+    let node = Node::open(config.clone(), metrics.clone()).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let peer_server = tonic::transport::Server::builder()
+        .add_service(PeerService::server(
+            node.clone(),
+            config.peer.max_message_bytes,
+        ))
+        .serve_with_incoming_shutdown(tokio_stream_from(peer_listener), stopped());
+    let peer_task = tokio::spawn(peer_server);
+    node.bootstrap_if_configured().await?;
+    let metrics_task = tokio::spawn(node.clone().publish_raft_metrics());
+    let admin_task = tokio::spawn(crate::admin::serve(admin_listener, node.clone(), stopped()));
+
+    let settings = IngestSettings {
+        node_id: config.node_id,
+        node_label_key: config.ingest.node_label_key.clone(),
+        node_label_value: config.name.clone(),
+        max_request_bytes: config.ingest.max_request_bytes,
+    };
+    let ingest = Arc::new(Ingest::new(
+        Arc::new(NodeHandler(node.clone())),
+        settings,
+        metrics.clone(),
+    ));
+    let grpc_task = tokio::spawn(ingest::serve_grpc(grpc_listener, ingest.clone(), stopped()));
+    let http_task = tokio::spawn(ingest::serve_http(http_listener, ingest, stopped()));
+    tracing::info!(
+        node_id = config.node_id,
+        otlp_grpc = %config.listen.otlp_grpc,
+        otlp_http = %config.listen.otlp_http,
+        peer = %config.listen.peer,
+        admin = %config.listen.admin,
+        "node started"
+    );
+
+    shutdown.await;
+    tracing::info!(
+        node_id = config.node_id,
+        "shutting down: draining in-flight requests"
+    );
+    node.stop_accepting();
+    let _ = stop_tx.send(true);
+    for (what, task) in [("OTLP gRPC", grpc_task), ("OTLP HTTP", http_task)] {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(server = what, error = %e, "server stopped with an error"),
+            Err(e) => tracing::warn!(server = what, error = %e, "server task failed"),
+        }
+    }
+    let _ = admin_task.await;
+    if let Err(e) = node.raft().shutdown().await {
+        tracing::warn!(error = %e, "raft shutdown");
+    }
+    let _ = peer_task.await;
+    metrics_task.abort();
+    tracing::info!(node_id = config.node_id, "stopped");
+    Ok(())
+}
+
+fn tokio_stream_from(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
+    futures::stream::unfold(listener, |l| async move {
+        let next = l.accept().await.map(|(s, _)| {
+            let _ = s.set_nodelay(true);
+            s
+        });
+        Some((next, l))
+    })
+}

@@ -1,0 +1,361 @@
+//! The Raft log and vote: openraft's `RaftLogStorage` and `RaftLogReader`.
+//!
+//! Writes go to the writer thread; reads run on the blocking pool against an
+//! MVCC read transaction merged with the overlay of not-yet-durable entries.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::io;
+use std::ops::RangeBounds;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::OptionalSend;
+use redb::{Database, ReadTransaction, ReadableDatabase};
+
+use super::tables::{self, meta_key, LOG, META};
+use super::writer::{self, Op, Overlay, WriterHandle};
+use super::StoreError;
+use crate::raft::{codec, Entry, LogId, TypeConfig, Vote};
+
+/// `limited_get_log_entries` returns at most this many entries ...
+const LIMITED_MAX_ENTRIES: u64 = 256;
+/// ... and stops after the first stored entry that brings the total encoded
+/// size past this (replication batches stay bounded with large payloads).
+const LIMITED_MAX_BYTES: usize = 8 << 20;
+
+/// Handle to the node's Raft log and vote. Clones share everything, so a
+/// clone serves as openraft's log reader and sees every append at once.
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    overlay: Overlay,
+    writer: WriterHandle,
+    /// The last vote made durable; updated only after its commit.
+    vote: RwLock<Option<Vote>>,
+    /// The last committed log id handed to `save_committed` (persisted lazily).
+    committed: Mutex<Option<LogId>>,
+}
+
+impl LogStore {
+    pub(super) fn new(
+        db: Arc<Database>,
+        overlay: Overlay,
+        writer: WriterHandle,
+        vote: Option<Vote>,
+        committed: Option<LogId>,
+    ) -> Self {
+        LogStore {
+            inner: Arc::new(Inner {
+                db,
+                overlay,
+                writer,
+                vote: RwLock::new(vote),
+                committed: Mutex::new(committed),
+            }),
+        }
+    }
+
+    /// Reads the entries in `start..end_exclusive` that the log holds (purged
+    /// ones are simply absent), for inspection and export while the node runs.
+    pub async fn read_range(
+        &self,
+        start: u64,
+        end_exclusive: u64,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.read(start..end_exclusive, None).await
+    }
+
+    async fn read(
+        &self,
+        range: impl RangeBounds<u64>,
+        limit: Option<Limit>,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let Some((start, end)) = tables::half_open(&range) else {
+            return Ok(Vec::new());
+        };
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.read_blocking(start, end, limit)).await?
+    }
+
+    /// Only for tests: whether the redb table itself (not the overlay) holds
+    /// `index`, i.e. whether an entry is durable.
+    #[cfg(test)]
+    pub(super) fn durable_contains(&self, index: u64) -> Result<bool, StoreError> {
+        let read = self.inner.db.begin_read()?;
+        let table = read.open_table(LOG)?;
+        Ok(redb::ReadableTable::get(&table, index)?.is_some())
+    }
+
+    /// Only for tests: the shared database, to plant corrupt rows.
+    #[cfg(test)]
+    pub(super) fn db(&self) -> Arc<Database> {
+        self.inner.db.clone()
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Limit {
+    max_bytes: usize,
+}
+
+impl Inner {
+    /// Opens a read transaction and copies the overlay's part of
+    /// `[start, end)`, both under the overlay lock.
+    ///
+    /// Why under the lock: the writer commits a batch and only then, holding
+    /// the same lock, drops the entries it made durable from the overlay.
+    /// Holding the lock while taking the redb snapshot means the snapshot is
+    /// either from before that commit (and the overlay still has the
+    /// entries) or from after it (and the table has them). Without the lock a
+    /// reader could open its snapshot before the commit and look at the
+    /// overlay after the removal, missing entries that `append` had already
+    /// made visible. Rows are read after releasing the lock: the snapshot is
+    /// immutable, so appends need not wait for the read.
+    fn snapshot(
+        &self,
+        start: u64,
+        end: Option<u64>,
+    ) -> Result<(ReadTransaction, Vec<Entry>), StoreError> {
+        let overlay = writer::lock(&self.overlay);
+        let txn = self.db.begin_read()?;
+        let pending = match end {
+            Some(end) => overlay.range(start..end).map(|(_, e)| e.clone()).collect(),
+            None => overlay.range(start..).map(|(_, e)| e.clone()).collect(),
+        };
+        Ok((txn, pending))
+    }
+
+    fn read_blocking(
+        &self,
+        start: u64,
+        end: Option<u64>,
+        limit: Option<Limit>,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let end = match limit {
+            Some(_) => Some(
+                end.unwrap_or(u64::MAX)
+                    .min(start.saturating_add(LIMITED_MAX_ENTRIES)),
+            ),
+            None => end,
+        };
+        let (txn, pending) = self.snapshot(start, end)?;
+        let table = txn.open_table(LOG)?;
+        // `cut`: the last table row read when a byte budget stopped the read
+        // early. Overlay entries past it would leave a hole, so they wait
+        // for the next call.
+        let (mut rows, cut): (BTreeMap<u64, Entry>, Option<u64>) = match limit {
+            None => (tables::read_log(&table, start, end)?, None),
+            Some(limit) => {
+                let mut rows = BTreeMap::new();
+                let mut bytes = 0usize;
+                let mut cut = None;
+                let iter = match end {
+                    Some(end) => table.range(start..end)?,
+                    None => table.range(start..)?,
+                };
+                for row in iter {
+                    let (k, v) = row?;
+                    let key = k.value();
+                    bytes += v.value().len();
+                    rows.insert(key, tables::decode_entry(key, v.value())?);
+                    if bytes >= limit.max_bytes {
+                        cut = Some(key);
+                        break;
+                    }
+                }
+                (rows, cut)
+            }
+        };
+        for entry in pending {
+            if cut.is_some_and(|cut| entry.log_id.index > cut) {
+                break;
+            }
+            // The overlay is newer than the table for the same index.
+            rows.insert(entry.log_id.index, entry);
+        }
+        tables::check_contiguous(&rows)?;
+        Ok(rows.into_values().collect())
+    }
+
+    fn read_vote(&self) -> Option<Vote> {
+        *self.vote.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn log_state_blocking(&self) -> Result<LogState<TypeConfig>, StoreError> {
+        let (txn, overlay_last) = {
+            let overlay = writer::lock(&self.overlay);
+            let txn = self.db.begin_read()?;
+            (txn, overlay.last_key_value().map(|(_, e)| e.log_id.clone()))
+        };
+        let meta = txn.open_table(META)?;
+        let log = txn.open_table(LOG)?;
+        let last_purged: Option<LogId> =
+            tables::get_json(&meta, meta_key::LAST_PURGED, "last purged log id")?;
+        let table_last = tables::last_log_id(&log)?;
+        // The overlay wins a tie: it holds the newer entry for an index.
+        let last = match (overlay_last, table_last) {
+            (Some(o), Some(t)) => Some(if t.index > o.index { t } else { o }),
+            (o, t) => o.or(t),
+        };
+        Ok(LogState {
+            last_log_id: last.or_else(|| last_purged.clone()),
+            last_purged_log_id: last_purged,
+        })
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        Ok(self.read(range, None).await?)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.inner.read_vote())
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, io::Error> {
+        Ok(self
+            .read(
+                start..end,
+                Some(Limit {
+                    max_bytes: LIMITED_MAX_BYTES,
+                }),
+            )
+            .await?)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let inner = self.inner.clone();
+        let state = tokio::task::spawn_blocking(move || inner.log_state_blocking())
+            .await
+            .map_err(StoreError::from)??;
+        Ok(state)
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        let json = serde_json::to_vec(vote).map_err(StoreError::json("vote"))?;
+        self.inner
+            .writer
+            .call(|reply| Op::SaveVote { json, reply })
+            .await?;
+        // Published only once durable: a reader never sees a vote that a
+        // crash could take back.
+        *self
+            .inner
+            .vote
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(*vote);
+        Ok(())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        let json = serde_json::to_vec(&committed).map_err(StoreError::json("committed log id"))?;
+        *self
+            .inner
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = committed;
+        // Lazy: durable with the next fsync. Losing it in a crash only means
+        // re-applying from an older committed id, which openraft tolerates.
+        self.inner.writer.send(Op::SaveCommitted { json }).await?;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self
+            .inner
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let encoded: Vec<(LogId, Vec<u8>)> = entries
+            .iter()
+            .map(|e| (e.log_id.clone(), codec::encode(e)))
+            .collect();
+        {
+            // Visible to readers from here on, before the fsync.
+            let mut overlay = writer::lock(&self.inner.overlay);
+            for e in entries {
+                overlay.insert(e.log_id.index, e);
+            }
+        }
+        // Queued behind every earlier operation; the writer fires `callback`
+        // after the commit that contains these entries.
+        self.inner
+            .writer
+            .send(Op::Append {
+                entries: encoded,
+                callback,
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        {
+            // Entries above the cut stop being visible now; the table rows go
+            // with the commit below. Until then a reader may still see old
+            // durable rows above the cut, which is the pre-truncate log.
+            let mut overlay = writer::lock(&self.inner.overlay);
+            match &last_log_id {
+                Some(l) => drop(overlay.split_off(&l.index.saturating_add(1))),
+                None => overlay.clear(),
+            }
+        }
+        // Awaited: a later append at the same indices must not be queued
+        // before this truncation is durable (see writer::release_overlay).
+        self.inner
+            .writer
+            .call(|reply| Op::TruncateAfter {
+                last: last_log_id,
+                reply,
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        let json = serde_json::to_vec(&log_id).map_err(StoreError::json("last purged log id"))?;
+        self.inner
+            .writer
+            .call(|reply| Op::Purge {
+                log_id,
+                json,
+                reply,
+            })
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,440 @@
+//! The single writer thread: every redb write transaction of the node runs
+//! here, one batch at a time (group commit).
+//!
+//! Invariants:
+//! - Operations are applied in the order they were sent; the channel is the
+//!   only way in and this thread its only consumer.
+//! - A batch is one write transaction. It is committed with
+//!   `Durability::Immediate` (one fsync) if it holds any durable operation,
+//!   otherwise with `Durability::None`; redb makes a `None` commit durable
+//!   together with the next `Immediate` one and never reorders commits, so a
+//!   crash leaves a prefix of the committed batches.
+//! - Callbacks and replies of a batch fire only after its commit returned and
+//!   after the overlay no longer needs to hold the entries it made durable.
+//! - After a failed commit the writer refuses every later operation: the
+//!   on-disk state is still a valid prefix, but the caller's view (overlay,
+//!   openraft's in-memory log) has diverged from it and only a restart can
+//!   reconcile them.
+
+use std::collections::BTreeMap;
+use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use bytes::Bytes;
+use openraft::storage::IOFlushed;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table};
+use tokio::sync::{mpsc, oneshot};
+
+use super::tables::{self, meta_key, snap_key, LOG, META, SNAPSHOT};
+use super::StoreError;
+use crate::metrics::Metrics;
+use crate::raft::{Entry, LogId, TypeConfig};
+
+/// Appended entries that may not be durable yet, by index. Shared by the log
+/// handles (insert, truncate) and the writer (remove once durable).
+pub(super) type Overlay = Arc<Mutex<BTreeMap<u64, Entry>>>;
+
+/// Locks the overlay. Every critical section leaves the map consistent
+/// (single insert/remove/split calls), so a poisoned lock is still usable.
+pub(super) fn lock(overlay: &Overlay) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+    overlay.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Operations waiting in the queue at most; senders wait when it is full.
+const QUEUE_DEPTH: usize = 4096;
+/// A batch stops draining after this many operations ...
+const MAX_BATCH_OPS: usize = 4096;
+/// ... or after this many bytes of appended entries, to bound the size of a
+/// single transaction.
+const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// Where a durable operation's outcome goes.
+pub(super) type Reply = oneshot::Sender<Result<(), StoreError>>;
+
+/// State-machine state to persist.
+pub(super) struct SmPersist {
+    /// `SmState` JSON.
+    pub json: Bytes,
+    /// `last_applied` of that state; older states than the one already
+    /// persisted are skipped (a snapshot built concurrently with `apply` may
+    /// arrive after a newer lazy persist).
+    pub applied: Option<LogId>,
+    /// Write even if older (installing a snapshot replaces the state).
+    pub replace: bool,
+}
+
+/// One unit of work for the writer.
+pub(super) enum Op {
+    /// Insert encoded entries; durable.
+    Append {
+        /// Log id and encoded `LogEntry` of each entry.
+        entries: Vec<(LogId, Vec<u8>)>,
+        callback: IOFlushed<TypeConfig>,
+    },
+    /// Store the vote (JSON); durable.
+    SaveVote { json: Vec<u8>, reply: Reply },
+    /// Store the committed log id (JSON); lazy, only the newest in a batch is written.
+    SaveCommitted { json: Vec<u8> },
+    /// Delete every entry after `last` (all if `None`); durable.
+    TruncateAfter { last: Option<LogId>, reply: Reply },
+    /// Delete every entry up to and including `log_id`, record it as last
+    /// purged (`json`); durable.
+    Purge {
+        log_id: LogId,
+        json: Vec<u8>,
+        reply: Reply,
+    },
+    /// Store the state-machine state; lazy, only the newest in a batch is written.
+    PersistSm(SmPersist),
+    /// Replace the snapshot and store the state-machine state with it; durable.
+    SaveSnapshot {
+        meta_json: Vec<u8>,
+        data: Bytes,
+        id: String,
+        sm: SmPersist,
+        reply: Reply,
+    },
+}
+
+impl Op {
+    fn is_durable(&self) -> bool {
+        !matches!(self, Op::SaveCommitted { .. } | Op::PersistSm(_))
+    }
+
+    fn append_bytes(&self) -> usize {
+        match self {
+            Op::Append { entries, .. } => entries.iter().map(|(_, b)| b.len()).sum(),
+            _ => 0,
+        }
+    }
+
+    /// Reports the batch outcome to whoever waits for this operation.
+    fn complete(self, outcome: &Result<(), String>) {
+        let result = || outcome.clone().map_err(StoreError::WriteFailed);
+        match self {
+            Op::Append { callback, .. } => callback.io_completed(result().map_err(Into::into)),
+            Op::SaveVote { reply, .. }
+            | Op::TruncateAfter { reply, .. }
+            | Op::Purge { reply, .. }
+            | Op::SaveSnapshot { reply, .. } => {
+                // The waiter may have gone away (shutdown); nothing to tell then.
+                let _ = reply.send(result());
+            }
+            Op::SaveCommitted { .. } | Op::PersistSm(_) => {}
+        }
+    }
+}
+
+/// The sending side, cloned into every store handle.
+#[derive(Clone)]
+pub(super) struct WriterHandle {
+    tx: mpsc::Sender<Op>,
+}
+
+impl WriterHandle {
+    /// Queues an operation without waiting for its outcome.
+    pub async fn send(&self, op: Op) -> Result<(), StoreError> {
+        self.tx
+            .send(op)
+            .await
+            .map_err(|_| StoreError::WriterStopped)
+    }
+
+    /// Queues an operation and waits until the batch holding it committed.
+    pub async fn call(&self, make: impl FnOnce(Reply) -> Op) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(make(reply)).await?;
+        rx.await.map_err(|_| StoreError::WriterStopped)?
+    }
+}
+
+/// What the writer needs at start.
+pub(super) struct WriterInit {
+    pub db: Arc<Database>,
+    pub overlay: Overlay,
+    pub metrics: Arc<Metrics>,
+    /// `last_applied` of the persisted state-machine state.
+    pub persisted_applied: Option<LogId>,
+    /// The persisted `log_bytes` counter.
+    pub log_bytes: u64,
+}
+
+/// Starts the writer thread. It exits when every [`WriterHandle`] is dropped
+/// and the queue is empty, releasing its reference to the database.
+pub(super) fn spawn(init: WriterInit) -> Result<WriterHandle, StoreError> {
+    let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+    let writer = Writer {
+        db: init.db,
+        overlay: init.overlay,
+        metrics: init.metrics,
+        persisted_applied: init.persisted_applied,
+        log_bytes: init.log_bytes,
+        failed: None,
+    };
+    std::thread::Builder::new()
+        .name("otelraft-store-writer".into())
+        .spawn(move || writer.run(rx))?;
+    Ok(WriterHandle { tx })
+}
+
+struct Writer {
+    db: Arc<Database>,
+    overlay: Overlay,
+    metrics: Arc<Metrics>,
+    persisted_applied: Option<LogId>,
+    log_bytes: u64,
+    /// Set by the first failed commit; every later operation fails with it.
+    failed: Option<String>,
+}
+
+/// Log gauges as of a commit.
+struct LogFigures {
+    entries: u64,
+    bytes: u64,
+    first_index: u64,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+        if let Err(e) = self.publish_initial_figures() {
+            tracing::warn!(error = %e, "cannot read initial log figures");
+        }
+        while let Some(first) = rx.blocking_recv() {
+            let mut bytes = first.append_bytes();
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(op) => {
+                        bytes += op.append_bytes();
+                        batch.push(op);
+                    }
+                    Err(_) => break,
+                }
+            }
+
+            let outcome = match &self.failed {
+                Some(reason) => Err(format!("refused after an earlier failed commit: {reason}")),
+                None => match self.commit(&batch) {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        tracing::error!(error = %e, ops = batch.len(), "storage commit failed; refusing further writes");
+                        self.failed = Some(e.to_string());
+                        Err(e.to_string())
+                    }
+                },
+            };
+            for op in batch {
+                op.complete(&outcome);
+            }
+        }
+        tracing::debug!("storage writer stopped: every handle dropped");
+    }
+
+    /// Applies `batch` in order in one transaction, commits it, then releases
+    /// the overlay entries it made durable.
+    fn commit(&mut self, batch: &[Op]) -> Result<(), StoreError> {
+        let durable = batch.iter().any(Op::is_durable);
+        // Lazy operations overwrite a single key: only the newest counts.
+        let newest_committed = batch
+            .iter()
+            .rposition(|op| matches!(op, Op::SaveCommitted { .. }));
+        let newest_sm = batch.iter().rposition(|op| matches!(op, Op::PersistSm(_)));
+
+        let mut log_bytes = self.log_bytes;
+        let mut persisted_applied = self.persisted_applied.clone();
+        let mut appended = 0u64;
+
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
+        let figures = {
+            let mut log = txn.open_table(LOG)?;
+            let mut meta = txn.open_table(META)?;
+            let mut snap = txn.open_table(SNAPSHOT)?;
+            let mut log_changed = false;
+            for (i, op) in batch.iter().enumerate() {
+                match op {
+                    Op::Append { entries, .. } => {
+                        for (log_id, bytes) in entries {
+                            // Normally a fresh index; an overwrite (same index
+                            // re-appended) must not double-count bytes.
+                            if let Some(old) = log.insert(log_id.index, bytes.as_slice())? {
+                                log_bytes = log_bytes.saturating_sub(old.value().len() as u64);
+                            }
+                            log_bytes += bytes.len() as u64;
+                            appended += 1;
+                        }
+                        log_changed = true;
+                    }
+                    Op::SaveVote { json, .. } => {
+                        meta.insert(meta_key::VOTE, json.as_slice())?;
+                    }
+                    Op::SaveCommitted { json } => {
+                        if Some(i) == newest_committed {
+                            meta.insert(meta_key::COMMITTED, json.as_slice())?;
+                        }
+                    }
+                    Op::TruncateAfter { last, .. } => {
+                        let from = last.as_ref().map_or(0, |l| l.index.saturating_add(1));
+                        let removed =
+                            remove_range(&mut log, (Bound::Included(from), Bound::Unbounded))?;
+                        log_bytes = log_bytes.saturating_sub(removed);
+                        log_changed = true;
+                    }
+                    Op::Purge { log_id, json, .. } => {
+                        let removed = remove_range(
+                            &mut log,
+                            (Bound::Unbounded, Bound::Included(log_id.index)),
+                        )?;
+                        log_bytes = log_bytes.saturating_sub(removed);
+                        meta.insert(meta_key::LAST_PURGED, json.as_slice())?;
+                        log_changed = true;
+                    }
+                    Op::PersistSm(p) => {
+                        if Some(i) == newest_sm {
+                            persist_sm(&mut meta, p, &mut persisted_applied)?;
+                        }
+                    }
+                    Op::SaveSnapshot {
+                        meta_json,
+                        data,
+                        id,
+                        sm,
+                        ..
+                    } => {
+                        snap.insert(snap_key::META, meta_json.as_slice())?;
+                        snap.insert(snap_key::DATA, data.as_ref())?;
+                        snap.insert(snap_key::ID, id.as_bytes())?;
+                        persist_sm(&mut meta, sm, &mut persisted_applied)?;
+                    }
+                }
+            }
+            if log_changed {
+                meta.insert(meta_key::LOG_BYTES, log_bytes.to_le_bytes().as_slice())?;
+                Some(log_figures(&log, &meta, log_bytes)?)
+            } else {
+                None
+            }
+        };
+
+        let started = Instant::now();
+        txn.commit()?;
+        if durable {
+            self.metrics
+                .storage_fsync_seconds
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics.storage_fsyncs.inc();
+            if appended > 0 {
+                self.metrics.storage_batch_entries.observe(appended as f64);
+            }
+        }
+        self.log_bytes = log_bytes;
+        self.persisted_applied = persisted_applied;
+        if let Some(f) = figures {
+            self.publish(&f);
+        }
+        self.release_overlay(batch);
+        Ok(())
+    }
+
+    /// Drops overlay entries that this (committed) batch made durable.
+    ///
+    /// An appended entry is removed only if the overlay still holds the same
+    /// log id at its index: a later truncate + re-append may have put a
+    /// different, not yet durable entry there, which must stay visible.
+    /// Purged indices go unconditionally: nothing at or below a purge point
+    /// may be read again.
+    fn release_overlay(&self, batch: &[Op]) {
+        let mut overlay = lock(&self.overlay);
+        for op in batch {
+            match op {
+                Op::Append { entries, .. } => {
+                    for (log_id, _) in entries {
+                        if overlay
+                            .get(&log_id.index)
+                            .is_some_and(|e| &e.log_id == log_id)
+                        {
+                            overlay.remove(&log_id.index);
+                        }
+                    }
+                }
+                Op::Purge { log_id, .. } => {
+                    *overlay = overlay.split_off(&log_id.index.saturating_add(1));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn publish(&self, f: &LogFigures) {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.metrics.log_entries.set(clamp(f.entries));
+        self.metrics.log_bytes.set(clamp(f.bytes));
+        self.metrics.log_first_index.set(clamp(f.first_index));
+    }
+
+    fn publish_initial_figures(&self) -> Result<(), StoreError> {
+        let read = self.db.begin_read()?;
+        let log = read.open_table(LOG)?;
+        let meta = read.open_table(META)?;
+        let f = log_figures(&log, &meta, self.log_bytes)?;
+        self.publish(&f);
+        Ok(())
+    }
+}
+
+/// Writes the state-machine state unless it is older than what is stored.
+fn persist_sm(
+    meta: &mut Table<'_, &'static str, &'static [u8]>,
+    p: &SmPersist,
+    persisted_applied: &mut Option<LogId>,
+) -> Result<(), StoreError> {
+    if !p.replace && p.applied < *persisted_applied {
+        return Ok(());
+    }
+    meta.insert(meta_key::SM_STATE, p.json.as_ref())?;
+    *persisted_applied = p.applied.clone();
+    Ok(())
+}
+
+/// Removes every row of `log` in `range`, returning the bytes removed.
+fn remove_range(
+    log: &mut Table<'_, u64, &'static [u8]>,
+    range: (Bound<u64>, Bound<u64>),
+) -> Result<u64, StoreError> {
+    if let (Bound::Included(from), Bound::Included(to)) = (range.start_bound(), range.end_bound()) {
+        if from > to {
+            return Ok(0);
+        }
+    }
+    let mut removed = 0u64;
+    for row in log.extract_from_if::<u64, _>(range, |_, _| true)? {
+        let (_, v) = row?;
+        removed += v.value().len() as u64;
+    }
+    Ok(removed)
+}
+
+fn log_figures(
+    log: &impl ReadableTable<u64, &'static [u8]>,
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    bytes: u64,
+) -> Result<LogFigures, StoreError> {
+    let first_index = match log.first()? {
+        Some((k, _)) => k.value(),
+        None => {
+            let purged: Option<LogId> =
+                tables::get_json(meta, meta_key::LAST_PURGED, "last purged log id")?;
+            purged.map_or(0, |p| p.index.saturating_add(1))
+        }
+    };
+    Ok(LogFigures {
+        entries: log.len()?,
+        bytes,
+        first_index,
+    })
+}

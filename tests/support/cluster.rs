@@ -1,0 +1,443 @@
+//! Runs real `otelraft` processes for integration tests: configs in a temp
+//! dir, free loopback ports, kill/stop/pause/restart, status and inspection.
+//! Every process is killed when the `TestCluster` drops, even on panic.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+use serde_json::Value;
+
+/// Path of the binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_otelraft"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// One node process and its addresses.
+pub struct TestNode {
+    pub id: u64,
+    pub grpc: String,
+    pub http: String,
+    pub peer: String,
+    pub admin: String,
+    pub config_path: PathBuf,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    pub env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl TestNode {
+    fn new(dir: &std::path::Path, id: u64) -> TestNode {
+        TestNode {
+            id,
+            grpc: format!("127.0.0.1:{}", free_port()),
+            http: format!("127.0.0.1:{}", free_port()),
+            peer: format!("127.0.0.1:{}", free_port()),
+            admin: format!("127.0.0.1:{}", free_port()),
+            config_path: dir.join(format!("node{id}.toml")),
+            data_dir: dir.join(format!("node{id}")),
+            log_path: dir.join(format!("node{id}.log")),
+            env: Vec::new(),
+            child: None,
+        }
+    }
+
+    /// `http://` URL of the admin API.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin)
+    }
+
+    /// `http://` URL of the OTLP HTTP receiver.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// Starts the process (appending to its log file).
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "node {} already running", self.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("log file");
+        let err = log.try_clone().expect("log handle");
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&self.config_path)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err);
+        cmd.env("OTELRAFT_LOG", "info,openraft=warn");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn otelraft"));
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on a child we own.
+            unsafe {
+                libc::kill(c.id() as libc::pid_t, sig);
+            }
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, wait for a clean exit (SIGKILL after 20 s).
+    pub fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
+        if let Some(mut c) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// SIGSTOP.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The node's log output so far (for failure messages).
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// `GET /admin/v1/status`, or None when unreachable.
+    pub async fn status(&self) -> Option<Value> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .ok()?;
+        let resp = client
+            .get(format!("{}/admin/v1/status", self.admin_url()))
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
+    /// Committed record count for `signal` according to this node's status.
+    pub async fn committed_records(&self, signal: &str) -> Option<u64> {
+        let s = self.status().await?;
+        Some(s["signals"][signal]["records"].as_u64().unwrap_or(0))
+    }
+
+    /// Runs `otelraft inspect` on the (stopped) node and returns its entries.
+    pub fn inspect(&self) -> Vec<Value> {
+        assert!(
+            self.child.is_none(),
+            "inspect needs node {} stopped",
+            self.id
+        );
+        let out = Command::new(binary())
+            .arg("inspect")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .output()
+            .expect("inspect");
+        assert!(
+            out.status.success(),
+            "inspect failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("inspect prints JSON lines"))
+            .collect()
+    }
+
+    /// Every log record body string in the node's committed log.
+    pub fn log_bodies(&self) -> Vec<String> {
+        let mut bodies = Vec::new();
+        for e in self.inspect() {
+            if e["kind"] != "ingest" || e["signal"] != "logs" {
+                continue;
+            }
+            for rl in e["otlp"]["resourceLogs"].as_array().into_iter().flatten() {
+                for sl in rl["scopeLogs"].as_array().into_iter().flatten() {
+                    for lr in sl["logRecords"].as_array().into_iter().flatten() {
+                        if let Some(s) = lr["body"]["stringValue"].as_str() {
+                            bodies.push(s.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        bodies
+    }
+}
+
+/// Options for a test cluster.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Nodes to create.
+    pub nodes: usize,
+    /// Nodes that are initial voters (the rest are created but not started
+    /// nor members). Defaults to all.
+    pub voters: Option<usize>,
+    /// Extra `OTELRAFT_*` overrides for every node.
+    pub env: Vec<(String, String)>,
+}
+
+/// A set of node processes in one temp dir.
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<TestNode>,
+}
+
+impl TestCluster {
+    /// Writes configs and starts the voters; node 1 bootstraps.
+    pub async fn start(opts: Options) -> TestCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut nodes: Vec<TestNode> = (1..=opts.nodes as u64)
+            .map(|id| TestNode::new(dir.path(), id))
+            .collect();
+        let voters = opts.voters.unwrap_or(opts.nodes);
+        let mut members = String::new();
+        for n in nodes.iter().take(voters) {
+            members.push_str(&format!(
+                "\n[[cluster.initial_members]]\nid = {}\npeer_addr = \"{}\"\nadmin_addr = \"{}\"\n",
+                n.id, n.peer, n.admin
+            ));
+        }
+        for n in nodes.iter_mut() {
+            let config = format!(
+                "node_id = {id}\ndata_dir = {data:?}\n\n[listen]\notlp_grpc = \"{g}\"\notlp_http = \"{h}\"\npeer = \"{p}\"\nadmin = \"{a}\"\n\n[raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 600\nelection_timeout_max_ms = 1200\n\n[cluster]\nbootstrap = {b}\n{members}",
+                id = n.id,
+                data = n.data_dir.display().to_string(),
+                g = n.grpc,
+                h = n.http,
+                p = n.peer,
+                a = n.admin,
+                b = n.id == 1,
+                members = if n.id == 1 { members.as_str() } else { "" },
+            );
+            std::fs::write(&n.config_path, config).expect("write config");
+            n.env = opts.env.clone();
+        }
+        for n in nodes.iter_mut().take(voters) {
+            n.start();
+        }
+        let cluster = TestCluster { dir, nodes };
+        cluster.wait_for_leader(Duration::from_secs(30)).await;
+        cluster
+    }
+
+    /// Node by id (1-based).
+    pub fn node(&mut self, id: u64) -> &mut TestNode {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    /// The leader id, once every running node agrees on it.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> u64 {
+        let found = wait_until(timeout, || async {
+            let mut leader = None;
+            for n in self.nodes.iter().filter(|n| n.is_running()) {
+                let l = n.status().await?["leader_id"].as_u64()?;
+                if leader.is_some_and(|x| x != l) {
+                    return None;
+                }
+                leader = Some(l);
+            }
+            leader
+        })
+        .await;
+        match found {
+            Some(l) => l,
+            None => panic!("no agreed leader within {timeout:?}\n{}", self.logs()),
+        }
+    }
+
+    /// A running node that is not the leader.
+    pub async fn a_follower(&self) -> u64 {
+        let leader = self.wait_for_leader(Duration::from_secs(30)).await;
+        self.nodes
+            .iter()
+            .find(|n| n.is_running() && n.id != leader)
+            .map(|n| n.id)
+            .expect("a follower")
+    }
+
+    /// Tails of every node's log, for panic messages.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("--- node {} ---\n{}\n", n.id, n.log_tail()))
+            .collect()
+    }
+
+    /// Waits until every running node reports at least `records` committed
+    /// `signal` records, and they all agree.
+    pub async fn wait_for_records(&self, signal: &str, records: u64, timeout: Duration) {
+        let ok = wait_until(timeout, || async {
+            let mut counts = Vec::new();
+            for n in self.nodes.iter().filter(|n| n.is_running()) {
+                counts.push(n.committed_records(signal).await?);
+            }
+            (counts.iter().all(|c| *c >= records) && counts.windows(2).all(|w| w[0] == w[1]))
+                .then_some(())
+        })
+        .await;
+        if ok.is_none() {
+            let mut counts = Vec::new();
+            for n in self.nodes.iter().filter(|n| n.is_running()) {
+                counts.push((n.id, n.committed_records(signal).await));
+            }
+            panic!(
+                "nodes did not all reach {records} {signal} records: {counts:?}\n{}",
+                self.logs()
+            );
+        }
+    }
+
+    /// Stops every running node gracefully.
+    pub fn stop_all(&mut self) {
+        for n in self.nodes.iter_mut() {
+            n.stop();
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for n in self.nodes.iter_mut() {
+            n.resume();
+            n.kill();
+        }
+    }
+}
+
+/// Polls `check` every 100 ms until it returns Some or `timeout` passes.
+pub async fn wait_until<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An OTLP logs request whose records have the given bodies.
+pub fn logs_request(bodies: &[String]) -> ExportLogsServiceRequest {
+    let records = bodies
+        .iter()
+        .map(|b| LogRecord {
+            time_unix_nano: 1_700_000_000_000_000_000,
+            severity_text: "INFO".into(),
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(b.clone())),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("test".into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// POSTs a logs request as protobuf; returns the HTTP status (or None on a
+/// transport error, which counts as "unknown" outcome).
+pub async fn post_logs(
+    client: &reqwest::Client,
+    node: &TestNode,
+    bodies: &[String],
+) -> Option<u16> {
+    let body = logs_request(bodies).encode_to_vec();
+    let resp = client
+        .post(format!("{}/v1/logs", node.http_url()))
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .ok()?;
+    Some(resp.status().as_u16())
+}
+
+/// Runs the admin CLI against `node`; returns (success, stdout+stderr).
+pub fn admin_cli(node: &TestNode, args: &[&str]) -> (bool, String) {
+    let out = Command::new(binary())
+        .arg("admin")
+        .arg("--endpoint")
+        .arg(node.admin_url())
+        .args(args)
+        .output()
+        .expect("run admin CLI");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
