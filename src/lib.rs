@@ -12,6 +12,7 @@
 //! - [`raft`]: openraft type configuration, entry codec and the peer network client.
 //! - [`store`]: redb-backed Raft log and state machine with a single group-commit writer.
 //! - [`peer`]: the internal gRPC service (Raft RPCs and forwarded writes).
+//! - [`bench`]: `otelraft bench`, a closed-loop OTLP load generator.
 //! - [`cluster`]: a running node: Raft plus the submit path that ingest calls.
 //! - [`admin`]: admin HTTP API (status, membership, health, metrics) and its CLI client.
 //! - [`metrics`]: the node's own Prometheus metrics.
@@ -19,6 +20,7 @@
 //! - [`local_cluster`]: `otelraft local-cluster`, three processes on 127.0.0.1.
 
 pub mod admin;
+pub mod bench;
 pub mod cluster;
 pub mod config;
 pub mod ingest;

@@ -49,6 +49,30 @@ enum Cmd {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Closed-loop OTLP logs load: acked records/s, latency, fsyncs per ack.
+    Bench {
+        /// OTLP endpoint(s), e.g. http://127.0.0.1:4318 (HTTP) or
+        /// http://127.0.0.1:4317 with --grpc; requests rotate across them.
+        #[arg(long = "target", required = true)]
+        targets: Vec<String>,
+        /// Send over OTLP gRPC instead of HTTP.
+        #[arg(long)]
+        grpc: bool,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Log records per request.
+        #[arg(long, default_value_t = 500)]
+        records: usize,
+        /// Body bytes per record.
+        #[arg(long, default_value_t = 200)]
+        record_bytes: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Admin URL(s) of the members, to count fsyncs.
+        #[arg(long = "admin")]
+        admin: Vec<String>,
+    },
     /// Validate a config file and print the effective settings.
     CheckConfig {
         /// The file.
@@ -218,6 +242,31 @@ async fn main() -> ExitCode {
             otelraft::inspect::dump(&data_dir, &mut stdout.lock())
                 .map(|_| ())
                 .map_err(|e| e.to_string())
+        }
+        Cmd::Bench {
+            targets,
+            grpc,
+            concurrency,
+            records,
+            record_bytes,
+            seconds,
+            admin,
+        } => {
+            let spec = otelraft::bench::BenchSpec {
+                targets,
+                grpc,
+                concurrency,
+                records,
+                record_bytes,
+                duration: std::time::Duration::from_secs(seconds),
+                admin,
+            };
+            match otelraft::bench::run(spec).await {
+                Ok(report) => serde_json::to_string_pretty(&report)
+                    .map(|s| println!("{s}"))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
         }
         Cmd::CheckConfig { file } => NodeConfig::load(&file)
             .map(|c| print!("{}", c.to_toml()))

@@ -64,13 +64,14 @@ pub async fn open(
 ) -> Result<(LogStore, StateMachineStore), StoreError> {
     let data_dir = data_dir.to_path_buf();
     let opened = tokio::task::spawn_blocking(move || tables::open_db(&data_dir)).await??;
+    opened.figures.publish(&metrics);
     let shared = Arc::new(opened.db);
     let overlay = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
     let handle = writer::spawn(writer::WriterInit {
         db: shared.clone(),
         overlay: overlay.clone(),
         metrics,
-        persisted_applied: opened.state.sm.last_applied.clone(),
+        persisted_applied: opened.state.sm.last_applied,
         log_bytes: opened.state.log_bytes,
     })?;
     let log = LogStore::new(

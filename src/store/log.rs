@@ -88,7 +88,8 @@ impl LogStore {
     pub(super) fn durable_contains(&self, index: u64) -> Result<bool, StoreError> {
         let read = self.inner.db.begin_read()?;
         let table = read.open_table(LOG)?;
-        Ok(redb::ReadableTable::get(&table, index)?.is_some())
+        let found = redb::ReadableTable::get(&table, index)?.is_some();
+        Ok(found)
     }
 
     /// Only for tests: the shared database, to plant corrupt rows.
@@ -190,7 +191,7 @@ impl Inner {
         let (txn, overlay_last) = {
             let overlay = writer::lock(&self.overlay);
             let txn = self.db.begin_read()?;
-            (txn, overlay.last_key_value().map(|(_, e)| e.log_id.clone()))
+            (txn, overlay.last_key_value().map(|(_, e)| e.log_id))
         };
         let meta = txn.open_table(META)?;
         let log = txn.open_table(LOG)?;
@@ -203,7 +204,7 @@ impl Inner {
             (o, t) => o.or(t),
         };
         Ok(LogState {
-            last_log_id: last.or_else(|| last_purged.clone()),
+            last_log_id: last.or(last_purged),
             last_purged_log_id: last_purged,
         })
     }
@@ -282,12 +283,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self
+        Ok(*self
             .inner
             .committed
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone())
+            .unwrap_or_else(PoisonError::into_inner))
     }
 
     async fn append<I>(
@@ -302,7 +302,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let encoded: Vec<(LogId, Vec<u8>)> = entries
             .iter()
-            .map(|e| (e.log_id.clone(), codec::encode(e)))
+            .map(|e| (e.log_id, codec::encode(e)))
             .collect();
         {
             // Visible to readers from here on, before the fsync.

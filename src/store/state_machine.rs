@@ -91,11 +91,7 @@ impl StateMachineStore {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         let json = serde_json::to_vec(&*st).map_err(StoreError::json("state machine state"))?;
-        Ok((
-            Bytes::from(json),
-            st.last_applied.clone(),
-            st.membership.clone(),
-        ))
+        Ok((Bytes::from(json), st.last_applied, st.membership.clone()))
     }
 
     async fn queue_persist(&self) -> Result<(), StoreError> {
@@ -163,7 +159,7 @@ impl StateMachineStore {
     async fn build(&self) -> Result<StoredSnapshot, StoreError> {
         let (data, applied, membership) = self.encode_state()?;
         let meta = SnapshotMeta {
-            last_log_id: applied.clone(),
+            last_log_id: applied,
             last_membership: membership,
         };
         let meta_json = serde_json::to_vec(&meta).map_err(StoreError::json("snapshot meta"))?;
@@ -203,7 +199,7 @@ impl StateMachineStore {
         let id = snapshot_id(meta.last_log_id.as_ref());
         let sm = SmPersist {
             json: data.clone(),
-            applied: state.last_applied.clone(),
+            applied: state.last_applied,
             replace: true,
         };
         // Durable first, then visible: a failed write leaves the old state in
@@ -259,11 +255,11 @@ pub(super) fn apply_entry(state: &mut SmState, entry: &Entry) {
     match &entry.payload {
         EntryPayload::Blank => {}
         EntryPayload::Membership(m) => {
-            state.membership = StoredMembership::new(Some(entry.log_id.clone()), m.clone());
+            state.membership = StoredMembership::new(Some(entry.log_id), m.clone());
         }
         EntryPayload::Normal(cmd) => apply_command(state, cmd),
     }
-    state.last_applied = Some(entry.log_id.clone());
+    state.last_applied = Some(entry.log_id);
 }
 
 fn apply_command(state: &mut SmState, cmd: &Command) {
@@ -343,7 +339,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .state
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        Ok((st.last_applied.clone(), st.membership.clone()))
+        Ok((st.last_applied, st.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>

@@ -14,6 +14,7 @@ use redb::{
 use serde::de::DeserializeOwned;
 
 use super::{SmState, StoreError, DB_FILE_NAME};
+use crate::metrics::Metrics;
 use crate::raft::{codec, Entry, LogId, Vote};
 
 /// Log index -> `pb::log::LogEntry` protobuf bytes (see `raft::codec`).
@@ -62,10 +63,48 @@ pub(super) struct Recovered {
     pub log_bytes: u64,
 }
 
-/// An open database and its recovered state.
+/// An open database, its recovered state and its log figures.
 pub(super) struct Opened {
     pub db: Database,
     pub state: Recovered,
+    pub figures: LogFigures,
+}
+
+/// The log gauges, as of one transaction.
+pub(super) struct LogFigures {
+    pub entries: u64,
+    pub bytes: u64,
+    pub first_index: u64,
+}
+
+impl LogFigures {
+    pub(super) fn publish(&self, metrics: &Metrics) {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        metrics.log_entries.set(clamp(self.entries));
+        metrics.log_bytes.set(clamp(self.bytes));
+        metrics.log_first_index.set(clamp(self.first_index));
+    }
+}
+
+/// Reads the log gauges; `bytes` is the caller's running `log_bytes` counter.
+pub(super) fn log_figures(
+    log: &impl ReadableTable<u64, &'static [u8]>,
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    bytes: u64,
+) -> Result<LogFigures, StoreError> {
+    let first_index = match log.first()? {
+        Some((k, _)) => k.value(),
+        None => {
+            let purged: Option<LogId> =
+                get_json(meta, meta_key::LAST_PURGED, "last purged log id")?;
+            purged.map_or(0, |p| p.index.saturating_add(1))
+        }
+    };
+    Ok(LogFigures {
+        entries: log.len()?,
+        bytes,
+        first_index,
+    })
 }
 
 pub(super) fn open_error(path: &Path, e: DatabaseError) -> StoreError {
@@ -105,9 +144,10 @@ pub(super) fn open_db(dir: &Path) -> Result<Opened, StoreError> {
         sm: get_json(&meta, meta_key::SM_STATE, "state machine state")?.unwrap_or_default(),
         log_bytes: get_u64(&meta, meta_key::LOG_BYTES)?.unwrap_or(0),
     };
-    drop(meta);
-    drop(read);
-    Ok(Opened { db, state })
+    let log = read.open_table(LOG)?;
+    let figures = log_figures(&log, &meta, state.log_bytes)?;
+    drop((log, meta, read));
+    Ok(Opened { db, state, figures })
 }
 
 /// Reads and decodes a JSON value of a `&str`-keyed table.

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use openraft::storage::IOFlushed;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table};
+use redb::{Database, Durability, Table};
 use tokio::sync::{mpsc, oneshot};
 
 use super::tables::{self, meta_key, snap_key, LOG, META, SNAPSHOT};
@@ -188,18 +188,8 @@ struct Writer {
     failed: Option<String>,
 }
 
-/// Log gauges as of a commit.
-struct LogFigures {
-    entries: u64,
-    bytes: u64,
-    first_index: u64,
-}
-
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Op>) {
-        if let Err(e) = self.publish_initial_figures() {
-            tracing::warn!(error = %e, "cannot read initial log figures");
-        }
         while let Some(first) = rx.blocking_recv() {
             let mut bytes = first.append_bytes();
             let mut batch = vec![first];
@@ -242,7 +232,7 @@ impl Writer {
         let newest_sm = batch.iter().rposition(|op| matches!(op, Op::PersistSm(_)));
 
         let mut log_bytes = self.log_bytes;
-        let mut persisted_applied = self.persisted_applied.clone();
+        let mut persisted_applied = self.persisted_applied;
         let mut appended = 0u64;
 
         let mut txn = self.db.begin_write()?;
@@ -315,7 +305,7 @@ impl Writer {
             }
             if log_changed {
                 meta.insert(meta_key::LOG_BYTES, log_bytes.to_le_bytes().as_slice())?;
-                Some(log_figures(&log, &meta, log_bytes)?)
+                Some(tables::log_figures(&log, &meta, log_bytes)?)
             } else {
                 None
             }
@@ -335,7 +325,7 @@ impl Writer {
         self.log_bytes = log_bytes;
         self.persisted_applied = persisted_applied;
         if let Some(f) = figures {
-            self.publish(&f);
+            f.publish(&self.metrics);
         }
         self.release_overlay(batch);
         Ok(())
@@ -369,22 +359,6 @@ impl Writer {
             }
         }
     }
-
-    fn publish(&self, f: &LogFigures) {
-        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        self.metrics.log_entries.set(clamp(f.entries));
-        self.metrics.log_bytes.set(clamp(f.bytes));
-        self.metrics.log_first_index.set(clamp(f.first_index));
-    }
-
-    fn publish_initial_figures(&self) -> Result<(), StoreError> {
-        let read = self.db.begin_read()?;
-        let log = read.open_table(LOG)?;
-        let meta = read.open_table(META)?;
-        let f = log_figures(&log, &meta, self.log_bytes)?;
-        self.publish(&f);
-        Ok(())
-    }
 }
 
 /// Writes the state-machine state unless it is older than what is stored.
@@ -397,7 +371,7 @@ fn persist_sm(
         return Ok(());
     }
     meta.insert(meta_key::SM_STATE, p.json.as_ref())?;
-    *persisted_applied = p.applied.clone();
+    *persisted_applied = p.applied;
     Ok(())
 }
 
@@ -417,24 +391,4 @@ fn remove_range(
         removed += v.value().len() as u64;
     }
     Ok(removed)
-}
-
-fn log_figures(
-    log: &impl ReadableTable<u64, &'static [u8]>,
-    meta: &impl ReadableTable<&'static str, &'static [u8]>,
-    bytes: u64,
-) -> Result<LogFigures, StoreError> {
-    let first_index = match log.first()? {
-        Some((k, _)) => k.value(),
-        None => {
-            let purged: Option<LogId> =
-                tables::get_json(meta, meta_key::LAST_PURGED, "last purged log id")?;
-            purged.map_or(0, |p| p.index.saturating_add(1))
-        }
-    };
-    Ok(LogFigures {
-        entries: log.len()?,
-        bytes,
-        first_index,
-    })
 }
