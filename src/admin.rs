@@ -96,16 +96,8 @@ impl IntoResponse for AdminError {
     }
 }
 
-/// A member in admin requests.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MemberSpec {
-    /// Node id.
-    pub id: NodeId,
-    /// Peer `host:port`.
-    pub peer_addr: String,
-    /// Admin `host:port`.
-    pub admin_addr: String,
-}
+/// A member in admin requests: the same shape as a configured initial member.
+pub use crate::config::InitialMember as MemberSpec;
 
 /// Body of `init`: the voters; empty means "just this node".
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -185,21 +177,6 @@ async fn status(State(node): State<Arc<Node>>) -> Json<status::Status> {
     Json(status::Status::of(&node))
 }
 
-fn members_map(specs: &[MemberSpec]) -> BTreeMap<NodeId, Member> {
-    specs
-        .iter()
-        .map(|m| {
-            (
-                m.id,
-                Member {
-                    peer_addr: m.peer_addr.clone(),
-                    admin_addr: m.admin_addr.clone(),
-                },
-            )
-        })
-        .collect()
-}
-
 async fn init(
     State(node): State<Arc<Node>>,
     Json(req): Json<InitRequest>,
@@ -207,7 +184,7 @@ async fn init(
     let members = if req.members.is_empty() {
         BTreeMap::from([(node.id(), node.member())])
     } else {
-        members_map(&req.members)
+        crate::cluster::members_map(&req.members)
     };
     if members.keys().any(|id| *id == 0) {
         return Err(AdminError::BadRequest("node id 0 is reserved".into()));

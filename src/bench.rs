@@ -85,10 +85,13 @@ pub struct BenchReport {
     pub request_bytes: usize,
 }
 
-fn request(records: usize, record_bytes: usize) -> ExportLogsServiceRequest {
-    let body: String = "x".repeat(record_bytes);
-    let log_records = (0..records)
-        .map(|i| LogRecord {
+/// An OTLP logs request with one record per body, under a
+/// `service.name = otelraft-bench` resource. Shared with the tests.
+pub fn logs_request(bodies: &[String]) -> ExportLogsServiceRequest {
+    let log_records = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| LogRecord {
             time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
             severity_text: "INFO".into(),
             severity_number: 9,
@@ -145,7 +148,7 @@ struct WorkerResult {
 
 /// Runs the benchmark.
 pub async fn run(spec: BenchSpec) -> Result<BenchReport, BenchError> {
-    let req = request(spec.records, spec.record_bytes);
+    let req = logs_request(&vec!["x".repeat(spec.record_bytes); spec.records]);
     let body = Bytes::from(req.encode_to_vec());
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))

@@ -218,21 +218,7 @@ impl Node {
         if initialized {
             return Ok(());
         }
-        let members: BTreeMap<NodeId, Member> = self
-            .config
-            .cluster
-            .initial_members
-            .iter()
-            .map(|m| {
-                (
-                    m.id,
-                    Member {
-                        peer_addr: m.peer_addr.clone(),
-                        admin_addr: m.admin_addr.clone(),
-                    },
-                )
-            })
-            .collect();
+        let members = members_map(&self.config.cluster.initial_members);
         tracing::info!(node_id = self.id(), voters = ?members.keys().collect::<Vec<_>>(), "bootstrapping cluster");
         match self.raft.initialize(members).await {
             Ok(()) => Ok(()),
@@ -397,6 +383,22 @@ impl Node {
         }
         true
     }
+}
+
+/// The membership map openraft takes, from configured or requested members.
+pub fn members_map(members: &[crate::config::InitialMember]) -> BTreeMap<NodeId, Member> {
+    members
+        .iter()
+        .map(|m| {
+            (
+                m.id,
+                Member {
+                    peer_addr: m.peer_addr.clone(),
+                    admin_addr: m.admin_addr.clone(),
+                },
+            )
+        })
+        .collect()
 }
 
 fn forward_error(leader: NodeId, e: PeerError) -> SubmitError {

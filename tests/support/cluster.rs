@@ -10,10 +10,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use serde_json::Value;
 
@@ -373,39 +369,7 @@ where
     }
 }
 
-/// An OTLP logs request whose records have the given bodies.
-pub fn logs_request(bodies: &[String]) -> ExportLogsServiceRequest {
-    let records = bodies
-        .iter()
-        .map(|b| LogRecord {
-            time_unix_nano: 1_700_000_000_000_000_000,
-            severity_text: "INFO".into(),
-            body: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(b.clone())),
-            }),
-            ..Default::default()
-        })
-        .collect();
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(Resource {
-                attributes: vec![KeyValue {
-                    key: "service.name".into(),
-                    value: Some(AnyValue {
-                        value: Some(any_value::Value::StringValue("test".into())),
-                    }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            scope_logs: vec![ScopeLogs {
-                log_records: records,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-}
+pub use otelraft::bench::logs_request;
 
 /// POSTs a logs request as protobuf; returns the HTTP status (or None on a
 /// transport error, which counts as "unknown" outcome).
