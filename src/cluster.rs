@@ -303,11 +303,9 @@ impl Node {
         }
     }
 
-    async fn submit_owned(self: Arc<Self>, request: IngestRequest) -> Result<Receipt, SubmitError> {
-        if !self.accepting.load(Ordering::SeqCst) {
-            return Err(SubmitError::ShuttingDown);
-        }
-        let bytes = request.payload.len();
+    /// Reserves `bytes` of the in-flight budget until the returned guard
+    /// drops (also when a client disconnects and the request is cancelled).
+    fn reserve(&self, bytes: usize) -> Result<Reservation, SubmitError> {
         if bytes > self.config.ingest.max_inflight_bytes {
             return Err(SubmitError::TooLarge(format!(
                 "{bytes} bytes exceed ingest.max_inflight_bytes ({})",
@@ -322,10 +320,27 @@ impl Node {
             });
         };
         self.metrics.ingest_inflight_bytes.inc_by(bytes as i64);
-        let result = self.commit_anywhere(request).await;
-        self.metrics.ingest_inflight_bytes.dec_by(bytes as i64);
-        drop(permit);
-        result.map(|log_index| Receipt { log_index })
+        Ok(Reservation {
+            _permit: permit,
+            bytes: bytes as i64,
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    /// The leader's side of a forwarded write: the leader's own in-flight
+    /// budget applies to it as to its local clients.
+    pub async fn accept_forwarded(&self, request: IngestRequest) -> Result<u64, SubmitError> {
+        let _reservation = self.reserve(request.payload.len())?;
+        self.write_as_leader(request).await
+    }
+
+    async fn submit_owned(self: Arc<Self>, request: IngestRequest) -> Result<Receipt, SubmitError> {
+        if !self.accepting.load(Ordering::SeqCst) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let _reservation = self.reserve(request.payload.len())?;
+        let log_index = self.commit_anywhere(request).await?;
+        Ok(Receipt { log_index })
     }
 
     /// Mirrors Raft state into the metrics gauges until Raft shuts down.
@@ -424,6 +439,19 @@ fn forward_error(leader: NodeId, e: PeerError) -> SubmitError {
             _ => SubmitError::Internal(format!("forward to leader {leader}: {e}")),
         },
         _ => SubmitError::Internal(format!("forward to leader {leader}: {e}")),
+    }
+}
+
+/// Bytes reserved from the in-flight budget; released on drop.
+struct Reservation {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    bytes: i64,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.metrics.ingest_inflight_bytes.dec_by(self.bytes);
     }
 }
 

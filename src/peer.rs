@@ -158,7 +158,7 @@ impl Peer for PeerService {
     ) -> Result<Response<pb::peer::ForwardReply>, Status> {
         let log_index = self
             .node
-            .write_as_leader(request.into_inner())
+            .accept_forwarded(request.into_inner())
             .await
             .map_err(|e| submit_status(&e))?;
         Ok(Response::new(pb::peer::ForwardReply { log_index }))

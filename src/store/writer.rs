@@ -296,9 +296,15 @@ impl Writer {
                         sm,
                         ..
                     } => {
-                        snap.insert(snap_key::META, meta_json.as_slice())?;
-                        snap.insert(snap_key::DATA, data.as_ref())?;
-                        snap.insert(snap_key::ID, id.as_bytes())?;
+                        // openraft builds snapshots on a separate task, so a
+                        // build can finish after a newer snapshot was
+                        // installed; it must never replace the newer one
+                        // (the log behind that one may already be purged).
+                        if sm.replace || sm.applied >= stored_snapshot_last(&snap)? {
+                            snap.insert(snap_key::META, meta_json.as_slice())?;
+                            snap.insert(snap_key::DATA, data.as_ref())?;
+                            snap.insert(snap_key::ID, id.as_bytes())?;
+                        }
                         persist_sm(&mut meta, sm, &mut persisted_applied)?;
                     }
                 }
@@ -359,6 +365,21 @@ impl Writer {
             }
         }
     }
+}
+
+/// The last log id covered by the stored snapshot, if any.
+fn stored_snapshot_last(
+    snap: &Table<'_, &'static str, &'static [u8]>,
+) -> Result<Option<LogId>, StoreError> {
+    let Some(stored) = redb::ReadableTable::get(snap, snap_key::META)? else {
+        return Ok(None);
+    };
+    let meta: crate::raft::SnapshotMeta =
+        serde_json::from_slice(stored.value()).map_err(|source| StoreError::Json {
+            what: "snapshot meta",
+            source,
+        })?;
+    Ok(meta.last_log_id)
 }
 
 /// Writes the state-machine state unless it is older than what is stored.
