@@ -258,6 +258,35 @@ where
     }
 }
 
+/// The current membership, after checking that `id` is in it.
+fn membership_with(
+    node: &Node,
+    id: NodeId,
+) -> Result<openraft::Membership<NodeId, Member>, AdminError> {
+    let membership = node.raft_metrics().membership_config.membership().clone();
+    if membership.get_node(&id).is_none() {
+        return Err(AdminError::UnknownNode(id));
+    }
+    Ok(membership)
+}
+
+/// Commits `change` through the log and reports `message` with its index.
+async fn commit_change(
+    node: &Node,
+    change: ChangeMembers<NodeId, Member>,
+    message: String,
+) -> Result<ChangeReply, AdminError> {
+    let resp = node
+        .raft()
+        .change_membership(change, false)
+        .await
+        .map_err(write_error)?;
+    Ok(ChangeReply {
+        message,
+        log_index: Some(resp.log_id.index),
+    })
+}
+
 async fn add_learner(
     State(node): State<Arc<Node>>,
     Json(req): Json<MemberSpec>,
@@ -296,25 +325,15 @@ async fn promote(
     Json(req): Json<NodeRequest>,
 ) -> Result<Json<ChangeReply>, AdminError> {
     on_leader(&node, "/admin/v1/promote", &req, || async {
-        let membership = node.raft_metrics().membership_config.clone();
-        if membership.membership().get_node(&req.id).is_none() {
-            return Err(AdminError::UnknownNode(req.id));
-        }
-        if membership.membership().voter_ids().any(|v| v == req.id) {
+        let membership = membership_with(&node, req.id)?;
+        if membership.voter_ids().any(|v| v == req.id) {
             return Err(AdminError::BadRequest(format!(
                 "node {} is already a voter",
                 req.id
             )));
         }
-        let resp = node
-            .raft()
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false)
-            .await
-            .map_err(write_error)?;
-        Ok(ChangeReply {
-            message: format!("node {} promoted to voter", req.id),
-            log_index: Some(resp.log_id.index),
-        })
+        let change = ChangeMembers::AddVoterIds(BTreeSet::from([req.id]));
+        commit_change(&node, change, format!("node {} promoted to voter", req.id)).await
     })
     .await
 }
@@ -324,13 +343,9 @@ async fn remove(
     Json(req): Json<NodeRequest>,
 ) -> Result<Json<ChangeReply>, AdminError> {
     on_leader(&node, "/admin/v1/remove", &req, || async {
-        let membership = node.raft_metrics().membership_config.clone();
-        if membership.membership().get_node(&req.id).is_none() {
-            return Err(AdminError::UnknownNode(req.id));
-        }
-        let is_voter = membership.membership().voter_ids().any(|v| v == req.id);
-        let change = if is_voter {
-            if membership.membership().voter_ids().count() <= 1 {
+        let membership = membership_with(&node, req.id)?;
+        let change = if membership.voter_ids().any(|v| v == req.id) {
+            if membership.voter_ids().count() <= 1 {
                 return Err(AdminError::BadRequest(
                     "cannot remove the last voter".into(),
                 ));
@@ -339,15 +354,7 @@ async fn remove(
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([req.id]))
         };
-        let resp = node
-            .raft()
-            .change_membership(change, false)
-            .await
-            .map_err(write_error)?;
-        Ok(ChangeReply {
-            message: format!("node {} removed", req.id),
-            log_index: Some(resp.log_id.index),
-        })
+        commit_change(&node, change, format!("node {} removed", req.id)).await
     })
     .await
 }
