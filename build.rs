@@ -7,7 +7,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "#[derive(serde::Serialize, serde::Deserialize)]",
         )
         .compile_protos(
-            &["proto/otelraft/log.proto", "proto/otelraft/peer.proto"],
+            &[
+                "proto/otelraft/log.proto",
+                "proto/otelraft/peer.proto",
+                "proto/prometheus/remote.proto",
+                "proto/loki/push.proto",
+            ],
             &["proto"],
         )?;
     Ok(())

@@ -7,6 +7,7 @@
 //!
 //! - [`config`]: the per-node TOML file, `OTELRAFT_*` overrides and validation.
 //! - [`pb`]: generated protobuf types for the log and the peer service.
+//! - [`export`]: leader-only, exactly-once export to Prometheus and Loki.
 //! - [`ingest`]: OTLP gRPC and HTTP receivers behind the `IngestHandler` trait.
 //! - [`inspect`]: `otelraft inspect`, a stopped node's log as JSON lines.
 //! - [`raft`]: openraft type configuration, entry codec and the peer network client.
@@ -23,6 +24,7 @@ pub mod admin;
 pub mod bench;
 pub mod cluster;
 pub mod config;
+pub mod export;
 pub mod ingest;
 pub mod inspect;
 pub mod local_cluster;

@@ -1,6 +1,7 @@
-//! Generated protobuf types for the replicated log and the peer service.
+//! Generated protobuf types: the replicated log, the peer service and the
+//! two sink wire formats (Prometheus remote write, Loki push).
 //!
-//! The `.proto` sources live in `proto/otelraft/`; `build.rs` compiles them.
+//! The `.proto` sources live in `proto/`; `build.rs` compiles them.
 //! The module nesting mirrors the protobuf packages so generated cross-package
 //! paths resolve.
 
@@ -20,12 +21,22 @@ mod generated {
             }
         }
     }
+    pub mod prometheus {
+        tonic::include_proto!("prometheus");
+    }
+    pub mod logproto {
+        tonic::include_proto!("logproto");
+    }
 }
 
 /// Log payload types, shared by storage, the peer service and ingest.
 pub use generated::otelraft::log::v1 as log;
 /// The internal member-to-member gRPC service.
 pub use generated::otelraft::peer::v1 as peer;
+/// Prometheus remote write 1.0 request messages, for the Prometheus sink.
+pub use generated::prometheus;
+/// Loki push API request messages, for the Loki sink.
+pub use generated::logproto as loki;
 
 impl fmt::Display for log::Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

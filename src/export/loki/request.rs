@@ -1,0 +1,1 @@
+//! OTLP logs to a Loki push request (helper-owned; interface only).

@@ -1,0 +1,1 @@
+//! Prometheus metric and label naming for OTLP (helper-owned).
