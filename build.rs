@@ -2,6 +2,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     tonic_prost_build::configure()
         .bytes(".")
+        .btree_map(".")
         .type_attribute(
             ".otelraft.log.v1",
             "#[derive(serde::Serialize, serde::Deserialize)]",

@@ -130,6 +130,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/admin/v1/status", get(status))
+        .route("/admin/v1/dead-letters", get(dead_letters))
         .route("/admin/v1/init", post(init))
         .route("/admin/v1/add-learner", post(add_learner))
         .route("/admin/v1/promote", post(promote))
@@ -175,6 +176,38 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
 
 async fn status(State(node): State<Arc<Node>>) -> Json<status::Status> {
     Json(status::Status::of(&node))
+}
+
+/// The dead-letter record of every sink, from this node's applied state:
+/// counts by reason and the newest items.
+async fn dead_letters(
+    State(node): State<Arc<Node>>,
+) -> Json<BTreeMap<String, DeadLetterReport>> {
+    let state = node.state();
+    Json(
+        state
+            .sinks
+            .into_iter()
+            .map(|(name, s)| {
+                (
+                    name,
+                    DeadLetterReport {
+                        counts: s.dead_letter_counts,
+                        newest: s.dead_letters.into_iter().collect(),
+                    },
+                )
+            })
+            .collect(),
+    )
+}
+
+/// One sink's dead-letter record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetterReport {
+    /// Every dead-lettered item, counted by reason code.
+    pub counts: BTreeMap<String, u64>,
+    /// The newest items (at most `store::DEAD_LETTERS_KEPT`), oldest first.
+    pub newest: Vec<crate::store::DeadLetterItem>,
 }
 
 async fn init(

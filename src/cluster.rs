@@ -78,6 +78,8 @@ pub struct Node {
     /// Bytes of requests this node has accepted but not yet answered.
     inflight: Arc<Semaphore>,
     accepting: AtomicBool,
+    /// What this node's exporters are doing (leader only does anything).
+    export_progress: crate::export::Registry,
 }
 
 /// The openraft settings derived from ours.
@@ -139,6 +141,7 @@ impl Node {
             metrics,
             inflight,
             accepting: AtomicBool::new(true),
+            export_progress: crate::export::Registry::default(),
         }))
     }
 
@@ -170,6 +173,11 @@ impl Node {
     /// The applied state machine contents.
     pub fn state(&self) -> SmState {
         self.sm.view()
+    }
+
+    /// The live progress of this node's exporters.
+    pub fn export_progress(&self) -> &crate::export::Registry {
+        &self.export_progress
     }
 
     /// Shared metrics.
@@ -262,6 +270,36 @@ impl Node {
                 timeout.as_millis()
             ))),
         }
+    }
+
+    /// Proposes a leader-only command (export cursor advances, archive
+    /// records); never forwarded. Resolves once committed and applied here.
+    pub async fn propose_as_leader(&self, command: Command) -> Result<u64, String> {
+        let timeout = Duration::from_millis(self.config.ingest.commit_timeout_ms);
+        match tokio::time::timeout(timeout, self.raft.client_write(command)).await {
+            Ok(Ok(resp)) => Ok(resp.log_id.index),
+            Ok(Err(e)) => Err(format!("proposal failed: {e}")),
+            Err(_) => Err(format!(
+                "proposal not committed within {} ms",
+                timeout.as_millis()
+            )),
+        }
+    }
+
+    /// True while this node leads `term` and a quorum acknowledged it
+    /// within the minimum election timeout: no other node can have become
+    /// leader since. Exporters check it before each send.
+    pub fn leads_with_lease(&self, term: u64) -> bool {
+        let m = self.raft_metrics();
+        if m.state != ServerState::Leader || m.current_term != term {
+            return false;
+        }
+        let lease = Duration::from_millis(self.config.raft.election_timeout_min_ms);
+        let single_voter = m.membership_config.membership().voter_ids().count() == 1;
+        single_voter
+            || m.last_quorum_acked
+                .as_ref()
+                .is_some_and(|at| at.elapsed() < lease)
     }
 
     /// Commits `request` through whichever member leads, forwarding when that

@@ -7,10 +7,13 @@
 //! scalars when they look like one (numbers, booleans) and as strings
 //! otherwise. Every error names the field at fault.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::export::config::SinkConfig;
 
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "OTELRAFT_";
@@ -51,7 +54,7 @@ impl ConfigError {
         false
     }
 
-    fn field(field: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn field(field: &str, message: impl Into<String>) -> Self {
         ConfigError::Field {
             field: field.to_string(),
             message: message.into(),
@@ -90,6 +93,10 @@ pub struct NodeConfig {
     /// Member-to-member RPC settings.
     #[serde(default)]
     pub peer: PeerSection,
+    /// Export destinations, by sink name. None: the node runs and retains
+    /// the data in its log.
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkConfig>,
 }
 
 /// Bind addresses.
@@ -388,6 +395,9 @@ impl NodeConfig {
                     "must include this node's node_id",
                 ));
             }
+        }
+        for (name, sink) in &self.sinks {
+            sink.validate(name)?;
         }
         let mut seen = std::collections::BTreeSet::new();
         for (n, m) in self.cluster.initial_members.iter().enumerate() {

@@ -27,3 +27,51 @@ pub mod http;
 pub mod loki;
 pub mod prometheus;
 pub mod retry;
+pub mod progress;
+mod runner;
+mod sink;
+
+pub use self::progress::{Registry, SinkProgress};
+pub use self::runner::spawn_exporters;
+
+/// The one error type of the export module.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The sink could not be reached, timed out, or answered 5xx/429.
+    #[error("sink {sink}: {message}")]
+    Unavailable {
+        /// Sink name.
+        sink: String,
+        /// What happened.
+        message: String,
+        /// The sink's `Retry-After`, if any.
+        retry_after: Option<std::time::Duration>,
+    },
+    /// The sink's answer could not be understood (for example a marker
+    /// query that returns something other than a vector).
+    #[error("sink {sink}: unexpected answer: {message}")]
+    Protocol {
+        /// Sink name.
+        sink: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// This node stopped leading, or the advance could not be committed.
+    #[error("not exporting: {0}")]
+    NotLeader(String),
+    /// Reading the log failed.
+    #[error("log read failed: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// A request could not be encoded.
+    #[error("encoding a request failed: {0}")]
+    Encode(String),
+}
+
+impl ExportError {
+    /// Every export error is retried by the exporter loop (after a backoff,
+    /// or after leadership settles); the data waits in the log meanwhile.
+    /// `Encode` is a bug, but retrying keeps the data and the error visible.
+    pub fn retryable(&self) -> bool {
+        true
+    }
+}

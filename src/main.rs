@@ -1,6 +1,7 @@
 //! The `otelraft` binary: `serve`, `local-cluster`, `admin`, `inspect` and
 //! `check-config`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -120,6 +121,12 @@ enum AdminCmd {
     },
     /// Build a snapshot on the contacted node now.
     Snapshot,
+    /// Show each sink's dead-letter record (counts and newest items) as JSON.
+    DeadLetters {
+        /// Only this sink.
+        #[arg(long)]
+        sink: Option<String>,
+    },
 }
 
 fn parse_member(s: &str) -> Result<MemberSpec, String> {
@@ -208,6 +215,18 @@ async fn admin(endpoint: &str, cmd: AdminCmd) -> Result<(), String> {
                 .post_json("/admin/v1/snapshot", &serde_json::json!({}))
                 .await,
         ),
+        AdminCmd::DeadLetters { sink } => {
+            let mut all: BTreeMap<String, serde_json::Value> = client
+                .get_json("/admin/v1/dead-letters")
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(sink) = sink {
+                all.retain(|name, _| *name == sink);
+            }
+            let text = serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?;
+            println!("{text}");
+            Ok(())
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 /// Labels for ingest outcomes.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -34,6 +35,23 @@ pub struct RefusalLabels {
 pub struct PeerLabels {
     /// The follower's node id.
     pub peer: String,
+}
+
+/// Labels for per-sink figures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabels {
+    /// The configured sink name.
+    pub sink: String,
+}
+
+/// Labels for per-sink outcomes (request results, dead-letter reasons,
+/// takeover outcomes).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkOutcomeLabels {
+    /// The configured sink name.
+    pub sink: String,
+    /// What happened.
+    pub outcome: String,
 }
 
 /// Every metric this node exports. Field names match the exported names
@@ -76,6 +94,28 @@ pub struct Metrics {
     pub log_bytes: Gauge,
     /// First index still present in the local log.
     pub log_first_index: Gauge,
+    /// Each sink's replicated cursor (last handled log index).
+    pub export_cursor: Family<SinkLabels, Gauge>,
+    /// Applied entries past each sink's cursor.
+    pub export_lag_entries: Family<SinkLabels, Gauge>,
+    /// OTLP payload bytes applied past each sink's cursor.
+    pub export_lag_bytes: Family<SinkLabels, Gauge>,
+    /// Age of the oldest entry not yet exported (leader only; 0 when
+    /// caught up).
+    pub export_lag_seconds: Family<SinkLabels, Gauge<f64, AtomicU64>>,
+    /// Items delivered, from the replicated state.
+    pub export_delivered_items: Family<SinkLabels, Gauge>,
+    /// Dead-lettered items by sink and reason, from the replicated state.
+    pub export_dead_letters: Family<SinkOutcomeLabels, Gauge>,
+    /// Requests this node sent, by sink and outcome (`accepted`,
+    /// `refused`, `retryable_error`).
+    pub export_requests: Family<SinkOutcomeLabels, Counter>,
+    /// Requests this node sent for a range its predecessor may already have
+    /// sent (after a takeover the sink could not settle by itself).
+    pub export_resent_requests: Family<SinkLabels, Counter>,
+    /// How each takeover settled the one uncertain batch:
+    /// `already_delivered`, `not_delivered` or `unknown`.
+    pub export_takeovers: Family<SinkOutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -108,6 +148,15 @@ impl Metrics {
             log_entries: Gauge::default(),
             log_bytes: Gauge::default(),
             log_first_index: Gauge::default(),
+            export_cursor: Family::default(),
+            export_lag_entries: Family::default(),
+            export_lag_bytes: Family::default(),
+            export_lag_seconds: Family::default(),
+            export_delivered_items: Family::default(),
+            export_dead_letters: Family::default(),
+            export_requests: Family::default(),
+            export_resent_requests: Family::default(),
+            export_takeovers: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -197,6 +246,51 @@ impl Metrics {
             "First index present in the local log",
             m.log_first_index.clone(),
         );
+        r.register(
+            "export_cursor",
+            "Last log index handled by each sink",
+            m.export_cursor.clone(),
+        );
+        r.register(
+            "export_lag_entries",
+            "Applied entries not yet exported",
+            m.export_lag_entries.clone(),
+        );
+        r.register(
+            "export_lag_bytes",
+            "Applied payload bytes not yet exported",
+            m.export_lag_bytes.clone(),
+        );
+        r.register(
+            "export_lag_seconds",
+            "Age of the oldest unexported entry (leader only)",
+            m.export_lag_seconds.clone(),
+        );
+        r.register(
+            "export_delivered_items",
+            "Samples or log lines delivered to each sink",
+            m.export_delivered_items.clone(),
+        );
+        r.register(
+            "export_dead_letters",
+            "Items kept out of each sink, by reason",
+            m.export_dead_letters.clone(),
+        );
+        r.register(
+            "export_requests",
+            "Sink requests sent by this node, by outcome",
+            m.export_requests.clone(),
+        );
+        r.register(
+            "export_resent_requests",
+            "Requests resent for a range a previous leader may have sent",
+            m.export_resent_requests.clone(),
+        );
+        r.register(
+            "export_takeovers",
+            "How each exporter takeover settled the uncertain batch",
+            m.export_takeovers.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -221,5 +315,20 @@ pub fn refusal(signal: &str, reason: &str) -> RefusalLabels {
     RefusalLabels {
         signal: signal.to_string(),
         reason: reason.to_string(),
+    }
+}
+
+/// Shorthand for the sink label.
+pub fn sink(name: &str) -> SinkLabels {
+    SinkLabels {
+        sink: name.to_string(),
+    }
+}
+
+/// Shorthand for the sink outcome labels.
+pub fn sink_outcome(name: &str, outcome: &str) -> SinkOutcomeLabels {
+    SinkOutcomeLabels {
+        sink: name.to_string(),
+        outcome: outcome.to_string(),
     }
 }

@@ -49,6 +49,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let peer_task = tokio::spawn(peer_server);
     node.bootstrap_if_configured().await?;
     let metrics_task = tokio::spawn(node.clone().publish_raft_metrics());
+    crate::export::spawn_exporters(&node, node.export_progress())
+        .map_err(|e| NodeError::Raft(format!("exporters: {e}")))?;
     let admin_task = tokio::spawn(crate::admin::serve(admin_listener, node.clone(), stopped()));
 
     let settings = IngestSettings {

@@ -109,9 +109,8 @@ pub struct SmState {
     pub membership: StoredMembership,
     /// Ingest totals keyed by `Signal::name()` (`logs`, `metrics`, `traces`).
     pub signals: BTreeMap<String, SignalTotals>,
-    /// Sink name -> last delivered log index. Only ever advances: a cursor
-    /// command with a lower index than the current one is ignored.
-    pub cursors: BTreeMap<String, u64>,
+    /// Export state of each sink that has ever advanced, by sink name.
+    pub sinks: BTreeMap<String, SinkState>,
     /// Blocks of the log recorded as safely archived, in apply order.
     pub archived: Vec<ArchivedBlock>,
 }
@@ -126,6 +125,73 @@ pub struct SignalTotals {
     /// Encoded OTLP payload bytes in those requests.
     pub payload_bytes: u64,
 }
+
+/// What the cluster knows of one sink: its cursor and what it needs to keep
+/// per-series ordering and to settle an uncertain batch after a failover.
+///
+/// Changed only by applying `CursorAdvance` commands, so every member holds
+/// the same value for the same applied index.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SinkState {
+    /// Every log index `<= cursor` has been delivered or dead-lettered.
+    pub cursor: u64,
+    /// Term of the leader that proposed the last applied advance.
+    pub term: u64,
+    /// Timestamp (ms) of the newest marker sample written to the sink.
+    pub marker_ms: i64,
+    /// Largest sample timestamp (ms) ever exported to the sink.
+    pub max_sample_ms: i64,
+    /// Series hash -> newest exported sample, for series exported within
+    /// [`SERIES_RETENTION_MS`] of `max_sample_ms`. Older series are
+    /// forgotten: any sample for them is out of bounds anyway.
+    pub series: BTreeMap<u64, SeriesMarkState>,
+    /// Items (samples, log lines) delivered.
+    pub delivered: u64,
+    /// Payload bytes of all entries up to `cursor`, whether or not they held
+    /// data for this sink; with the ingest totals this gives the byte lag.
+    pub payload_bytes: u64,
+    /// Advances applied (one per batch the sink accepted).
+    pub batches: u64,
+    /// Dead-lettered items by reason code, since the sink was first used.
+    pub dead_letter_counts: BTreeMap<String, u64>,
+    /// The newest [`DEAD_LETTERS_KEPT`] dead-lettered items, oldest first.
+    pub dead_letters: std::collections::VecDeque<DeadLetterItem>,
+}
+
+/// The newest exported sample of one series.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SeriesMarkState {
+    /// Sample timestamp, ms.
+    pub timestamp_ms: i64,
+    /// IEEE-754 bits of the sample value.
+    pub value_bits: u64,
+}
+
+/// One item kept out of a sink, as applied from a `CursorAdvance`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct DeadLetterItem {
+    /// Log index of the entry that carried it.
+    pub index: u64,
+    /// Reason code (see `export::dead_letter::Reason`).
+    pub reason: String,
+    /// Series labels, metric name or stream.
+    pub subject: String,
+    /// Sample or line timestamp, ms.
+    pub timestamp_ms: i64,
+    /// Sample value (0 for log lines).
+    pub value: f64,
+    /// The sink's own message, if it refused the item itself.
+    pub detail: String,
+}
+
+/// Dead-lettered items kept per sink in the replicated state; older ones
+/// remain counted, and their data stays in the log and the archive.
+pub const DEAD_LETTERS_KEPT: usize = 1000;
+
+/// Series not exported for this long (relative to the sink's newest sample)
+/// are dropped from [`SinkState::series`]. Prometheus refuses samples more
+/// than an hour older than its newest, so two hours is safely past that.
+pub const SERIES_RETENTION_MS: i64 = 2 * 3600 * 1000;
 
 /// One `Archived` command as applied: the log range `first_index..=last_index`
 /// is stored in the archive under `key`.

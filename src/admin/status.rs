@@ -71,13 +71,68 @@ pub struct Status {
     pub replication: BTreeMap<NodeId, ReplicationStatus>,
 }
 
-/// One sink's position.
+/// One sink's position and health.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SinkStatus {
-    /// Last delivered index.
+    /// Protocol, from this node's config.
+    pub kind: String,
+    /// Last handled (delivered or dead-lettered) index.
     pub cursor: u64,
-    /// Committed entries not yet delivered.
+    /// Applied entries past the cursor.
     pub lag_entries: u64,
+    /// Applied OTLP payload bytes past the cursor.
+    pub lag_bytes: u64,
+    /// Age of the oldest unexported entry; known on the exporting leader.
+    pub lag_seconds: Option<f64>,
+    /// Samples or lines delivered.
+    pub delivered: u64,
+    /// Requests the sink accepted (advances applied).
+    pub batches: u64,
+    /// Dead-lettered items by reason code.
+    pub dead_letters: BTreeMap<String, u64>,
+    /// This node's exporter phase: `idle` on followers; `settling`,
+    /// `exporting`, `caught_up` or `retrying` on the leader.
+    pub phase: String,
+    /// The exporter's last error, until its next success.
+    pub last_error: Option<String>,
+}
+
+/// Status of every configured sink, and of any sink the state knows.
+fn sink_statuses(node: &Node, state: &crate::store::SmState) -> BTreeMap<String, SinkStatus> {
+    let applied = state.last_applied.map_or(0, |l| l.index);
+    let total_bytes: u64 = state.signals.values().map(|t| t.payload_bytes).sum();
+    let progress = node.export_progress().snapshot();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let names: std::collections::BTreeSet<&String> =
+        node.config().sinks.keys().chain(state.sinks.keys()).collect();
+    names
+        .into_iter()
+        .map(|name| {
+            let s = state.sinks.get(name).cloned().unwrap_or_default();
+            let p = progress.get(name).cloned().unwrap_or_default();
+            let behind = applied > s.cursor;
+            let lag_seconds = match (p.phase.as_str(), p.oldest_unexported_ms) {
+                ("idle", _) | ("", _) => None,
+                (_, Some(t)) if behind => Some((now_ms - t).max(0) as f64 / 1000.0),
+                _ => Some(0.0),
+            };
+            let status = SinkStatus {
+                kind: if p.kind.is_empty() { "unconfigured".into() } else { p.kind },
+                cursor: s.cursor,
+                lag_entries: applied.saturating_sub(s.cursor),
+                lag_bytes: total_bytes.saturating_sub(s.payload_bytes),
+                lag_seconds,
+                delivered: s.delivered,
+                batches: s.batches,
+                dead_letters: s.dead_letter_counts,
+                phase: if p.phase.is_empty() { "idle".into() } else { p.phase },
+                last_error: p.last_error,
+            };
+            (name.clone(), status)
+        })
+        .collect()
 }
 
 impl Status {
@@ -143,21 +198,13 @@ impl Status {
             ready: node.is_ready(),
             members,
             signals: state.signals.clone(),
-            sinks: state
-                .cursors
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        SinkStatus {
-                            cursor: *v,
-                            lag_entries: commit_index.saturating_sub(*v),
-                        },
-                    )
-                })
-                .collect(),
+            sinks: sink_statuses(node, &state),
             archive_cursor: state.archived.last().map(|a| a.last_index),
-            dead_letters: BTreeMap::new(),
+            dead_letters: state
+                .sinks
+                .iter()
+                .map(|(name, s)| (name.clone(), s.dead_letter_counts.values().sum()))
+                .collect(),
             replication,
         }
     }
@@ -191,6 +238,20 @@ impl Status {
                     t.requests, t.records, t.payload_bytes
                 ));
             }
+        }
+        for (name, s) in &self.sinks {
+            out.push_str(&format!(
+                "sink {name} ({}): cursor={} lag={} entries / {} bytes{} delivered={} dead_letters={} phase={}{}\n",
+                s.kind,
+                s.cursor,
+                s.lag_entries,
+                s.lag_bytes,
+                s.lag_seconds.map_or(String::new(), |l| format!(" / {l:.1} s")),
+                s.delivered,
+                s.dead_letters.values().sum::<u64>(),
+                s.phase,
+                s.last_error.as_ref().map_or(String::new(), |e| format!(" last_error={e}")),
+            ));
         }
         for (id, r) in &self.replication {
             out.push_str(&format!(

@@ -70,6 +70,18 @@ impl LogStore {
         self.read(start..end_exclusive, None).await
     }
 
+    /// Entries from `start` up to `end_exclusive`, stopping after the entry
+    /// that brings the encoded size to `max_bytes` (at least one entry).
+    /// For exporters and the archiver, which must bound their memory.
+    pub async fn read_batch(
+        &self,
+        start: u64,
+        end_exclusive: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.read(start..end_exclusive, Some(Limit { max_bytes })).await
+    }
+
     async fn read(
         &self,
         range: impl RangeBounds<u64>,

@@ -50,13 +50,15 @@ fn ingest(term: u64, index: u64, signal: Signal, records: u64, payload: &'static
     )
 }
 
-fn cursor(term: u64, index: u64, sink: &str, at: u64) -> Entry {
+fn cursor(term: u64, index: u64, sink: &str, from: u64, at: u64) -> Entry {
     normal(
         term,
         index,
         Kind::Cursor(CursorAdvance {
             sink: sink.into(),
+            from_index: from,
             index: at,
+            ..Default::default()
         }),
     )
 }
@@ -84,8 +86,9 @@ fn mixed_entries() -> Vec<Entry> {
         membership(1, 1),
         ingest(1, 2, Signal::Logs, 3, b"abcde"),
         ingest(1, 3, Signal::Metrics, 7, b"xy"),
-        cursor(1, 4, "s1", 2),
-        cursor(1, 5, "s1", 1),
+        cursor(1, 4, "s1", 0, 2),
+        // A stale advance: it starts from 0, but the cursor is at 2.
+        cursor(1, 5, "s1", 0, 1),
         normal(
             1,
             6,
@@ -98,7 +101,7 @@ fn mixed_entries() -> Vec<Entry> {
         ),
         blank(2, 7),
         ingest(2, 8, Signal::Traces, 11, b"t"),
-        cursor(2, 9, "s2", 8),
+        cursor(2, 9, "s2", 0, 8),
         ingest(2, 10, Signal::Logs, 1, b"z"),
     ]
 }
@@ -281,9 +284,9 @@ async fn state_machine_persists_and_reapplies_from_persisted_state() {
     let entries = mixed_entries();
     let want = expected_state(&entries);
     assert_eq!(
-        want.cursors.get("s1"),
-        Some(&2),
-        "a lower cursor index is ignored"
+        want.sinks.get("s1").map(|s| s.cursor),
+        Some(2),
+        "an advance that does not start at the cursor is ignored"
     );
     assert_eq!(
         want.signals["logs"],

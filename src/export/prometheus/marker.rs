@@ -1,0 +1,101 @@
+//! Reads the export-cursor marker back from Prometheus' query API.
+//!
+//! The only batch whose fate a new leader does not know is the one right
+//! after the replicated cursor; its marker sample, if it landed, has a
+//! timestamp after `state.marker_ms`. One instant query of
+//! `max_over_time(otelraft_export_cursor{otelraft_sink="<name>"}[w])`
+//! evaluated an hour past now (clock skew between members) over a window
+//! reaching back to `state.marker_ms` returns the largest index any batch
+//! recorded, or nothing.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::request::{MARKER_METRIC, MARKER_SINK_LABEL};
+use crate::export::http::HttpService;
+use crate::export::ExportError;
+use crate::store::SinkState;
+
+/// How far past this node's clock the query looks, to cover other
+/// members' clocks running ahead.
+const SKEW_MS: i64 = 3600 * 1000;
+
+/// The largest marker value in the sink newer than `state.marker_ms`
+/// (inclusive), as a log index; `None` if the series has no such sample.
+pub async fn read_marker(
+    http: &HttpService,
+    sink: &str,
+    query_base: &str,
+    state: &SinkState,
+) -> Result<Option<u64>, ExportError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let eval_ms = now.max(state.marker_ms + 1) + SKEW_MS;
+    let window_ms = (eval_ms - state.marker_ms).max(1);
+    let query = format!(
+        "max_over_time({MARKER_METRIC}{{{MARKER_SINK_LABEL}=\"{sink}\"}}[{window_ms}ms])"
+    );
+    let time = format!("{}.{:03}", eval_ms / 1000, eval_ms % 1000);
+    let url = format!("{query_base}/api/v1/query");
+    let doc = http
+        .get_json(&url, &[("query", query), ("time", time)])
+        .await?;
+    parse_vector_max(&doc).map_err(|message| ExportError::Protocol {
+        sink: sink.to_string(),
+        message,
+    })
+}
+
+/// The largest value in an instant-vector answer, as an index.
+fn parse_vector_max(doc: &serde_json::Value) -> Result<Option<u64>, String> {
+    if doc.get("status").and_then(|s| s.as_str()) != Some("success") {
+        return Err(format!("query failed: {doc}"));
+    }
+    let Some(result) = doc.pointer("/data/result").and_then(|r| r.as_array()) else {
+        return Err(format!("no data.result in {doc}"));
+    };
+    let mut best: Option<u64> = None;
+    for item in result {
+        let text = item
+            .pointer("/value/1")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| format!("no value in {item}"))?;
+        let value: f64 = text
+            .parse()
+            .map_err(|_| format!("marker value {text:?} is not a number"))?;
+        if !(value.is_finite() && value >= 0.0) {
+            return Err(format!("marker value {text:?} is not an index"));
+        }
+        let index = value as u64;
+        best = Some(best.map_or(index, |b| b.max(index)));
+    }
+    Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn empty_vector_means_no_marker() {
+        let doc = json!({"status":"success","data":{"resultType":"vector","result":[]}});
+        assert_eq!(parse_vector_max(&doc), Ok(None));
+    }
+
+    #[test]
+    fn marker_value_is_the_index() {
+        let doc = json!({"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"otelraft_sink":"p"},"value":[1700000000.5,"1234"]}
+        ]}});
+        assert_eq!(parse_vector_max(&doc), Ok(Some(1234)));
+    }
+
+    #[test]
+    fn errors_and_garbage_are_refused() {
+        let doc = json!({"status":"error","error":"bad query"});
+        assert!(parse_vector_max(&doc).is_err());
+        let doc = json!({"status":"success","data":{"result":[{"value":[1,"NaN"]}]}});
+        assert!(parse_vector_max(&doc).is_err());
+    }
+}

@@ -1,0 +1,426 @@
+//! The leader-only export loop, one task per sink.
+//!
+//! Ordering, per sink and per term:
+//! 1. Wait until this node leads in term `T`, then run a ReadIndex barrier so
+//!    every advance committed by earlier leaders is applied here.
+//! 2. Settle: ask the sink what it holds beyond the replicated cursor. If it
+//!    holds the next batch already (the previous leader sent it and died
+//!    before its advance committed), rebuild that batch from the log and
+//!    commit its advance without sending it.
+//! 3. Loop: build the next batch from the log, send it while the leader
+//!    lease holds, and commit the advance before building the next one.
+//!
+//! Fencing: a send starts only while this node leads term `T` and a quorum
+//! acknowledged it within the election timeout, so no other leader can have
+//! started. A request already on the wire when leadership moves is
+//! byte-identical to the one the new leader builds for that range (batches
+//! are pure functions of the log), and the sinks answer a repeat without
+//! storing anything twice; the compare-and-set advance then refuses the
+//! second record of the same range.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::type_config::async_runtime::WatchReceiver;
+use openraft::{ReadPolicy, ServerState};
+
+use super::config::{SinkConfig, SinkKind};
+use super::http::Answer;
+use super::loki::{LokiOtlpSink, LokiPushSink};
+use super::prometheus::PrometheusSink;
+use super::progress::Registry;
+use super::retry::Backoff;
+use super::sink::{Batch, Sink};
+use super::ExportError;
+use crate::cluster::Node;
+use crate::metrics;
+use crate::pb::log::{command::Kind, Command};
+use crate::store::SinkState;
+
+/// How often the export gauges are refreshed from the replicated state.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Longest wait for new entries before re-checking leadership.
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+
+/// Starts one exporter task per configured sink, plus the task that keeps
+/// the export gauges current. Every node runs them; they act only while the
+/// node leads.
+pub fn spawn_exporters(node: &Arc<Node>, registry: &Registry) -> Result<(), ExportError> {
+    for (name, config) in &node.config().sinks {
+        registry.register(name, config.kind);
+        match config.kind {
+            SinkKind::PrometheusRemoteWrite => {
+                spawn_one(node, registry, config, PrometheusSink::new(name, config)?)
+            }
+            SinkKind::Loki => spawn_one(node, registry, config, LokiPushSink::new(name, config)?),
+            SinkKind::LokiOtlp => {
+                spawn_one(node, registry, config, LokiOtlpSink::new(name, config)?)
+            }
+        }
+    }
+    tokio::spawn(publish_gauges(node.clone(), registry.clone()));
+    Ok(())
+}
+
+fn spawn_one<S: Sink>(node: &Arc<Node>, registry: &Registry, config: &SinkConfig, sink: S) {
+    let exporter = Exporter {
+        node: node.clone(),
+        registry: registry.clone(),
+        config: config.clone(),
+        sink,
+    };
+    tokio::spawn(exporter.run());
+}
+
+struct Exporter<S> {
+    node: Arc<Node>,
+    registry: Registry,
+    config: SinkConfig,
+    sink: S,
+}
+
+impl<S: Sink> Exporter<S> {
+    async fn run(self) {
+        let mut backoff = self.backoff();
+        loop {
+            let Some(term) = self.wait_for_leadership().await else {
+                return; // Raft stopped.
+            };
+            let outcome = async {
+                self.barrier().await?;
+                let uncertain = self.settle(term).await?;
+                self.export_while_leader(term, uncertain).await
+            }
+            .await;
+            self.set_phase("idle");
+            if let Err(e) = outcome {
+                tracing::warn!(sink = self.sink.name(), term, error = %e, "exporter stopped; will resume when leading");
+                self.registry
+                    .update(self.sink.name(), |p| p.last_error = Some(e.to_string()));
+                tokio::time::sleep(backoff.next_delay(None)).await;
+            } else {
+                backoff.reset();
+            }
+        }
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(
+            Duration::from_millis(self.config.retry_initial_ms),
+            Duration::from_millis(self.config.retry_max_ms),
+        )
+    }
+
+    fn set_phase(&self, phase: &str) {
+        self.registry.update(self.sink.name(), |p| {
+            p.phase = phase.to_string();
+            if phase == "idle" || phase == "caught_up" {
+                p.oldest_unexported_ms = None;
+            }
+        });
+    }
+
+    /// Resolves with the term once this node leads; `None` if Raft stopped.
+    async fn wait_for_leadership(&self) -> Option<u64> {
+        let mut rx = self.node.raft().metrics();
+        loop {
+            {
+                let m = rx.borrow_watched();
+                if m.running_state.is_err() {
+                    return None;
+                }
+                if m.state == ServerState::Leader {
+                    return Some(m.current_term);
+                }
+            }
+            rx.changed().await.ok()?;
+        }
+    }
+
+    /// Waits until everything committed before this term is applied here.
+    async fn barrier(&self) -> Result<(), ExportError> {
+        let read = self
+            .node
+            .raft()
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+            .map_err(|e| ExportError::NotLeader(e.to_string()))?;
+        let want = read.index();
+        let mut rx = self.node.raft().metrics();
+        loop {
+            if rx.borrow_watched().last_applied.map_or(0, |l| l.index) >= want {
+                return Ok(());
+            }
+            rx.changed()
+                .await
+                .map_err(|_| ExportError::NotLeader("raft stopped".into()))?;
+        }
+    }
+
+    fn sink_state(&self) -> SinkState {
+        self.node
+            .state()
+            .sinks
+            .get(self.sink.name())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Finds out whether the sink already holds the batch after the cursor,
+    /// and records it if so. Retries until the sink answers or leadership
+    /// is lost. True when the sink could not tell, so the first batch may
+    /// repeat the previous leader's last one.
+    async fn settle(&self, term: u64) -> Result<bool, ExportError> {
+        self.set_phase("settling");
+        let mut backoff = self.backoff();
+        let state = self.sink_state();
+        let held = loop {
+            self.check_leading(term)?;
+            match self.sink.delivered_beyond(&state).await {
+                Ok(held) => break held,
+                Err(e) => {
+                    self.note_error(&e);
+                    tokio::time::sleep(backoff.next_delay(retry_after(&e))).await;
+                }
+            }
+        };
+        let outcome = match held {
+            Some(to) if to > state.cursor => {
+                let batch = self.rebuild(&state, to).await?;
+                self.commit(&batch, term).await?;
+                tracing::info!(sink = self.sink.name(), from = state.cursor, to, "previous leader's batch found in the sink; recorded without resending");
+                "already_delivered"
+            }
+            Some(_) => "not_delivered",
+            None => "unknown",
+        };
+        self.node
+            .metrics()
+            .export_takeovers
+            .get_or_create(&metrics::sink_outcome(self.sink.name(), outcome))
+            .inc();
+        Ok(outcome == "unknown")
+    }
+
+    /// The batch `(state.cursor, to]`, whatever the batch limits say: the
+    /// range the sink reported holding.
+    async fn rebuild(&self, state: &SinkState, to: u64) -> Result<Batch, ExportError> {
+        let entries = self
+            .node
+            .log_store()
+            .read_range(state.cursor + 1, to + 1)
+            .await?;
+        if entries.last().map(|e| e.log_id.index) != Some(to) {
+            return Err(ExportError::Protocol {
+                sink: self.sink.name().to_string(),
+                message: format!("sink reports index {to}, which is not in the local log"),
+            });
+        }
+        Ok(self.sink.build(state, &entries))
+    }
+
+    fn check_leading(&self, term: u64) -> Result<(), ExportError> {
+        if self.node.leads_with_lease(term) {
+            Ok(())
+        } else {
+            Err(ExportError::NotLeader(format!(
+                "no longer leading term {term} with a fresh lease"
+            )))
+        }
+    }
+
+    async fn export_while_leader(&self, term: u64, uncertain: bool) -> Result<(), ExportError> {
+        // The first batch after an unsettled takeover may repeat what the
+        // previous leader sent; it is counted as a resend.
+        let mut may_repeat = uncertain;
+        let mut rx = self.node.raft().metrics();
+        loop {
+            {
+                let m = rx.borrow_watched();
+                if m.state != ServerState::Leader || m.current_term != term {
+                    return Ok(());
+                }
+            }
+            let state = self.sink_state();
+            let applied = self.node.raft_metrics().last_applied.map_or(0, |l| l.index);
+            if applied <= state.cursor {
+                self.set_phase("caught_up");
+                let _ = tokio::time::timeout(IDLE_WAIT, rx.changed()).await;
+                continue;
+            }
+            let end = applied.min(state.cursor + self.config.max_batch_entries);
+            let entries = self
+                .node
+                .log_store()
+                .read_batch(state.cursor + 1, end + 1, self.config.max_batch_bytes)
+                .await?;
+            if entries.is_empty() {
+                return Err(ExportError::Protocol {
+                    sink: self.sink.name().to_string(),
+                    message: format!("log has no entry at index {}", state.cursor + 1),
+                });
+            }
+            let oldest = super::sink::ingest_views(&entries)
+                .first()
+                .map(|v| v.proposed_ms());
+            self.registry.update(self.sink.name(), |p| {
+                p.phase = "exporting".to_string();
+                p.oldest_unexported_ms = oldest;
+            });
+            let mut batch = self.sink.build(&state, &entries);
+            if batch.body.is_some() {
+                // Either way the batch is in the sink now; `AlreadyHeld`
+                // only means this node did not put it there.
+                let _delivery = self.deliver(&mut batch, &state, term, may_repeat).await?;
+            }
+            may_repeat = false;
+            self.commit(&batch, term).await?;
+        }
+    }
+
+    /// Sends `batch` until the sink accepts or refuses it, retrying
+    /// retryable failures with backoff while this node keeps its lease.
+    async fn deliver(
+        &self,
+        batch: &mut Batch,
+        state: &SinkState,
+        term: u64,
+        may_repeat: bool,
+    ) -> Result<Delivery, ExportError> {
+        let mut backoff = self.backoff();
+        let Some(body) = batch.body.clone() else {
+            return Ok(Delivery::Sent);
+        };
+        loop {
+            self.check_leading(term)?;
+            let answer = self.sink.send(body.clone()).await;
+            let outcome = match &answer {
+                Ok(Answer::Accepted) => "accepted",
+                Ok(Answer::Refused { .. }) => "refused",
+                Err(_) => "retryable_error",
+            };
+            let m = self.node.metrics();
+            m.export_requests
+                .get_or_create(&metrics::sink_outcome(self.sink.name(), outcome))
+                .inc();
+            if may_repeat {
+                m.export_resent_requests
+                    .get_or_create(&metrics::sink(self.sink.name()))
+                    .inc();
+            }
+            match answer {
+                Ok(Answer::Accepted) => {
+                    self.registry
+                        .update(self.sink.name(), |p| p.last_error = None);
+                    return Ok(Delivery::Sent);
+                }
+                Ok(Answer::Refused { status, message }) => {
+                    // A refusal of a repeat means the sink holds the range
+                    // already (a deposed leader's late request, or our own
+                    // send whose advance did not commit). Ask before
+                    // declaring anything dead.
+                    if let Ok(Some(held)) = self.sink.delivered_beyond(state).await {
+                        if held >= batch.to {
+                            return Ok(Delivery::AlreadyHeld);
+                        }
+                        if held > batch.from {
+                            // The sink holds part of this range from another
+                            // leader's differently sized batch: settle again.
+                            return Err(ExportError::Protocol {
+                                sink: self.sink.name().to_string(),
+                                message: format!("sink holds up to index {held}, inside this batch; settling again"),
+                            });
+                        }
+                    }
+                    tracing::error!(sink = self.sink.name(), status, %message, from = batch.from, to = batch.to, "sink refused a batch the exporter's checks did not predict; its items are dead-lettered");
+                    batch.refused_whole(status, &message);
+                    return Ok(Delivery::Sent);
+                }
+                Err(e) => {
+                    self.set_phase("retrying");
+                    self.note_error(&e);
+                    tokio::time::sleep(backoff.next_delay(retry_after(&e))).await;
+                }
+            }
+        }
+    }
+
+    /// Commits the batch's advance through Raft; returns once applied here.
+    async fn commit(&self, batch: &Batch, term: u64) -> Result<(), ExportError> {
+        let command = Command {
+            kind: Some(Kind::Cursor(batch.advance(self.sink.name(), term))),
+        };
+        self.node
+            .propose_as_leader(command)
+            .await
+            .map_err(ExportError::NotLeader)?;
+        Ok(())
+    }
+
+    fn note_error(&self, e: &ExportError) {
+        tracing::warn!(sink = self.sink.name(), error = %e, "export attempt failed; retrying");
+        self.registry
+            .update(self.sink.name(), |p| p.last_error = Some(e.to_string()));
+    }
+}
+
+enum Delivery {
+    Sent,
+    AlreadyHeld,
+}
+
+fn retry_after(e: &ExportError) -> Option<Duration> {
+    match e {
+        ExportError::Unavailable { retry_after, .. } => *retry_after,
+        _ => None,
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Keeps the export gauges equal to the replicated state (every node) and
+/// the local progress (leader).
+async fn publish_gauges(node: Arc<Node>, registry: Registry) {
+    loop {
+        let state = node.state();
+        let applied = state.last_applied.map_or(0, |l| l.index);
+        let total_bytes: u64 = state.signals.values().map(|t| t.payload_bytes).sum();
+        let progress = registry.snapshot();
+        let m = node.metrics();
+        for name in node.config().sinks.keys() {
+            let s = state.sinks.get(name).cloned().unwrap_or_default();
+            let l = metrics::sink(name);
+            m.export_cursor.get_or_create(&l).set(s.cursor as i64);
+            m.export_lag_entries
+                .get_or_create(&l)
+                .set(applied.saturating_sub(s.cursor) as i64);
+            m.export_lag_bytes
+                .get_or_create(&l)
+                .set(total_bytes.saturating_sub(s.payload_bytes) as i64);
+            m.export_delivered_items
+                .get_or_create(&l)
+                .set(s.delivered as i64);
+            for reason in super::dead_letter::Reason::ALL {
+                let n = s.dead_letter_counts.get(reason.as_str()).copied().unwrap_or(0);
+                m.export_dead_letters
+                    .get_or_create(&metrics::sink_outcome(name, reason.as_str()))
+                    .set(n as i64);
+            }
+            let lag_s = progress
+                .get(name)
+                .and_then(|p| p.oldest_unexported_ms)
+                .filter(|_| applied > s.cursor)
+                .map_or(0.0, |t| (now_ms() - t).max(0) as f64 / 1000.0);
+            m.export_lag_seconds.get_or_create(&l).set(lag_s);
+        }
+        if node.raft_metrics().running_state.is_err() {
+            return;
+        }
+        tokio::time::sleep(PUBLISH_INTERVAL).await;
+    }
+}

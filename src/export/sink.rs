@@ -1,0 +1,175 @@
+//! What a sink implements, and the batch it builds.
+//!
+//! `build` must be a pure function of the sink's replicated state and the
+//! log entries: any leader that builds the batch for the same range gets the
+//! same request bytes and the same advance. That is what lets a new leader
+//! recompute a batch its predecessor sent, and what makes a deposed
+//! leader's late request harmless (the sink sees a byte-identical repeat).
+
+use std::future::Future;
+
+use bytes::Bytes;
+
+use super::dead_letter::Reason;
+use super::http::Answer;
+use super::ExportError;
+use crate::pb::log::{CursorAdvance, DeadLetter, IngestRequest, SeriesMark, Signal};
+use crate::raft::Entry;
+use crate::store::{SinkState, DEAD_LETTERS_KEPT};
+
+/// One committed entry as a sink sees it.
+pub struct EntryView<'a> {
+    /// Log index.
+    pub index: u64,
+    /// The OTLP request and its stamps.
+    pub request: &'a IngestRequest,
+}
+
+impl EntryView<'_> {
+    /// The signal of the request.
+    pub fn signal(&self) -> Signal {
+        Signal::try_from(self.request.signal).unwrap_or(Signal::Unspecified)
+    }
+
+    /// When the leader proposed it, in ms: the deterministic "now" of the
+    /// entry, used wherever a timestamp is missing.
+    pub fn proposed_ms(&self) -> i64 {
+        (self.request.proposed_unix_nanos / 1_000_000) as i64
+    }
+}
+
+/// The ingest requests among `entries`, with their indexes.
+pub fn ingest_views(entries: &[Entry]) -> Vec<EntryView<'_>> {
+    use crate::pb::log::command::Kind;
+    entries
+        .iter()
+        .filter_map(|e| match &e.payload {
+            openraft::EntryPayload::Normal(cmd) => match &cmd.kind {
+                Some(Kind::Ingest(request)) => Some(EntryView {
+                    index: e.log_id.index,
+                    request,
+                }),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// A request for the log range `(from, to]` and the advance that records it.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// The sink's cursor the batch starts after.
+    pub from: u64,
+    /// Last log index covered.
+    pub to: u64,
+    /// The encoded request; `None` when the range holds nothing for this
+    /// sink (the cursor still advances, without a request).
+    pub body: Option<Bytes>,
+    /// Items (samples or lines) the request carries.
+    pub items: u64,
+    /// Timestamp of the marker sample in the request (Prometheus), else 0.
+    pub marker_ms: i64,
+    /// Newest sample per touched series after the batch (Prometheus).
+    pub series: Vec<SeriesMark>,
+    /// Items kept out of the request, with reasons.
+    pub dead_letters: Vec<DeadLetter>,
+    /// Largest sample timestamp exported so far, after the batch.
+    pub max_sample_ms: i64,
+    /// OTLP payload bytes of every entry in the range.
+    pub payload_bytes: u64,
+    /// `max_sample_ms` of the state the batch was built on.
+    pub base_max_sample_ms: i64,
+}
+
+impl Batch {
+    /// Starts an empty batch after `from`.
+    pub fn new(from: u64, state: &SinkState) -> Self {
+        Batch {
+            from,
+            to: from,
+            max_sample_ms: state.max_sample_ms,
+            base_max_sample_ms: state.max_sample_ms,
+            ..Default::default()
+        }
+    }
+
+    /// Records an item kept out of the sink.
+    pub fn dead_letter(&mut self, index: u64, reason: Reason, subject: String, ts_ms: i64, value: f64) {
+        self.dead_letters.push(DeadLetter {
+            index,
+            reason: reason.as_str().to_string(),
+            subject,
+            timestamp_ms: ts_ms,
+            value,
+            detail: String::new(),
+        });
+    }
+
+    /// The Raft command that records this batch as handled.
+    pub fn advance(&self, sink: &str, term: u64) -> CursorAdvance {
+        let mut counts = std::collections::BTreeMap::new();
+        for d in &self.dead_letters {
+            *counts.entry(d.reason.clone()).or_insert(0u64) += 1;
+        }
+        CursorAdvance {
+            sink: sink.to_string(),
+            index: self.to,
+            from_index: self.from,
+            term,
+            marker_ms: self.marker_ms,
+            series: self.series.clone(),
+            dead_letters: self
+                .dead_letters
+                .iter()
+                .take(DEAD_LETTERS_KEPT)
+                .cloned()
+                .collect(),
+            payload_bytes: self.payload_bytes,
+            delivered: self.items,
+            max_sample_ms: self.max_sample_ms,
+            dead_letter_counts: counts,
+        }
+    }
+
+    /// After a refusal nothing predicted: every item of the request becomes
+    /// a dead letter with the sink's message, and nothing is sent.
+    pub fn refused_whole(&mut self, status: u16, message: &str) {
+        let subject = format!("{} items in log range {}..={}", self.items, self.from + 1, self.to);
+        self.dead_letters.push(DeadLetter {
+            index: self.from + 1,
+            reason: Reason::RejectedBySink.as_str().to_string(),
+            subject,
+            timestamp_ms: 0,
+            value: self.items as f64,
+            detail: format!("HTTP {status}: {message}"),
+        });
+        // Nothing of the request is in the sink: no marker, no series moved.
+        self.body = None;
+        self.items = 0;
+        self.marker_ms = 0;
+        self.series.clear();
+        self.max_sample_ms = self.base_max_sample_ms;
+    }
+}
+
+/// A destination the leader exports to.
+pub trait Sink: Send + Sync + 'static {
+    /// The configured name (the key of its cursor).
+    fn name(&self) -> &str;
+
+    /// Builds the batch for `entries`, which start right after
+    /// `state.cursor`. Deterministic; see the module docs.
+    fn build(&self, state: &SinkState, entries: &[Entry]) -> Batch;
+
+    /// Sends the batch's body once.
+    fn send(&self, body: Bytes) -> impl Future<Output = Result<Answer, ExportError>> + Send;
+
+    /// After a leader change, or after a refusal: the last log index the
+    /// sink is known to hold beyond `state.cursor`, if the sink can tell.
+    /// Sinks that cannot tell return `None`, and rely on dropping repeats.
+    fn delivered_beyond(
+        &self,
+        state: &SinkState,
+    ) -> impl Future<Output = Result<Option<u64>, ExportError>> + Send;
+}

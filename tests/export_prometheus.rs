@@ -1,0 +1,465 @@
+//! Export to a real Prometheus (Debian's package, remote-write receiver on):
+//! names and values from the OpenTelemetry SDK, exactly-once across a leader
+//! kill and a sink outage, and late samples diverted to the dead-letter
+//! record while the rest of their batch is delivered.
+
+#[path = "support/cluster.rs"]
+mod support;
+#[path = "support/prometheus.rs"]
+mod prometheus;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, number_data_point, AggregationTemporality, Gauge, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prometheus::{sink_env, Prometheus};
+use prost::Message;
+use serde_json::Value;
+use support::{admin_cli, wait_until, Options, TestCluster, TestNode};
+
+const SINK: &str = "prom";
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn point(labels: &[(&str, &str)], ts_ms: i64, value: f64) -> NumberDataPoint {
+    NumberDataPoint {
+        attributes: labels.iter().map(|(k, v)| kv(k, v)).collect(),
+        time_unix_nano: (ts_ms as u64) * 1_000_000,
+        value: Some(number_data_point::Value::AsDouble(value)),
+        ..Default::default()
+    }
+}
+
+fn request(metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "loadgen")],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn gauge(name: &str, points: Vec<NumberDataPoint>) -> Metric {
+    Metric {
+        name: name.into(),
+        data: Some(metric::Data::Gauge(Gauge {
+            data_points: points,
+        })),
+        ..Default::default()
+    }
+}
+
+fn delta_sum(name: &str, points: Vec<NumberDataPoint>) -> Metric {
+    Metric {
+        name: name.into(),
+        data: Some(metric::Data::Sum(Sum {
+            data_points: points,
+            aggregation_temporality: AggregationTemporality::Delta as i32,
+            is_monotonic: true,
+        })),
+        ..Default::default()
+    }
+}
+
+/// POSTs a metrics request; the HTTP status, or None when the outcome is
+/// unknown (transport error or timeout).
+async fn post_metrics(
+    client: &reqwest::Client,
+    node: &TestNode,
+    req: &ExportMetricsServiceRequest,
+) -> Option<u16> {
+    let resp = client
+        .post(format!("{}/v1/metrics", node.http_url()))
+        .header("content-type", "application/x-protobuf")
+        .body(req.encode_to_vec())
+        .send()
+        .await
+        .ok()?;
+    Some(resp.status().as_u16())
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("client")
+}
+
+async fn start_cluster(prom: &Prometheus) -> TestCluster {
+    TestCluster::start(Options {
+        nodes: 3,
+        env: sink_env(SINK, prom),
+        ..Default::default()
+    })
+    .await
+}
+
+/// The sink's status on the leader once its cursor reached the applied
+/// index (nothing left to export), waiting up to `timeout`.
+async fn wait_exported(cluster: &TestCluster, timeout: Duration) -> Value {
+    let done = wait_until(timeout, || async {
+        let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+        let st = cluster.nodes[(leader - 1) as usize].status().await?;
+        let sink = st["sinks"][SINK].clone();
+        (sink["lag_entries"] == 0 && sink["phase"] == "caught_up").then_some(sink)
+    })
+    .await;
+    match done {
+        Some(s) => s,
+        None => panic!("export did not catch up within {timeout:?}\n{}", cluster.logs()),
+    }
+}
+
+fn value_of(result: &[Value]) -> Vec<f64> {
+    result
+        .iter()
+        .map(|r| r["value"][1].as_str().expect("value").parse().expect("number"))
+        .collect()
+}
+
+/// Sum of a counter-like metric over every running node's /metrics.
+async fn metric_sum(cluster: &TestCluster, name: &str, label_filter: &str) -> f64 {
+    let mut total = 0.0;
+    for n in cluster.nodes.iter().filter(|n| n.is_running()) {
+        let Ok(resp) = reqwest::get(format!("{}/metrics", n.admin_url())).await else {
+            continue;
+        };
+        let text = resp.text().await.unwrap_or_default();
+        for line in text.lines() {
+            if line.starts_with(name) && line.contains(label_filter) {
+                if let Some(v) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+                    total += v;
+                }
+            }
+        }
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_metrics_land_in_prometheus_with_spec_names_and_exactly_once_across_a_leader_kill() {
+    let prom = Prometheus::start().await;
+    let mut cluster = start_cluster(&prom).await;
+    let follower = cluster.a_follower().await;
+    let grpc = cluster.nodes[(follower - 1) as usize].grpc.clone();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/send_metrics.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args([script, "--grpc", &grpc])
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("python3 runs (CI installs the OpenTelemetry SDK; see .ci/run)");
+    assert!(
+        out.status.success(),
+        "SDK client failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_exported(&cluster, Duration::from_secs(60)).await;
+
+    let t = now_ms() as f64 / 1000.0 + 1.0;
+    let sel = r#"job="shop/checkout",instance="i-1""#;
+    let q = |expr: String| {
+        let prom = &prom;
+        async move { prom.query(&expr, t).await }
+    };
+    let a = q(format!(r#"orders_total{{{sel},route="/a"}}"#)).await;
+    assert_eq!(value_of(&a), vec![5.0], "counter /a: {a:?}");
+    assert_eq!(a[0]["metric"]["otel_scope_name"], "otelraft-export-test");
+    let b = q(format!(r#"orders_total{{{sel},route="/b"}}"#)).await;
+    assert_eq!(value_of(&b), vec![7.0], "counter /b: {b:?}");
+    let g = q(format!(r#"temperature_celsius{{{sel},room="lab"}}"#)).await;
+    assert_eq!(value_of(&g), vec![21.5], "gauge: {g:?}");
+    let count = q(format!(r#"latency_seconds_count{{{sel},route="/a"}}"#)).await;
+    assert_eq!(value_of(&count), vec![3.0], "histogram count: {count:?}");
+    let sum = q(format!(r#"latency_seconds_sum{{{sel},route="/a"}}"#)).await;
+    assert!(
+        (value_of(&sum)[0] - 0.7).abs() < 1e-9,
+        "histogram sum: {sum:?}"
+    );
+    let le5 = q(format!(r#"latency_seconds_bucket{{{sel},route="/a",le="5"}}"#)).await;
+    assert_eq!(value_of(&le5), vec![3.0], "bucket le=5: {le5:?}");
+    let le0 = q(format!(r#"latency_seconds_bucket{{{sel},route="/a",le="0"}}"#)).await;
+    assert_eq!(value_of(&le0), vec![0.0], "bucket le=0: {le0:?}");
+    let inf = q(format!(r#"latency_seconds_bucket{{{sel},route="/a",le="+Inf"}}"#)).await;
+    assert_eq!(value_of(&inf), vec![3.0], "bucket +Inf: {inf:?}");
+    let info = q(format!(r#"target_info{{{sel}}}"#)).await;
+    assert_eq!(info.len(), 1, "one target_info: {info:?}");
+    assert_eq!(info[0]["metric"]["deployment_environment"], "test");
+    // Resource attributes stay on target_info, not on every series.
+    assert!(a[0]["metric"].get("deployment_environment").is_none());
+    // Nothing else from the SDK: the exact set of metric names.
+    let names: BTreeSet<String> = q(format!(r#"{{{sel}}}"#))
+        .await
+        .iter()
+        .map(|r| r["metric"]["__name__"].as_str().unwrap_or("").to_string())
+        .collect();
+    let want: BTreeSet<String> = [
+        "orders_total",
+        "temperature_celsius",
+        "latency_seconds_bucket",
+        "latency_seconds_sum",
+        "latency_seconds_count",
+        "target_info",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(names, want);
+
+    // Load with one sample per request per worker, to random members; kill
+    // the leader in the middle of it.
+    let acked: Arc<Mutex<Vec<(String, i64, f64)>>> = Arc::default();
+    let sent: Arc<Mutex<Vec<(String, i64, f64)>>> = Arc::default();
+    let targets: Vec<String> = cluster.nodes.iter().map(|n| n.http_url()).collect();
+    let stop_at = Instant::now() + Duration::from_secs(9);
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let (acked, sent, targets) = (acked.clone(), sent.clone(), targets.clone());
+        workers.push(tokio::spawn(async move {
+            let client = http();
+            let worker = format!("w{w}");
+            let mut last_ts = 0;
+            let mut seq = 0.0;
+            while Instant::now() < stop_at {
+                let ts = now_ms().max(last_ts + 1);
+                last_ts = ts;
+                seq += 1.0;
+                let req = request(vec![gauge("load_value", vec![point(&[("worker", &worker)], ts, seq)])]);
+                sent.lock().unwrap().push((worker.clone(), ts, seq));
+                let target = &targets[(seq as usize + w) % targets.len()];
+                let status = client
+                    .post(format!("{target}/v1/metrics"))
+                    .header("content-type", "application/x-protobuf")
+                    .body(req.encode_to_vec())
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .ok();
+                if status == Some(200) {
+                    acked.lock().unwrap().push((worker.clone(), ts, seq));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    cluster.node(leader).kill();
+    for w in workers {
+        w.await.expect("worker");
+    }
+    let new_leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    assert_ne!(new_leader, leader);
+    wait_exported(&cluster, Duration::from_secs(90)).await;
+
+    let acked = acked.lock().unwrap().clone();
+    let sent: BTreeSet<(String, i64, u64)> = sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(w, t, v)| (w.clone(), *t, *v as u64))
+        .collect();
+    assert!(acked.len() > 100, "too few acked requests: {}", acked.len());
+    let t = now_ms() as f64 / 1000.0 + 1.0;
+    let stored = prom.samples(r#"load_value{job="loadgen"}"#, "10m", t).await;
+    let mut got: BTreeMap<(String, i64), Vec<f64>> = BTreeMap::new();
+    for (labels, points) in stored {
+        let w = labels["worker"].as_str().expect("worker label").to_string();
+        for (ts, v) in points {
+            got.entry((w.clone(), ts)).or_default().push(v);
+        }
+    }
+    for (w, ts, v) in &acked {
+        assert_eq!(
+            got.get(&(w.clone(), *ts)),
+            Some(&vec![*v]),
+            "acked sample {w}@{ts}={v} is not in Prometheus exactly once"
+        );
+    }
+    for ((w, ts), vs) in &got {
+        for v in vs {
+            assert!(
+                sent.contains(&(w.clone(), *ts, *v as u64)),
+                "Prometheus holds a sample nobody sent: {w}@{ts}={v}"
+            );
+        }
+    }
+    let status = cluster.nodes[(new_leader - 1) as usize]
+        .status()
+        .await
+        .expect("status");
+    assert_eq!(
+        status["dead_letters"][SINK], 0,
+        "no dead letters expected: {status}"
+    );
+    assert_eq!(
+        metric_sum(&cluster, "otelraft_export_requests_total", r#"outcome="refused""#).await,
+        0.0,
+        "Prometheus refused a request"
+    );
+    let takeovers = metric_sum(&cluster, "otelraft_export_takeovers_total", "").await;
+    assert!(takeovers >= 1.0, "the new leader settled the cursor");
+    eprintln!(
+        "acked {} of {} samples; resent after failover: {}; takeovers: {}",
+        acked.len(),
+        sent.len(),
+        metric_sum(&cluster, "otelraft_export_resent_requests_total", "").await,
+        takeovers
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prometheus_outage_delays_export_and_loses_nothing() {
+    let mut prom = Prometheus::start().await;
+    let cluster = start_cluster(&prom).await;
+    let client = http();
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let node = &cluster.nodes[(leader % 3) as usize];
+    let t0 = now_ms() - 30_000;
+    let mut acked = Vec::new();
+    let send = |i: i64| request(vec![gauge("outage_value", vec![point(&[], t0 + i * 10, i as f64)])]);
+    for i in 0..20 {
+        assert_eq!(post_metrics(&client, node, &send(i)).await, Some(200));
+        acked.push(i);
+    }
+    wait_exported(&cluster, Duration::from_secs(60)).await;
+    prom.kill();
+    for i in 20..120 {
+        assert_eq!(post_metrics(&client, node, &send(i)).await, Some(200));
+        acked.push(i);
+    }
+    // The backlog waits in the log: lag is visible in status and /metrics.
+    let lagging = wait_until(Duration::from_secs(30), || async {
+        let st = cluster.nodes[(leader - 1) as usize].status().await?;
+        let s = &st["sinks"][SINK];
+        (s["lag_entries"].as_u64()? > 0 && s["phase"] == "retrying").then_some(s.clone())
+    })
+    .await
+    .expect("lag rises while Prometheus is down");
+    assert!(lagging["lag_bytes"].as_u64().unwrap_or(0) > 0, "{lagging}");
+    assert!(metric_sum(&cluster, "otelraft_export_lag_entries", SINK).await > 0.0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    prom.restart().await;
+    let done = wait_exported(&cluster, Duration::from_secs(90)).await;
+    assert_eq!(done["lag_seconds"], 0.0, "{done}");
+    assert_eq!(metric_sum(&cluster, "otelraft_export_lag_entries", SINK).await, 0.0);
+    let stored = prom
+        .samples("outage_value", "10m", now_ms() as f64 / 1000.0 + 1.0)
+        .await;
+    assert_eq!(stored.len(), 1, "one series: {stored:?}");
+    let points = &stored[0].1;
+    let want: Vec<(i64, f64)> = acked.iter().map(|i| (t0 + i * 10, *i as f64)).collect();
+    assert_eq!(points, &want, "every sample exactly once, in order");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn late_and_conflicting_samples_are_dead_lettered_and_the_rest_delivered() {
+    let prom = Prometheus::start().await;
+    let cluster = start_cluster(&prom).await;
+    let client = http();
+    let follower = cluster.a_follower().await;
+    let node = &cluster.nodes[(follower - 1) as usize];
+    let t0 = now_ms() - 60_000;
+    let first = request(vec![gauge(
+        "late_value",
+        vec![
+            point(&[("k", "a")], t0, 1.0),
+            point(&[("k", "a")], t0 + 2000, 2.0),
+            point(&[("k", "b")], t0, 10.0),
+        ],
+    )]);
+    assert_eq!(post_metrics(&client, node, &first).await, Some(200));
+    wait_exported(&cluster, Duration::from_secs(60)).await;
+    let second = request(vec![
+        gauge(
+            "late_value",
+            vec![
+                point(&[("k", "a")], t0 + 1000, 3.0),  // older than a's newest
+                point(&[("k", "a")], t0 + 2000, 99.0), // same time, other value
+                point(&[("k", "a")], t0 + 2000, 2.0),  // an exact repeat: skipped
+                point(&[("k", "b")], t0 + 1000, 11.0), // valid
+            ],
+        ),
+        delta_sum("late_delta", vec![point(&[], t0 + 1000, 4.0)]),
+    ]);
+    assert_eq!(post_metrics(&client, node, &second).await, Some(200));
+    let sink = wait_exported(&cluster, Duration::from_secs(60)).await;
+    let dl = &sink["dead_letters"];
+    assert_eq!(dl["out_of_order"], 1, "{sink}");
+    assert_eq!(dl["conflicting_value"], 1, "{sink}");
+    assert_eq!(dl["delta_temporality"], 1, "{sink}");
+    assert_eq!(
+        dl.as_object().map(|o| o.values().filter_map(|v| v.as_u64()).sum::<u64>()),
+        Some(3),
+        "{sink}"
+    );
+    let t = now_ms() as f64 / 1000.0 + 1.0;
+    let mut stored: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+    for (labels, points) in prom.samples("late_value", "10m", t).await {
+        stored.insert(labels["k"].as_str().expect("k").to_string(), points);
+    }
+    assert_eq!(stored["a"], vec![(t0, 1.0), (t0 + 2000, 2.0)]);
+    assert_eq!(stored["b"], vec![(t0, 10.0), (t0 + 1000, 11.0)]);
+    assert!(prom.samples("late_delta_total", "10m", t).await.is_empty());
+
+    // The record is inspectable from any member, with the series and values.
+    let (ok, text) = admin_cli(node, &["dead-letters", "--sink", SINK]);
+    assert!(ok, "{text}");
+    let report: Value = serde_json::from_str(&text).expect("dead-letters prints JSON");
+    let newest = report[SINK]["newest"].as_array().expect("newest items");
+    let reasons: Vec<(String, String, f64)> = newest
+        .iter()
+        .map(|d| {
+            (
+                d["reason"].as_str().unwrap_or("").to_string(),
+                d["subject"].as_str().unwrap_or("").to_string(),
+                d["value"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
+    assert!(
+        reasons.iter().any(|(r, s, v)| r == "out_of_order" && s.contains("late_value") && *v == 3.0),
+        "{report}"
+    );
+    assert!(
+        reasons.iter().any(|(r, _, v)| r == "conflicting_value" && *v == 99.0),
+        "{report}"
+    );
+    assert!(
+        reasons.iter().any(|(r, s, _)| r == "delta_temporality" && s.contains("late_delta")),
+        "{report}"
+    );
+}
