@@ -109,6 +109,11 @@ pub struct SmState {
     pub membership: StoredMembership,
     /// Ingest totals keyed by `Signal::name()` (`logs`, `metrics`, `traces`).
     pub signals: BTreeMap<String, SignalTotals>,
+    /// Index of the newest applied ingest entry: exporters are caught up
+    /// when their cursor reaches it (the entries after it are Raft's and the
+    /// exporters' own bookkeeping, with nothing to export).
+    #[serde(default)]
+    pub last_ingest_index: u64,
     /// Export state of each sink that has ever advanced, by sink name.
     pub sinks: BTreeMap<String, SinkState>,
     /// Blocks of the log recorded as safely archived, in apply order.

@@ -36,7 +36,13 @@ async fn wait_exported(cluster: &TestCluster, sink: &str, timeout: Duration) -> 
     .await;
     match done {
         Some(s) => s,
-        None => panic!("{sink} did not catch up within {timeout:?}\n{}", cluster.logs()),
+        None => {
+            let mut statuses = String::new();
+            for n in cluster.nodes.iter().filter(|n| n.is_running()) {
+                statuses.push_str(&format!("node {}: {:?}\n", n.id, n.status().await));
+            }
+            panic!("{sink} did not catch up within {timeout:?}\n{statuses}\n{}", cluster.logs())
+        }
     }
 }
 

@@ -78,7 +78,7 @@ pub struct SinkStatus {
     pub kind: String,
     /// Last handled (delivered or dead-lettered) index.
     pub cursor: u64,
-    /// Applied entries past the cursor.
+    /// Log indexes from the cursor to the newest applied ingest entry.
     pub lag_entries: u64,
     /// Applied OTLP payload bytes past the cursor.
     pub lag_bytes: u64,
@@ -99,7 +99,9 @@ pub struct SinkStatus {
 
 /// Status of every configured sink, and of any sink the state knows.
 fn sink_statuses(node: &Node, state: &crate::store::SmState) -> BTreeMap<String, SinkStatus> {
-    let applied = state.last_applied.map_or(0, |l| l.index);
+    // Lag counts up to the newest ingest entry: later entries are cursor
+    // advances and other bookkeeping, with nothing to export.
+    let applied = state.last_ingest_index;
     let total_bytes: u64 = state.signals.values().map(|t| t.payload_bytes).sum();
     let progress = node.export_progress().snapshot();
     let now_ms = std::time::SystemTime::now()

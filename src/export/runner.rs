@@ -242,9 +242,12 @@ impl<S: Sink> Exporter<S> {
                     return Ok(());
                 }
             }
-            let state = self.sink_state();
-            let applied = self.node.raft_metrics().last_applied.map_or(0, |l| l.index);
-            if applied <= state.cursor {
+            let sm = self.node.state();
+            let state = sm.sinks.get(self.sink.name()).cloned().unwrap_or_default();
+            let applied = sm.last_applied.map_or(0, |l| l.index);
+            // Only ingest entries hold data; the advances this loop commits
+            // must not count as new work.
+            if sm.last_ingest_index <= state.cursor {
                 self.set_phase("caught_up");
                 let _ = tokio::time::timeout(IDLE_WAIT, rx.changed()).await;
                 continue;
@@ -388,7 +391,7 @@ fn now_ms() -> i64 {
 async fn publish_gauges(node: Arc<Node>, registry: Registry) {
     loop {
         let state = node.state();
-        let applied = state.last_applied.map_or(0, |l| l.index);
+        let applied = state.last_ingest_index;
         let total_bytes: u64 = state.signals.values().map(|t| t.payload_bytes).sum();
         let progress = registry.snapshot();
         let m = node.metrics();

@@ -260,7 +260,12 @@ pub(super) fn apply_entry(state: &mut SmState, entry: &Entry) {
         EntryPayload::Membership(m) => {
             state.membership = StoredMembership::new(Some(entry.log_id), m.clone());
         }
-        EntryPayload::Normal(cmd) => apply_command(state, cmd),
+        EntryPayload::Normal(cmd) => {
+            if matches!(cmd.kind, Some(Kind::Ingest(_))) {
+                state.last_ingest_index = entry.log_id.index;
+            }
+            apply_command(state, cmd)
+        }
     }
     state.last_applied = Some(entry.log_id);
 }
