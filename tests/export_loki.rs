@@ -13,8 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use loki::LokiReceiver;
-use serde_json::Value;
-use support::{post_logs, wait_until, Options, TestCluster};
+use support::{post_logs, Options, TestCluster};
 
 fn sink_env(name: &str, kind: &str, url: &str) -> Vec<(String, String)> {
     let upper = name.to_ascii_uppercase();
@@ -26,25 +25,6 @@ fn sink_env(name: &str, kind: &str, url: &str) -> Vec<(String, String)> {
     ]
 }
 
-async fn wait_exported(cluster: &TestCluster, sink: &str, timeout: Duration) -> Value {
-    let done = wait_until(timeout, || async {
-        let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
-        let st = cluster.nodes[(leader - 1) as usize].status().await?;
-        let s = st["sinks"][sink].clone();
-        (s["lag_entries"] == 0 && s["phase"] == "caught_up").then_some(s)
-    })
-    .await;
-    match done {
-        Some(s) => s,
-        None => {
-            let mut statuses = String::new();
-            for n in cluster.nodes.iter().filter(|n| n.is_running()) {
-                statuses.push_str(&format!("node {}: {:?}\n", n.id, n.status().await));
-            }
-            panic!("{sink} did not catch up within {timeout:?}\n{statuses}\n{}", cluster.logs())
-        }
-    }
-}
 
 fn check_exactly_once(
     what: &str,
@@ -142,8 +122,8 @@ async fn every_acked_log_record_reaches_loki_once_across_a_leader_kill_and_an_ou
     for w in workers {
         w.await.expect("worker");
     }
-    wait_exported(&cluster, "loki", Duration::from_secs(90)).await;
-    wait_exported(&cluster, "lokiotlp", Duration::from_secs(90)).await;
+    cluster.wait_exported("loki", Duration::from_secs(90)).await;
+    cluster.wait_exported("lokiotlp", Duration::from_secs(90)).await;
 
     let acked = acked.lock().unwrap().clone();
     let sent = sent.lock().unwrap().clone();
@@ -160,7 +140,7 @@ async fn every_acked_log_record_reaches_loki_once_across_a_leader_kill_and_an_ou
         post_logs(&client, &cluster.nodes[(follower - 1) as usize], &["after-restart".to_string()]).await,
         Some(200)
     );
-    let st = wait_exported(&cluster, "loki", Duration::from_secs(60)).await;
+    let st = cluster.wait_exported("loki", Duration::from_secs(60)).await;
     assert_eq!(st["dead_letters"].as_object().map(|o| o.len()), Some(0), "{st}");
     assert!(push.stored().iter().any(|l| l.line == "after-restart"));
 }

@@ -124,27 +124,6 @@ async fn start_cluster(prom: &Prometheus) -> TestCluster {
     .await
 }
 
-/// The sink's status on the leader once its cursor reached the applied
-/// index (nothing left to export), waiting up to `timeout`.
-async fn wait_exported(cluster: &TestCluster, timeout: Duration) -> Value {
-    let done = wait_until(timeout, || async {
-        let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
-        let st = cluster.nodes[(leader - 1) as usize].status().await?;
-        let sink = st["sinks"][SINK].clone();
-        (sink["lag_entries"] == 0 && sink["phase"] == "caught_up").then_some(sink)
-    })
-    .await;
-    match done {
-        Some(s) => s,
-        None => {
-            let mut statuses = String::new();
-            for n in cluster.nodes.iter().filter(|n| n.is_running()) {
-                statuses.push_str(&format!("node {}: {:?}\n", n.id, n.status().await));
-            }
-            panic!("export did not catch up within {timeout:?}\n{statuses}\n{}", cluster.logs())
-        }
-    }
-}
 
 fn value_of(result: &[Value]) -> Vec<f64> {
     result
@@ -193,7 +172,7 @@ async fn sdk_metrics_land_in_prometheus_with_spec_names_and_exactly_once_across_
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_exported(&cluster, Duration::from_secs(60)).await;
+    cluster.wait_exported(SINK, Duration::from_secs(60)).await;
 
     let t = now_ms() as f64 / 1000.0 + 1.0;
     let sel = r#"job="shop/checkout",instance="i-1""#;
@@ -289,7 +268,7 @@ async fn sdk_metrics_land_in_prometheus_with_spec_names_and_exactly_once_across_
     }
     let new_leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
     assert_ne!(new_leader, leader);
-    wait_exported(&cluster, Duration::from_secs(90)).await;
+    cluster.wait_exported(SINK, Duration::from_secs(90)).await;
 
     let acked = acked.lock().unwrap().clone();
     let sent: BTreeSet<(String, i64, u64)> = sent
@@ -379,7 +358,7 @@ async fn a_prometheus_outage_delays_export_and_loses_nothing() {
         assert_eq!(post_metrics(&client, node, &send(i)).await, Some(200));
         acked.push(i);
     }
-    wait_exported(&cluster, Duration::from_secs(60)).await;
+    cluster.wait_exported(SINK, Duration::from_secs(60)).await;
     prom.kill();
     for i in 20..120 {
         assert_eq!(post_metrics(&client, node, &send(i)).await, Some(200));
@@ -397,7 +376,7 @@ async fn a_prometheus_outage_delays_export_and_loses_nothing() {
     assert!(metric_sum(&cluster, "otelraft_export_lag_entries", SINK).await > 0.0);
     tokio::time::sleep(Duration::from_secs(2)).await;
     prom.restart().await;
-    let done = wait_exported(&cluster, Duration::from_secs(90)).await;
+    let done = cluster.wait_exported(SINK, Duration::from_secs(90)).await;
     assert_eq!(done["lag_seconds"], 0.0, "{done}");
     // Every member's gauge returns to zero (they refresh twice a second).
     let zero = wait_until(Duration::from_secs(10), || async {
@@ -431,7 +410,7 @@ async fn late_and_conflicting_samples_are_dead_lettered_and_the_rest_delivered()
         ],
     )]);
     assert_eq!(post_metrics(&client, node, &first).await, Some(200));
-    wait_exported(&cluster, Duration::from_secs(60)).await;
+    cluster.wait_exported(SINK, Duration::from_secs(60)).await;
     let second = request(vec![
         gauge(
             "late_value",
@@ -445,7 +424,7 @@ async fn late_and_conflicting_samples_are_dead_lettered_and_the_rest_delivered()
         delta_sum("late_delta", vec![point(&[], t0 + 1000, 4.0)]),
     ]);
     assert_eq!(post_metrics(&client, node, &second).await, Some(200));
-    let sink = wait_exported(&cluster, Duration::from_secs(60)).await;
+    let sink = cluster.wait_exported(SINK, Duration::from_secs(60)).await;
     let dl = &sink["dead_letters"];
     assert_eq!(dl["out_of_order"], 1, "{sink}");
     assert_eq!(dl["conflicting_value"], 1, "{sink}");

@@ -3,10 +3,10 @@
 //! - [`request`]: OTLP log records to a `PushRequest` (stream labels,
 //!   structured metadata, deterministic timestamps and lines).
 //! - [`otlp`]: OTLP log requests merged for `/otlp/v1/logs`.
-//! - `sink`: both sinks over the shared HTTP service.
+//! - `sink`: one sink for both endpoints over the shared HTTP service.
 
 pub mod otlp;
 pub mod request;
 mod sink;
 
-pub use self::sink::{LokiOtlpSink, LokiPushSink};
+pub use self::sink::{LokiFormat, LokiSink};

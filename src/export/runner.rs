@@ -26,7 +26,7 @@ use openraft::{ReadPolicy, ServerState};
 
 use super::config::{SinkConfig, SinkKind};
 use super::http::Answer;
-use super::loki::{LokiOtlpSink, LokiPushSink};
+use super::loki::{LokiFormat, LokiSink};
 use super::prometheus::PrometheusSink;
 use super::progress::Registry;
 use super::retry::Backoff;
@@ -53,10 +53,18 @@ pub fn spawn_exporters(node: &Arc<Node>, registry: &Registry) -> Result<(), Expo
             SinkKind::PrometheusRemoteWrite => {
                 spawn_one(node, registry, config, PrometheusSink::new(name, config)?)
             }
-            SinkKind::Loki => spawn_one(node, registry, config, LokiPushSink::new(name, config)?),
-            SinkKind::LokiOtlp => {
-                spawn_one(node, registry, config, LokiOtlpSink::new(name, config)?)
-            }
+            SinkKind::Loki => spawn_one(
+                node,
+                registry,
+                config,
+                LokiSink::new(name, config, LokiFormat::Push)?,
+            ),
+            SinkKind::LokiOtlp => spawn_one(
+                node,
+                registry,
+                config,
+                LokiSink::new(name, config, LokiFormat::Otlp)?,
+            ),
         }
     }
     tokio::spawn(publish_gauges(node.clone(), registry.clone()));

@@ -334,6 +334,29 @@ impl TestCluster {
         }
     }
 
+    /// Waits until `sink`'s cursor on the leader reached the newest ingest
+    /// entry and its exporter is idle-waiting; returns the sink's status.
+    pub async fn wait_exported(&self, sink: &str, timeout: Duration) -> Value {
+        let done = wait_until(timeout, || async {
+            let leader = self.wait_for_leader(Duration::from_secs(30)).await;
+            let st = self.nodes[(leader - 1) as usize].status().await?;
+            let s = st["sinks"][sink].clone();
+            (s["lag_entries"] == 0 && s["phase"] == "caught_up").then_some(s)
+        })
+        .await;
+        if let Some(s) = done {
+            return s;
+        }
+        let mut statuses = String::new();
+        for n in self.nodes.iter().filter(|n| n.is_running()) {
+            statuses.push_str(&format!("node {}: {:?}\n", n.id, n.status().await));
+        }
+        panic!(
+            "sink {sink} did not catch up within {timeout:?}\n{statuses}\n{}",
+            self.logs()
+        )
+    }
+
     /// Stops every running node gracefully.
     pub fn stop_all(&mut self) {
         for n in self.nodes.iter_mut() {

@@ -19,35 +19,56 @@ use crate::pb::log::Signal;
 use crate::raft::Entry;
 use crate::store::SinkState;
 
-/// Exports logs to Loki's push API (protobuf, block snappy).
-pub struct LokiPushSink {
+/// Which Loki endpoint a sink posts to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LokiFormat {
+    /// `/loki/api/v1/push`, protobuf with block snappy.
+    Push,
+    /// Loki 3's `/otlp/v1/logs`, OTLP protobuf.
+    Otlp,
+}
+
+/// Exports logs to one Loki endpoint.
+pub struct LokiSink {
     name: String,
+    format: LokiFormat,
     http: HttpService,
 }
 
-/// Exports logs to Loki 3's OTLP/HTTP endpoint.
-pub struct LokiOtlpSink {
-    name: String,
-    http: HttpService,
-}
-
-impl LokiPushSink {
-    /// A sink named `name`.
-    pub fn new(name: &str, config: &SinkConfig) -> Result<Self, ExportError> {
-        Ok(LokiPushSink {
+impl LokiSink {
+    /// A sink named `name` posting in `format`.
+    pub fn new(name: &str, config: &SinkConfig, format: LokiFormat) -> Result<Self, ExportError> {
+        Ok(LokiSink {
             name: name.to_string(),
+            format,
             http: HttpService::new(name, config)?,
         })
     }
-}
 
-impl LokiOtlpSink {
-    /// A sink named `name`.
-    pub fn new(name: &str, config: &SinkConfig) -> Result<Self, ExportError> {
-        Ok(LokiOtlpSink {
-            name: name.to_string(),
-            http: HttpService::new(name, config)?,
-        })
+    fn build_push(state: &SinkState, entries: &[Entry]) -> Batch {
+        let mut builder = PushBuilder::new();
+        let mut batch = collect_logs(state, entries, |view, req| {
+            builder.add_entry(view.index, view.request.proposed_unix_nanos, &req)
+        });
+        if builder.is_empty() {
+            return batch;
+        }
+        match encode_push(&builder.finish()) {
+            Ok(body) => batch.body = Some(Bytes::from(body)),
+            Err(e) => batch.refused_whole(0, &format!("snappy: {e}")),
+        }
+        batch
+    }
+
+    fn build_otlp(state: &SinkState, entries: &[Entry]) -> Batch {
+        let mut builder = OtlpLogsBuilder::new();
+        let mut batch = collect_logs(state, entries, |view, req| {
+            builder.add_entry(view.index, view.request.proposed_unix_nanos, req)
+        });
+        if !builder.is_empty() {
+            batch.body = Some(Bytes::from(builder.finish()));
+        }
+        batch
     }
 }
 
@@ -74,54 +95,21 @@ fn collect_logs(
     batch
 }
 
-impl Sink for LokiPushSink {
+impl Sink for LokiSink {
     fn name(&self) -> &str {
         &self.name
     }
 
     fn build(&self, state: &SinkState, entries: &[Entry]) -> Batch {
-        let mut builder = PushBuilder::new();
-        let mut batch = collect_logs(state, entries, |view, req| {
-            builder.add_entry(view.index, view.request.proposed_unix_nanos, &req)
-        });
-        if builder.is_empty() {
-            return batch;
+        match self.format {
+            LokiFormat::Push => Self::build_push(state, entries),
+            LokiFormat::Otlp => Self::build_otlp(state, entries),
         }
-        match encode_push(&builder.finish()) {
-            Ok(body) => batch.body = Some(Bytes::from(body)),
-            Err(e) => batch.refused_whole(0, &format!("snappy: {e}")),
-        }
-        batch
     }
 
     async fn send(&self, body: Bytes) -> Result<Answer, ExportError> {
-        self.http
-            .post(body, &[("Content-Type", "application/x-protobuf")])
-            .await
-    }
-
-    async fn delivered_beyond(&self, _state: &SinkState) -> Result<Option<u64>, ExportError> {
-        Ok(None)
-    }
-}
-
-impl Sink for LokiOtlpSink {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn build(&self, state: &SinkState, entries: &[Entry]) -> Batch {
-        let mut builder = OtlpLogsBuilder::new();
-        let mut batch = collect_logs(state, entries, |view, req| {
-            builder.add_entry(view.index, view.request.proposed_unix_nanos, req)
-        });
-        if !builder.is_empty() {
-            batch.body = Some(Bytes::from(builder.finish()));
-        }
-        batch
-    }
-
-    async fn send(&self, body: Bytes) -> Result<Answer, ExportError> {
+        // Both endpoints take protobuf; the push API's body is snappy
+        // compressed without a Content-Encoding header, as Loki expects.
         self.http
             .post(body, &[("Content-Type", "application/x-protobuf")])
             .await
