@@ -180,9 +180,7 @@ async fn status(State(node): State<Arc<Node>>) -> Json<status::Status> {
 
 /// The dead-letter record of every sink, from this node's applied state:
 /// counts by reason and the newest items.
-async fn dead_letters(
-    State(node): State<Arc<Node>>,
-) -> Json<BTreeMap<String, DeadLetterReport>> {
+async fn dead_letters(State(node): State<Arc<Node>>) -> Json<BTreeMap<String, DeadLetterReport>> {
     let state = node.state();
     Json(
         state

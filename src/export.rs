@@ -25,9 +25,9 @@ pub mod config;
 pub mod dead_letter;
 pub mod http;
 pub mod loki;
+pub mod progress;
 pub mod prometheus;
 pub mod retry;
-pub mod progress;
 mod runner;
 mod sink;
 

@@ -29,14 +29,14 @@ mod generated {
     }
 }
 
+/// Loki push API request messages, for the Loki sink.
+pub use generated::logproto as loki;
 /// Log payload types, shared by storage, the peer service and ingest.
 pub use generated::otelraft::log::v1 as log;
 /// The internal member-to-member gRPC service.
 pub use generated::otelraft::peer::v1 as peer;
 /// Prometheus remote write 1.0 request messages, for the Prometheus sink.
 pub use generated::prometheus;
-/// Loki push API request messages, for the Loki sink.
-pub use generated::logproto as loki;
 
 impl fmt::Display for log::Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

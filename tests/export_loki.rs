@@ -3,10 +3,10 @@
 //! docs/export.md). Across a leader kill and a sink outage every acked log
 //! record is stored exactly once.
 
-#[path = "support/cluster.rs"]
-mod support;
 #[path = "support/loki.rs"]
 mod loki;
+#[path = "support/cluster.rs"]
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -19,12 +19,20 @@ fn sink_env(name: &str, kind: &str, url: &str) -> Vec<(String, String)> {
     let upper = name.to_ascii_uppercase();
     vec![
         (format!("OTELRAFT_SINKS__{upper}__KIND"), kind.to_string()),
-        (format!("OTELRAFT_SINKS__{upper}__ENDPOINT"), url.to_string()),
-        (format!("OTELRAFT_SINKS__{upper}__RETRY_MAX_MS"), "1000".to_string()),
-        (format!("OTELRAFT_SINKS__{upper}__MAX_BATCH_ENTRIES"), "16".to_string()),
+        (
+            format!("OTELRAFT_SINKS__{upper}__ENDPOINT"),
+            url.to_string(),
+        ),
+        (
+            format!("OTELRAFT_SINKS__{upper}__RETRY_MAX_MS"),
+            "1000".to_string(),
+        ),
+        (
+            format!("OTELRAFT_SINKS__{upper}__MAX_BATCH_ENTRIES"),
+            "16".to_string(),
+        ),
     ]
 }
-
 
 fn check_exactly_once(
     what: &str,
@@ -41,7 +49,11 @@ fn check_exactly_once(
             "{what}: stored a line nobody sent: {:?}",
             line.line
         );
-        assert!(line.labels.contains("service_name=\"otelraft-bench\""), "{what}: {}", line.labels);
+        assert!(
+            line.labels.contains("service_name=\"otelraft-bench\""),
+            "{what}: {}",
+            line.labels
+        );
         *stored.entry(line.line).or_default() += 1;
     }
     for body in acked {
@@ -123,7 +135,9 @@ async fn every_acked_log_record_reaches_loki_once_across_a_leader_kill_and_an_ou
         w.await.expect("worker");
     }
     cluster.wait_exported("loki", Duration::from_secs(90)).await;
-    cluster.wait_exported("lokiotlp", Duration::from_secs(90)).await;
+    cluster
+        .wait_exported("lokiotlp", Duration::from_secs(90))
+        .await;
 
     let acked = acked.lock().unwrap().clone();
     let sent = sent.lock().unwrap().clone();
@@ -137,10 +151,19 @@ async fn every_acked_log_record_reaches_loki_once_across_a_leader_kill_and_an_ou
     let client = reqwest::Client::new();
     let follower = cluster.a_follower().await;
     assert_eq!(
-        post_logs(&client, &cluster.nodes[(follower - 1) as usize], &["after-restart".to_string()]).await,
+        post_logs(
+            &client,
+            &cluster.nodes[(follower - 1) as usize],
+            &["after-restart".to_string()]
+        )
+        .await,
         Some(200)
     );
     let st = cluster.wait_exported("loki", Duration::from_secs(60)).await;
-    assert_eq!(st["dead_letters"].as_object().map(|o| o.len()), Some(0), "{st}");
+    assert_eq!(
+        st["dead_letters"].as_object().map(|o| o.len()),
+        Some(0),
+        "{st}"
+    );
     assert!(push.stored().iter().any(|l| l.line == "after-restart"));
 }

@@ -3,10 +3,10 @@
 //! kill and a sink outage, and late samples diverted to the dead-letter
 //! record while the rest of their batch is delivered.
 
-#[path = "support/cluster.rs"]
-mod support;
 #[path = "support/prometheus.rs"]
 mod prometheus;
+#[path = "support/cluster.rs"]
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -124,11 +124,16 @@ async fn start_cluster(prom: &Prometheus) -> TestCluster {
     .await
 }
 
-
 fn value_of(result: &[Value]) -> Vec<f64> {
     result
         .iter()
-        .map(|r| r["value"][1].as_str().expect("value").parse().expect("number"))
+        .map(|r| {
+            r["value"][1]
+                .as_str()
+                .expect("value")
+                .parse()
+                .expect("number")
+        })
         .collect()
 }
 
@@ -194,11 +199,20 @@ async fn sdk_metrics_land_in_prometheus_with_spec_names_and_exactly_once_across_
         (value_of(&sum)[0] - 0.7).abs() < 1e-9,
         "histogram sum: {sum:?}"
     );
-    let le5 = q(format!(r#"latency_seconds_bucket{{{sel},route="/a",le="5"}}"#)).await;
+    let le5 = q(format!(
+        r#"latency_seconds_bucket{{{sel},route="/a",le="5"}}"#
+    ))
+    .await;
     assert_eq!(value_of(&le5), vec![3.0], "bucket le=5: {le5:?}");
-    let le0 = q(format!(r#"latency_seconds_bucket{{{sel},route="/a",le="0"}}"#)).await;
+    let le0 = q(format!(
+        r#"latency_seconds_bucket{{{sel},route="/a",le="0"}}"#
+    ))
+    .await;
     assert_eq!(value_of(&le0), vec![0.0], "bucket le=0: {le0:?}");
-    let inf = q(format!(r#"latency_seconds_bucket{{{sel},route="/a",le="+Inf"}}"#)).await;
+    let inf = q(format!(
+        r#"latency_seconds_bucket{{{sel},route="/a",le="+Inf"}}"#
+    ))
+    .await;
     assert_eq!(value_of(&inf), vec![3.0], "bucket +Inf: {inf:?}");
     let info = q(format!(r#"target_info{{{sel}}}"#)).await;
     assert_eq!(info.len(), 1, "one target_info: {info:?}");
@@ -242,7 +256,10 @@ async fn sdk_metrics_land_in_prometheus_with_spec_names_and_exactly_once_across_
                 let ts = now_ms().max(last_ts + 1);
                 last_ts = ts;
                 seq += 1.0;
-                let req = request(vec![gauge("load_value", vec![point(&[("worker", &worker)], ts, seq)])]);
+                let req = request(vec![gauge(
+                    "load_value",
+                    vec![point(&[("worker", &worker)], ts, seq)],
+                )]);
                 sent.lock().unwrap().push((worker.clone(), ts, seq));
                 let target = &targets[(seq as usize + w) % targets.len()];
                 let status = client
@@ -309,26 +326,45 @@ async fn sdk_metrics_land_in_prometheus_with_spec_names_and_exactly_once_across_
     let (ok, text) = admin_cli(&cluster.nodes[(new_leader - 1) as usize], &["dead-letters"]);
     assert!(ok, "{text}");
     let report: Value = serde_json::from_str(&text).expect("dead-letters JSON");
-    let counts = report[SINK]["counts"].as_object().cloned().unwrap_or_default();
+    let counts = report[SINK]["counts"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     assert!(
         counts.keys().all(|k| k == "out_of_order"),
         "unexpected dead-letter reasons: {counts:?}"
     );
     let acked_set: BTreeSet<(i64, u64)> = acked.iter().map(|(_, t, v)| (*t, *v as u64)).collect();
-    for item in report[SINK]["newest"].as_array().cloned().unwrap_or_default() {
+    for item in report[SINK]["newest"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
         // The workers share one resource identity (job, receiving node), so
         // their target_info samples interleave out of order: expected.
-        if item["subject"].as_str().unwrap_or("").starts_with("target_info{") {
+        if item["subject"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("target_info{")
+        {
             continue;
         }
         let key = (
             item["timestamp_ms"].as_i64().unwrap_or(0),
             item["value"].as_f64().unwrap_or(0.0) as u64,
         );
-        assert!(!acked_set.contains(&key), "an acked sample was dead-lettered: {item}");
+        assert!(
+            !acked_set.contains(&key),
+            "an acked sample was dead-lettered: {item}"
+        );
     }
     assert_eq!(
-        metric_sum(&cluster, "otelraft_export_requests_total", r#"outcome="refused""#).await,
+        metric_sum(
+            &cluster,
+            "otelraft_export_requests_total",
+            r#"outcome="refused""#
+        )
+        .await,
         0.0,
         "Prometheus refused a request"
     );
@@ -353,7 +389,12 @@ async fn a_prometheus_outage_delays_export_and_loses_nothing() {
     let node = &cluster.nodes[(leader % 3) as usize];
     let t0 = now_ms() - 30_000;
     let mut acked = Vec::new();
-    let send = |i: i64| request(vec![gauge("outage_value", vec![point(&[], t0 + i * 10, i as f64)])]);
+    let send = |i: i64| {
+        request(vec![gauge(
+            "outage_value",
+            vec![point(&[], t0 + i * 10, i as f64)],
+        )])
+    };
     for i in 0..20 {
         assert_eq!(post_metrics(&client, node, &send(i)).await, Some(200));
         acked.push(i);
@@ -430,7 +471,8 @@ async fn late_and_conflicting_samples_are_dead_lettered_and_the_rest_delivered()
     assert_eq!(dl["conflicting_value"], 1, "{sink}");
     assert_eq!(dl["delta_temporality"], 1, "{sink}");
     assert_eq!(
-        dl.as_object().map(|o| o.values().filter_map(|v| v.as_u64()).sum::<u64>()),
+        dl.as_object()
+            .map(|o| o.values().filter_map(|v| v.as_u64()).sum::<u64>()),
         Some(3),
         "{sink}"
     );
@@ -459,15 +501,21 @@ async fn late_and_conflicting_samples_are_dead_lettered_and_the_rest_delivered()
         })
         .collect();
     assert!(
-        reasons.iter().any(|(r, s, v)| r == "out_of_order" && s.contains("late_value") && *v == 3.0),
+        reasons
+            .iter()
+            .any(|(r, s, v)| r == "out_of_order" && s.contains("late_value") && *v == 3.0),
         "{report}"
     );
     assert!(
-        reasons.iter().any(|(r, _, v)| r == "conflicting_value" && *v == 99.0),
+        reasons
+            .iter()
+            .any(|(r, _, v)| r == "conflicting_value" && *v == 99.0),
         "{report}"
     );
     assert!(
-        reasons.iter().any(|(r, s, _)| r == "delta_temporality" && s.contains("late_delta")),
+        reasons
+            .iter()
+            .any(|(r, s, _)| r == "delta_temporality" && s.contains("late_delta")),
         "{report}"
     );
 }

@@ -107,8 +107,12 @@ fn sink_statuses(node: &Node, state: &crate::store::SmState) -> BTreeMap<String,
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let names: std::collections::BTreeSet<&String> =
-        node.config().sinks.keys().chain(state.sinks.keys()).collect();
+    let names: std::collections::BTreeSet<&String> = node
+        .config()
+        .sinks
+        .keys()
+        .chain(state.sinks.keys())
+        .collect();
     names
         .into_iter()
         .map(|name| {
@@ -121,7 +125,11 @@ fn sink_statuses(node: &Node, state: &crate::store::SmState) -> BTreeMap<String,
                 _ => Some(0.0),
             };
             let status = SinkStatus {
-                kind: if p.kind.is_empty() { "unconfigured".into() } else { p.kind },
+                kind: if p.kind.is_empty() {
+                    "unconfigured".into()
+                } else {
+                    p.kind
+                },
                 cursor: s.cursor,
                 lag_entries: applied.saturating_sub(s.cursor),
                 lag_bytes: total_bytes.saturating_sub(s.payload_bytes),
@@ -129,7 +137,11 @@ fn sink_statuses(node: &Node, state: &crate::store::SmState) -> BTreeMap<String,
                 delivered: s.delivered,
                 batches: s.batches,
                 dead_letters: s.dead_letter_counts,
-                phase: if p.phase.is_empty() { "idle".into() } else { p.phase },
+                phase: if p.phase.is_empty() {
+                    "idle".into()
+                } else {
+                    p.phase
+                },
                 last_error: p.last_error,
             };
             (name.clone(), status)

@@ -150,7 +150,10 @@ impl SinkConfig {
 fn validate_url(field: &str, url: &str) -> Result<(), ConfigError> {
     match reqwest::Url::parse(url) {
         Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => Ok(()),
-        Ok(_) => Err(ConfigError::field(field, format!("`{url}` is not an http(s) URL"))),
+        Ok(_) => Err(ConfigError::field(
+            field,
+            format!("`{url}` is not an http(s) URL"),
+        )),
         Err(e) => Err(ConfigError::field(field, format!("`{url}`: {e}"))),
     }
 }

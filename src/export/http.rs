@@ -43,9 +43,13 @@ impl HttpService {
     pub fn new(name: &str, config: &SinkConfig) -> Result<Self, ExportError> {
         let mut headers = HeaderMap::new();
         for (k, v) in &config.headers {
-            let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v))
-            else {
-                return Err(ExportError::Encode(format!("sinks.{name}.headers.{k} is invalid")));
+            let (Ok(k), Ok(v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) else {
+                return Err(ExportError::Encode(format!(
+                    "sinks.{name}.headers.{k} is invalid"
+                )));
             };
             headers.insert(k, v);
         }
@@ -78,7 +82,11 @@ impl HttpService {
         for (k, v) in extra {
             req = req.header(*k, *v);
         }
-        let resp = req.body(body).send().await.map_err(|e| self.unavailable(e, None))?;
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.unavailable(e, None))?;
         let status = resp.status();
         let retry_after = parse_retry_after(
             resp.headers()

@@ -127,7 +127,10 @@ mod tests {
     #[test]
     fn retry_after_seconds_parse() {
         assert_eq!(parse_retry_after(Some(" 7 ")), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(
+            parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")),
+            None
+        );
         assert_eq!(parse_retry_after(None), None);
     }
 
@@ -137,7 +140,11 @@ mod tests {
         let caps = [100u64, 200, 400, 800, 800, 800];
         for cap in caps {
             let d = b.next_delay(None).as_millis() as u64;
-            assert!(d >= cap / 2 && d <= cap, "delay {d} outside [{}, {cap}]", cap / 2);
+            assert!(
+                d >= cap / 2 && d <= cap,
+                "delay {d} outside [{}, {cap}]",
+                cap / 2
+            );
         }
         assert!(b.next_delay(Some(Duration::from_secs(5))) >= Duration::from_secs(5));
         b.reset();

@@ -27,8 +27,8 @@ use openraft::{ReadPolicy, ServerState};
 use super::config::{SinkConfig, SinkKind};
 use super::http::Answer;
 use super::loki::{LokiFormat, LokiSink};
-use super::prometheus::PrometheusSink;
 use super::progress::Registry;
+use super::prometheus::PrometheusSink;
 use super::retry::Backoff;
 use super::sink::{Batch, Sink};
 use super::ExportError;
@@ -197,7 +197,12 @@ impl<S: Sink> Exporter<S> {
             Some(to) if to > state.cursor => {
                 let batch = self.rebuild(&state, to).await?;
                 self.commit(&batch, term).await?;
-                tracing::info!(sink = self.sink.name(), from = state.cursor, to, "previous leader's batch found in the sink; recorded without resending");
+                tracing::info!(
+                    sink = self.sink.name(),
+                    from = state.cursor,
+                    to,
+                    "previous leader's batch found in the sink; recorded without resending"
+                );
                 "already_delivered"
             }
             Some(_) => "not_delivered",
@@ -417,7 +422,11 @@ async fn publish_gauges(node: Arc<Node>, registry: Registry) {
                 .get_or_create(&l)
                 .set(s.delivered as i64);
             for reason in super::dead_letter::Reason::ALL {
-                let n = s.dead_letter_counts.get(reason.as_str()).copied().unwrap_or(0);
+                let n = s
+                    .dead_letter_counts
+                    .get(reason.as_str())
+                    .copied()
+                    .unwrap_or(0);
                 m.export_dead_letters
                     .get_or_create(&metrics::sink_outcome(name, reason.as_str()))
                     .set(n as i64);

@@ -95,7 +95,14 @@ impl Batch {
     }
 
     /// Records an item kept out of the sink.
-    pub fn dead_letter(&mut self, index: u64, reason: Reason, subject: String, ts_ms: i64, value: f64) {
+    pub fn dead_letter(
+        &mut self,
+        index: u64,
+        reason: Reason,
+        subject: String,
+        ts_ms: i64,
+        value: f64,
+    ) {
         self.dead_letters.push(DeadLetter {
             index,
             reason: reason.as_str().to_string(),
@@ -135,7 +142,12 @@ impl Batch {
     /// After a refusal nothing predicted: every item of the request becomes
     /// a dead letter with the sink's message, and nothing is sent.
     pub fn refused_whole(&mut self, status: u16, message: &str) {
-        let subject = format!("{} items in log range {}..={}", self.items, self.from + 1, self.to);
+        let subject = format!(
+            "{} items in log range {}..={}",
+            self.items,
+            self.from + 1,
+            self.to
+        );
         self.dead_letters.push(DeadLetter {
             index: self.from + 1,
             reason: Reason::RejectedBySink.as_str().to_string(),

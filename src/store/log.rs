@@ -79,7 +79,8 @@ impl LogStore {
         end_exclusive: u64,
         max_bytes: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        self.read(start..end_exclusive, Some(Limit { max_bytes })).await
+        self.read(start..end_exclusive, Some(Limit { max_bytes }))
+            .await
     }
 
     async fn read(

@@ -54,7 +54,10 @@ impl Prometheus {
         assert!(self.child.is_none(), "prometheus already running");
         let log = std::fs::File::create(self.dir.path().join("prometheus.log")).expect("log");
         let child = Command::new(binary())
-            .arg(format!("--config.file={}", self.dir.path().join("prometheus.yml").display()))
+            .arg(format!(
+                "--config.file={}",
+                self.dir.path().join("prometheus.yml").display()
+            ))
             .arg(format!("--storage.tsdb.path={}", self.data_dir().display()))
             .arg(format!("--web.listen-address={}", self.addr))
             .arg("--web.enable-remote-write-receiver")
@@ -98,7 +101,10 @@ impl Prometheus {
     pub async fn query(&self, promql: &str, time_s: f64) -> Vec<Value> {
         let resp: Value = reqwest::Client::new()
             .get(format!("http://{}/api/v1/query", self.addr))
-            .query(&[("query", promql.to_string()), ("time", format!("{time_s:.3}"))])
+            .query(&[
+                ("query", promql.to_string()),
+                ("time", format!("{time_s:.3}")),
+            ])
             .send()
             .await
             .expect("query prometheus")
@@ -106,7 +112,10 @@ impl Prometheus {
             .await
             .expect("query answer is JSON");
         assert_eq!(resp["status"], "success", "query {promql} failed: {resp}");
-        resp["data"]["result"].as_array().cloned().unwrap_or_default()
+        resp["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Every raw sample of the series matching `selector` within the last

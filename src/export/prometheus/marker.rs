@@ -32,9 +32,8 @@ pub async fn read_marker(
         .map_or(0, |d| d.as_millis() as i64);
     let eval_ms = now.max(state.marker_ms + 1) + SKEW_MS;
     let window_ms = (eval_ms - state.marker_ms).max(1);
-    let query = format!(
-        "max_over_time({MARKER_METRIC}{{{MARKER_SINK_LABEL}=\"{sink}\"}}[{window_ms}ms])"
-    );
+    let query =
+        format!("max_over_time({MARKER_METRIC}{{{MARKER_SINK_LABEL}=\"{sink}\"}}[{window_ms}ms])");
     let time = format!("{}.{:03}", eval_ms / 1000, eval_ms % 1000);
     let url = format!("{query_base}/api/v1/query");
     let doc = http

@@ -16,7 +16,10 @@ const HEADERS: [(&str, &str); 4] = [
     ("Content-Encoding", "snappy"),
     ("Content-Type", "application/x-protobuf"),
     ("X-Prometheus-Remote-Write-Version", "0.1.0"),
-    ("User-Agent", concat!("otelraft/", env!("CARGO_PKG_VERSION"))),
+    (
+        "User-Agent",
+        concat!("otelraft/", env!("CARGO_PKG_VERSION")),
+    ),
 ];
 
 /// Exports metrics to one Prometheus remote-write endpoint.
