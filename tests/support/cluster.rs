@@ -18,11 +18,31 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_otelraft"))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// Ports handed out by this process, below the kernel's ephemeral range
+/// (32768+) so that neither an outgoing connection nor a `bind(:0)` elsewhere
+/// can take one between our probe and the node's own bind. Each test process
+/// starts at its own pid-derived offset; the counter never hands out a port
+/// twice within a process.
+static NEXT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+const PORT_BASE: u32 = 12000;
+const PORT_SPAN: u32 = 20000;
+
+/// A loopback port that was free when probed and has not been handed out
+/// before by this process.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::Ordering;
+    let offset = (std::process::id() * 7919) % PORT_SPAN;
+    for _ in 0..PORT_SPAN {
+        let n = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        let port = (PORT_BASE + (offset + n) % PORT_SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!(
+        "no free loopback port in {PORT_BASE}..{}",
+        PORT_BASE + PORT_SPAN
+    )
 }
 
 /// One node process and its addresses.

@@ -4,7 +4,6 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -26,10 +25,7 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus and waits until it is ready.
     pub async fn start() -> Prometheus {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        let port = crate::support::free_port();
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(
             dir.path().join("prometheus.yml"),
