@@ -152,15 +152,23 @@ pub async fn serve(
 }
 
 async fn ready(State(node): State<Arc<Node>>) -> Response {
-    if node.is_ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
+    if !node.is_ready() {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: no leader known or quorum not reached\n",
         )
-            .into_response()
+            .into_response();
     }
+    // A store that refuses us for good (credentials, bucket) would stall
+    // the archive and then trimming: say so instead of looking healthy.
+    if let Some(problem) = node.archive_progress().snapshot().misconfigured {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: archive misconfigured: {problem}\n"),
+        )
+            .into_response();
+    }
+    (StatusCode::OK, "ready\n").into_response()
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> Response {

@@ -80,6 +80,8 @@ pub struct Node {
     accepting: AtomicBool,
     /// What this node's exporters are doing (leader only does anything).
     export_progress: crate::export::Registry,
+    /// What this node's archiver is doing.
+    archive_progress: crate::archive::progress::Progress,
 }
 
 /// The openraft settings derived from ours.
@@ -91,9 +93,10 @@ fn raft_config(c: &NodeConfig) -> Result<openraft::Config, NodeError> {
         election_timeout_min: r.election_timeout_min_ms,
         election_timeout_max: r.election_timeout_max_ms,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_every_entries),
-        // u64::MAX keeps every entry behind a snapshot: until sinks and the
-        // archive exist as consumers, the log is the only copy of the data.
-        max_in_snapshot_log_to_keep: if r.retain_unconsumed { u64::MAX } else { 0 },
+        // Raft's own log may be purged behind snapshots: the rows the sinks
+        // and the archive still need are retained apart from it (see
+        // `store::tables::LOG`) and travel with snapshots.
+        max_in_snapshot_log_to_keep: r.log_keep_entries,
         purge_batch_size: 1,
         max_payload_entries: r.max_entries_per_append,
         install_snapshot_timeout: c.peer.rpc_timeout_ms.max(10_000),
@@ -125,7 +128,7 @@ impl Node {
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config(&config)?),
-            NetworkFactory::new(clients.clone()),
+            NetworkFactory::new(clients.clone(), log.clone()),
             log.clone(),
             sm.clone(),
         )
@@ -142,6 +145,7 @@ impl Node {
             inflight,
             accepting: AtomicBool::new(true),
             export_progress: crate::export::Registry::default(),
+            archive_progress: crate::archive::progress::Progress::default(),
         }))
     }
 
@@ -178,6 +182,11 @@ impl Node {
     /// The live progress of this node's exporters.
     pub fn export_progress(&self) -> &crate::export::Registry {
         &self.export_progress
+    }
+
+    /// The live progress of this node's archiver.
+    pub fn archive_progress(&self) -> &crate::archive::progress::Progress {
+        &self.archive_progress
     }
 
     /// Shared metrics.
@@ -246,6 +255,16 @@ impl Node {
         if !self.accepting.load(Ordering::SeqCst) {
             return Err(SubmitError::ShuttingDown);
         }
+        let retained = self.metrics.log_bytes.get();
+        let budget = self.config.raft.max_log_bytes;
+        if u64::try_from(retained).unwrap_or(0) >= budget {
+            return Err(SubmitError::Overloaded {
+                reason: format!(
+                    "the retained log ({retained} bytes) is at its budget (raft.max_log_bytes = {budget}) until sinks and the archive catch up"
+                ),
+                retry_after: Duration::from_secs(5),
+            });
+        }
         request.proposed_unix_nanos = now_nanos();
         request.proposer_node = self.id();
         let command = Command {
@@ -283,6 +302,43 @@ impl Node {
                 "proposal not committed within {} ms",
                 timeout.as_millis()
             )),
+        }
+    }
+
+    /// Resolves with the term once this node leads; `None` once Raft has
+    /// stopped. The leader-only tasks (exporters, archiver) start here.
+    pub async fn wait_for_leadership(&self) -> Option<u64> {
+        let mut rx = self.raft.metrics();
+        loop {
+            {
+                let m = rx.borrow_watched();
+                if m.running_state.is_err() {
+                    return None;
+                }
+                if m.state == ServerState::Leader {
+                    return Some(m.current_term);
+                }
+            }
+            rx.changed().await.ok()?;
+        }
+    }
+
+    /// Waits until everything committed before this call is applied here
+    /// (a ReadIndex barrier). A new leader runs it before acting on the
+    /// replicated state, so it sees every earlier leader's records.
+    pub async fn barrier(&self) -> Result<(), String> {
+        let read = self
+            .raft
+            .ensure_linearizable(openraft::ReadPolicy::ReadIndex)
+            .await
+            .map_err(|e| e.to_string())?;
+        let want = read.index();
+        let mut rx = self.raft.metrics();
+        loop {
+            if rx.borrow_watched().last_applied.map_or(0, |l| l.index) >= want {
+                return Ok(());
+            }
+            rx.changed().await.map_err(|_| "raft stopped".to_string())?;
         }
     }
 
@@ -354,6 +410,7 @@ impl Node {
             .map_err(|_| SubmitError::TooLarge(format!("{bytes} bytes")))?;
         let Ok(permit) = self.inflight.clone().try_acquire_many_owned(permits) else {
             return Err(SubmitError::Overloaded {
+                reason: "too much data in flight on this node".to_string(),
                 retry_after: Duration::from_secs(1),
             });
         };
@@ -462,6 +519,7 @@ fn forward_error(leader: NodeId, e: PeerError) -> SubmitError {
                 retry_after: Duration::from_secs(1),
             },
             tonic::Code::ResourceExhausted => SubmitError::Overloaded {
+                reason: message.clone(),
                 retry_after: Duration::from_secs(1),
             },
             tonic::Code::OutOfRange => SubmitError::TooLarge(message.clone()),

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::archive::config::ArchiveConfig;
 use crate::export::config::SinkConfig;
 
 /// Prefix of environment overrides.
@@ -97,6 +98,10 @@ pub struct NodeConfig {
     /// the data in its log.
     #[serde(default)]
     pub sinks: BTreeMap<String, SinkConfig>,
+    /// Where committed entries are archived (a local directory unless S3
+    /// is configured).
+    #[serde(default)]
+    pub archive: ArchiveConfig,
 }
 
 /// Bind addresses.
@@ -171,11 +176,17 @@ pub struct RaftSection {
     pub snapshot_every_entries: u64,
     /// Most entries in one AppendEntries RPC.
     pub max_entries_per_append: u64,
-    /// Keep log entries that no sink or archive has consumed. Turning this
-    /// off lets the log be purged right after each snapshot, which discards
-    /// data that nothing else holds: only for deployments that do not need
-    /// the retained data (and for tests of snapshot installation).
+    /// With no consumer configured (no sink, archive disabled), keep every
+    /// entry. False lets such a node drop entries right behind snapshots.
+    /// With consumers, entries are always kept until all of them are done.
     pub retain_unconsumed: bool,
+    /// Entries Raft keeps behind a snapshot, so that a follower that lags a
+    /// little catches up from the log rather than from a snapshot.
+    pub log_keep_entries: u64,
+    /// Disk budget of the retained log. At or above it the leader refuses
+    /// new writes (429 / UNAVAILABLE with a retry hint) until the sinks and
+    /// the archive catch up and trimming frees space.
+    pub max_log_bytes: u64,
 }
 
 impl Default for RaftSection {
@@ -187,6 +198,8 @@ impl Default for RaftSection {
             snapshot_every_entries: 20_000,
             max_entries_per_append: 64,
             retain_unconsumed: true,
+            log_keep_entries: 10_000,
+            max_log_bytes: 16 << 30,
         }
     }
 }
@@ -290,6 +303,8 @@ impl NodeConfig {
         if config.advertise.admin.is_empty() {
             config.advertise.admin = config.listen.admin.to_string();
         }
+        let data_dir = config.data_dir.clone();
+        config.archive.resolve(&data_dir);
         config.validate()?;
         Ok(config)
     }
@@ -396,6 +411,7 @@ impl NodeConfig {
                 ));
             }
         }
+        self.archive.validate()?;
         for (name, sink) in &self.sinks {
             sink.validate(name)?;
         }

@@ -113,9 +113,12 @@ pub struct Receipt {
 /// retryable (429/503, UNAVAILABLE) and permanent answers.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SubmitError {
-    /// Too many bytes are waiting for commit on this node.
-    #[error("too much data in flight on this node; retry after {retry_after:?}")]
+    /// The cluster cannot take more right now: too many bytes wait for
+    /// commit on this node, or the retained log is at its disk budget.
+    #[error("{reason}; retry after {retry_after:?}")]
     Overloaded {
+        /// Which limit was hit, for the client and the log.
+        reason: String,
         /// Hint for the client.
         retry_after: Duration,
     },
@@ -147,9 +150,8 @@ impl SubmitError {
     /// The retry hint to send, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            SubmitError::Overloaded { retry_after } | SubmitError::NoLeader { retry_after, .. } => {
-                Some(*retry_after)
-            }
+            SubmitError::Overloaded { retry_after, .. }
+            | SubmitError::NoLeader { retry_after, .. } => Some(*retry_after),
             SubmitError::ShuttingDown | SubmitError::Internal(_) => Some(Duration::from_secs(1)),
             SubmitError::TooLarge(_) => None,
         }

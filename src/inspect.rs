@@ -55,7 +55,11 @@ pub fn entry_json(entry: &Entry) -> Value {
             }
             Some(Kind::Cursor(c)) => json!({ "kind": "cursor", "sink": c.sink, "cursor": c.index }),
             Some(Kind::Archived(a)) => json!({
-                "kind": "archived", "first_index": a.first_index, "last_index": a.last_index, "key": a.key
+                "kind": "archived", "first_index": a.first_index, "last_index": a.last_index,
+                "key": a.key, "checksum": a.checksum, "size": a.size
+            }),
+            Some(Kind::Seal(s)) => json!({
+                "kind": "seal", "first_index": s.first_index, "last_index": s.last_index
             }),
             None => json!({ "kind": "empty" }),
         },

@@ -8,10 +8,12 @@
 //! - [`config`]: the per-node TOML file, `OTELRAFT_*` overrides and validation.
 //! - [`pb`]: generated protobuf types for the log and the peer service.
 //! - [`export`]: leader-only, exactly-once export to Prometheus and Loki.
+//! - [`archive`]: committed entries sealed into blocks in object storage; restore.
 //! - [`ingest`]: OTLP gRPC and HTTP receivers behind the `IngestHandler` trait.
 //! - [`inspect`]: `otelraft inspect`, a stopped node's log as JSON lines.
 //! - [`raft`]: openraft type configuration, entry codec and the peer network client.
 //! - [`store`]: redb-backed Raft log and state machine with a single group-commit writer.
+//! - [`trim`]: deletes log rows once every sink and the archive are done with them.
 //! - [`peer`]: the internal gRPC service (Raft RPCs and forwarded writes).
 //! - [`bench`]: `otelraft bench`, a closed-loop OTLP load generator.
 //! - [`cluster`]: a running node: Raft plus the submit path that ingest calls.
@@ -21,6 +23,7 @@
 //! - [`local_cluster`]: `otelraft local-cluster`, three processes on 127.0.0.1.
 
 pub mod admin;
+pub mod archive;
 pub mod bench;
 pub mod cluster;
 pub mod config;
@@ -34,3 +37,4 @@ pub mod peer;
 pub mod raft;
 pub mod server;
 pub mod store;
+pub mod trim;

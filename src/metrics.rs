@@ -116,6 +116,33 @@ pub struct Metrics {
     /// How each takeover settled the one uncertain batch:
     /// `already_delivered`, `not_delivered` or `unknown`.
     pub export_takeovers: Family<SinkOutcomeLabels, Counter>,
+    /// The replicated archive cursor (last archived log index).
+    pub archive_cursor: Gauge,
+    /// Content entries applied past the archive cursor.
+    pub archive_lag_entries: Gauge,
+    /// Blocks and bytes recorded as archived, from the replicated state.
+    pub archive_blocks: Gauge,
+    /// Bytes of block objects recorded as archived.
+    pub archive_bytes: Gauge,
+    /// Object-store requests this node made for the archive, by `op`
+    /// (`put`, `get`, `list`, `delete`) and `outcome`.
+    pub archive_requests: Family<ArchiveRequestLabels, Counter>,
+    /// Wall time of block uploads that succeeded.
+    pub archive_upload_seconds: Histogram,
+    /// Blocks deleted by retention.
+    pub archive_expired_blocks: Counter,
+    /// Highest index every consumer is done with; rows up to it (and up to
+    /// Raft's purge point) are deleted.
+    pub log_trim_index: Gauge,
+}
+
+/// Labels of archive object-store requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ArchiveRequestLabels {
+    /// `put`, `get`, `list` or `delete`.
+    pub op: String,
+    /// `ok`, `already_exists`, `error`.
+    pub outcome: String,
 }
 
 impl Default for Metrics {
@@ -157,6 +184,14 @@ impl Metrics {
             export_requests: Family::default(),
             export_resent_requests: Family::default(),
             export_takeovers: Family::default(),
+            archive_cursor: Gauge::default(),
+            archive_lag_entries: Gauge::default(),
+            archive_blocks: Gauge::default(),
+            archive_bytes: Gauge::default(),
+            archive_requests: Family::default(),
+            archive_upload_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            archive_expired_blocks: Counter::default(),
+            log_trim_index: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -291,6 +326,46 @@ impl Metrics {
             "How each exporter takeover settled the uncertain batch",
             m.export_takeovers.clone(),
         );
+        r.register(
+            "archive_cursor",
+            "Last log index recorded as archived",
+            m.archive_cursor.clone(),
+        );
+        r.register(
+            "archive_lag_entries",
+            "Applied entries not yet archived",
+            m.archive_lag_entries.clone(),
+        );
+        r.register(
+            "archive_blocks",
+            "Blocks recorded as archived",
+            m.archive_blocks.clone(),
+        );
+        r.register(
+            "archive_bytes",
+            "Bytes of block objects recorded as archived",
+            m.archive_bytes.clone(),
+        );
+        r.register(
+            "archive_requests",
+            "Object-store requests made by this node for the archive",
+            m.archive_requests.clone(),
+        );
+        r.register(
+            "archive_upload_seconds",
+            "Wall time of successful block uploads",
+            m.archive_upload_seconds.clone(),
+        );
+        r.register(
+            "archive_expired_blocks",
+            "Blocks deleted by archive retention",
+            m.archive_expired_blocks.clone(),
+        );
+        r.register(
+            "log_trim_index",
+            "Highest log index every sink and the archive are done with",
+            m.log_trim_index.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -322,6 +397,14 @@ pub fn refusal(signal: &str, reason: &str) -> RefusalLabels {
 pub fn sink(name: &str) -> SinkLabels {
     SinkLabels {
         sink: name.to_string(),
+    }
+}
+
+/// Shorthand for the archive request labels.
+pub fn archive_request(op: &str, outcome: &str) -> ArchiveRequestLabels {
+    ArchiveRequestLabels {
+        op: op.to_string(),
+        outcome: outcome.to_string(),
     }
 }
 

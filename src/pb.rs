@@ -55,6 +55,7 @@ impl fmt::Display for log::Command {
                 "archived({}..={} {})",
                 a.first_index, a.last_index, a.key
             ),
+            Some(Kind::Seal(s)) => write!(f, "seal({}..={})", s.first_index, s.last_index),
             None => write!(f, "empty"),
         }
     }

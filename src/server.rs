@@ -51,6 +51,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let metrics_task = tokio::spawn(node.clone().publish_raft_metrics());
     crate::export::spawn_exporters(&node, node.export_progress())
         .map_err(|e| NodeError::Raft(format!("exporters: {e}")))?;
+    crate::archive::archiver::spawn(&node).map_err(|e| NodeError::Raft(format!("archive: {e}")))?;
+    let trim_task = tokio::spawn(crate::trim::run(node.clone()));
     let admin_task = tokio::spawn(crate::admin::serve(admin_listener, node.clone(), stopped()));
 
     let settings = IngestSettings {
@@ -95,6 +97,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     }
     let _ = peer_task.await;
     metrics_task.abort();
+    trim_task.abort();
     tracing::info!(node_id = config.node_id, "stopped");
     Ok(())
 }

@@ -26,6 +26,7 @@
 //! - The state machine never holds OTLP payloads: the data is stored once, in
 //!   the log.
 
+pub mod carry;
 mod log;
 mod state_machine;
 mod tables;
@@ -73,6 +74,7 @@ pub async fn open(
         metrics,
         persisted_applied: opened.state.sm.last_applied,
         log_bytes: opened.state.log_bytes,
+        raft_first: opened.state.last_purged.map_or(0, |l| l.index + 1),
     })?;
     let log = LogStore::new(
         shared.clone(),
@@ -80,6 +82,7 @@ pub async fn open(
         handle.clone(),
         opened.state.vote,
         opened.state.committed,
+        opened.state.last_purged,
     );
     let sm = StateMachineStore::new(shared, handle, opened.state.sm);
     Ok((log, sm))
@@ -114,10 +117,74 @@ pub struct SmState {
     /// exporters' own bookkeeping, with nothing to export).
     #[serde(default)]
     pub last_ingest_index: u64,
+    /// Index of the newest applied entry other than a blank or the
+    /// archive's own bookkeeping (seal, archived): the archiver is caught up
+    /// when its cursor reaches it, so an idle cluster does not archive its
+    /// own archive records forever.
+    #[serde(default)]
+    pub last_content_index: u64,
     /// Export state of each sink that has ever advanced, by sink name.
     pub sinks: BTreeMap<String, SinkState>,
-    /// Blocks of the log recorded as safely archived, in apply order.
-    pub archived: Vec<ArchivedBlock>,
+    /// Where the archive stands.
+    #[serde(default)]
+    pub archive: ArchiveState,
+}
+
+impl SmState {
+    /// The lowest index some configured consumer (the named sinks and, if
+    /// `archive` is true, the archive) still needs: entries below it may be
+    /// trimmed. `None` when nothing consumes.
+    pub fn retain_from<'a>(
+        &self,
+        sinks: impl IntoIterator<Item = &'a str>,
+        archive: bool,
+    ) -> Option<u64> {
+        let sinks = sinks
+            .into_iter()
+            .map(|name| self.sinks.get(name).map_or(0, |s| s.cursor) + 1);
+        let archive = archive.then(|| self.archive.next_index());
+        sinks.chain(archive).min()
+    }
+}
+
+/// The archive's replicated position. Changed only by applying
+/// `ArchiveSeal` and `Archived` commands.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ArchiveState {
+    /// Every log index `<= cursor` is in a block recorded as archived.
+    pub cursor: u64,
+    /// The range sealed for the next block, committed but not yet recorded
+    /// as archived: whichever leader uploads it uses exactly this range.
+    pub pending: Option<PendingSeal>,
+    /// Blocks recorded.
+    pub blocks: u64,
+    /// Bytes of block objects recorded.
+    pub bytes: u64,
+    /// Entries' bytes before compression, in recorded blocks.
+    pub uncompressed_bytes: u64,
+    /// The newest recorded block.
+    pub last_block: Option<ArchivedBlock>,
+}
+
+impl ArchiveState {
+    /// The first index not yet archived: the archive covers the log from
+    /// index 0 (Raft's first entry), so before the first block it is 0.
+    pub fn next_index(&self) -> u64 {
+        if self.blocks == 0 {
+            0
+        } else {
+            self.cursor.saturating_add(1)
+        }
+    }
+}
+
+/// A committed seal decision.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PendingSeal {
+    /// First index of the block.
+    pub first_index: u64,
+    /// Last index of the block, inclusive.
+    pub last_index: u64,
 }
 
 /// Running totals of applied ingest requests for one signal.
@@ -210,6 +277,9 @@ pub struct ArchivedBlock {
     pub key: String,
     /// The block's checksum, lower-case hex.
     pub checksum: String,
+    /// Size of the block object.
+    #[serde(default)]
+    pub size: u64,
 }
 
 /// The one error type of the storage module.

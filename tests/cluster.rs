@@ -260,7 +260,7 @@ async fn a_learner_that_joins_after_purge_catches_up_from_a_snapshot() {
     let mut cluster = TestCluster::start(Options {
         nodes: 4,
         voters: Some(3),
-        env: vec![("OTELRAFT_RAFT__RETAIN_UNCONSUMED".into(), "false".into())],
+        env: vec![("OTELRAFT_RAFT__LOG_KEEP_ENTRIES".into(), "0".into())],
     })
     .await;
     let client = http();

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::Node;
 use crate::raft::NodeId;
-use crate::store::SignalTotals;
+use crate::store::{ArchivedBlock, PendingSeal, SignalTotals, SmState};
 
 /// One member as status reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -65,10 +65,58 @@ pub struct Status {
     pub sinks: BTreeMap<String, SinkStatus>,
     /// Last archived index, when an archive is configured.
     pub archive_cursor: Option<u64>,
+    /// The archive's replicated position and this node's archiver.
+    pub archive: ArchiveStatus,
+    /// The local log: bytes and entries retained, and the trim point.
+    pub retained_log: RetainedLog,
     /// Records diverted to the dead-letter record, per sink.
     pub dead_letters: BTreeMap<String, u64>,
     /// Per-follower progress (leader only).
     pub replication: BTreeMap<NodeId, ReplicationStatus>,
+}
+
+/// Where the archive stands.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ArchiveStatus {
+    /// Whether archiving is configured on.
+    pub enabled: bool,
+    /// Where blocks go.
+    pub location: String,
+    /// Last archived index.
+    pub cursor: u64,
+    /// The sealed range awaiting upload, if any.
+    pub pending: Option<PendingSeal>,
+    /// Content entries applied past the cursor.
+    pub lag_entries: u64,
+    /// Blocks recorded.
+    pub blocks: u64,
+    /// Bytes of block objects recorded.
+    pub bytes: u64,
+    /// Entries' bytes before compression.
+    pub uncompressed_bytes: u64,
+    /// The newest recorded block.
+    pub last_block: Option<ArchivedBlock>,
+    /// This node's archiver phase (see `archive::progress`).
+    pub phase: String,
+    /// The last error on this node, until the next success.
+    pub last_error: Option<String>,
+    /// Set when the store refuses us for a reason retrying cannot fix.
+    pub misconfigured: Option<String>,
+}
+
+/// The local log's footprint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RetainedLog {
+    /// Encoded bytes of the rows on disk.
+    pub bytes: u64,
+    /// Rows on disk.
+    pub entries: u64,
+    /// First index on disk.
+    pub first_index: u64,
+    /// Highest index every consumer is done with.
+    pub trim_index: u64,
+    /// The disk budget (`raft.max_log_bytes`).
+    pub budget_bytes: u64,
 }
 
 /// One sink's position and health.
@@ -213,7 +261,25 @@ impl Status {
             members,
             signals: state.signals.clone(),
             sinks: sink_statuses(node, &state),
-            archive_cursor: state.archived.last().map(|a| a.last_index),
+            archive_cursor: node
+                .config()
+                .archive
+                .enabled
+                .then_some(state.archive.cursor),
+            archive: archive_status(node, &state),
+            retained_log: {
+                let m = node.metrics();
+                let get = |g: &prometheus_client::metrics::gauge::Gauge| {
+                    u64::try_from(g.get()).unwrap_or(0)
+                };
+                RetainedLog {
+                    bytes: get(&m.log_bytes),
+                    entries: get(&m.log_entries),
+                    first_index: get(&m.log_first_index),
+                    trim_index: get(&m.log_trim_index),
+                    budget_bytes: node.config().raft.max_log_bytes,
+                }
+            },
             dead_letters: state
                 .sinks
                 .iter()
@@ -274,5 +340,24 @@ impl Status {
             ));
         }
         out
+    }
+}
+
+fn archive_status(node: &Node, state: &SmState) -> ArchiveStatus {
+    let a = &state.archive;
+    let progress = node.archive_progress().snapshot();
+    ArchiveStatus {
+        enabled: node.config().archive.enabled,
+        location: progress.location,
+        cursor: a.cursor,
+        pending: a.pending,
+        lag_entries: crate::trim::archive_lag(state),
+        blocks: a.blocks,
+        bytes: a.bytes,
+        uncompressed_bytes: a.uncompressed_bytes,
+        last_block: a.last_block.clone(),
+        phase: progress.phase,
+        last_error: progress.last_error,
+        misconfigured: progress.misconfigured,
     }
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::type_config::async_runtime::WatchReceiver;
-use openraft::{ReadPolicy, ServerState};
+use openraft::ServerState;
 
 use super::config::{SinkConfig, SinkKind};
 use super::http::Answer;
@@ -92,11 +92,11 @@ impl<S: Sink> Exporter<S> {
     async fn run(self) {
         let mut backoff = self.backoff();
         loop {
-            let Some(term) = self.wait_for_leadership().await else {
+            let Some(term) = self.node.wait_for_leadership().await else {
                 return; // Raft stopped.
             };
             let outcome = async {
-                self.barrier().await?;
+                self.node.barrier().await.map_err(ExportError::NotLeader)?;
                 let uncertain = self.settle(term).await?;
                 self.export_while_leader(term, uncertain).await
             }
@@ -127,43 +127,6 @@ impl<S: Sink> Exporter<S> {
                 p.oldest_unexported_ms = None;
             }
         });
-    }
-
-    /// Resolves with the term once this node leads; `None` if Raft stopped.
-    async fn wait_for_leadership(&self) -> Option<u64> {
-        let mut rx = self.node.raft().metrics();
-        loop {
-            {
-                let m = rx.borrow_watched();
-                if m.running_state.is_err() {
-                    return None;
-                }
-                if m.state == ServerState::Leader {
-                    return Some(m.current_term);
-                }
-            }
-            rx.changed().await.ok()?;
-        }
-    }
-
-    /// Waits until everything committed before this term is applied here.
-    async fn barrier(&self) -> Result<(), ExportError> {
-        let read = self
-            .node
-            .raft()
-            .ensure_linearizable(ReadPolicy::ReadIndex)
-            .await
-            .map_err(|e| ExportError::NotLeader(e.to_string()))?;
-        let want = read.index();
-        let mut rx = self.node.raft().metrics();
-        loop {
-            if rx.borrow_watched().last_applied.map_or(0, |l| l.index) >= want {
-                return Ok(());
-            }
-            rx.changed()
-                .await
-                .map_err(|_| ExportError::NotLeader("raft stopped".into()))?;
-        }
     }
 
     fn sink_state(&self) -> SinkState {

@@ -213,6 +213,7 @@ mod tests {
             IngestError::Invalid("x".into()),
             IngestError::Body("x".into()),
             IngestError::Submit(SubmitError::Overloaded {
+                reason: "x".into(),
                 retry_after: Duration::from_secs(1),
             }),
             IngestError::Submit(SubmitError::NoLeader {

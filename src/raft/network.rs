@@ -25,6 +25,7 @@ use tonic::Code;
 use super::{codec, LogId, Member, NodeId, TypeConfig, Vote};
 use crate::pb;
 use crate::pb::peer::peer_client::PeerClient;
+use crate::store::{carry, LogStore};
 
 /// Size of one InstallSnapshot chunk.
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
@@ -208,12 +209,14 @@ fn from_json<T: DeserializeOwned>(addr: &str, bytes: &[u8]) -> Result<T, PeerErr
 #[derive(Clone)]
 pub struct NetworkFactory {
     clients: PeerClients,
+    log: LogStore,
 }
 
 impl NetworkFactory {
-    /// Wraps the shared pool.
-    pub fn new(clients: PeerClients) -> Self {
-        NetworkFactory { clients }
+    /// Wraps the shared pool; `log` supplies the retained entries a snapshot
+    /// carries (see `store::carry`).
+    pub fn new(clients: PeerClients, log: LogStore) -> Self {
+        NetworkFactory { clients, log }
     }
 }
 
@@ -225,6 +228,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             addr: node.peer_addr.clone(),
             clients: self.clients.clone(),
+            log: self.log.clone(),
         }
     }
 }
@@ -234,6 +238,7 @@ pub struct PeerNetwork {
     target: NodeId,
     addr: String,
     clients: PeerClients,
+    log: LogStore,
 }
 
 impl PeerNetwork {
@@ -335,7 +340,24 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let data = snapshot.snapshot;
+        // The state plus every entry this node still retains up to the
+        // snapshot's end: the receiver may need them to export or archive.
+        let carried = match snapshot.meta.last_log_id {
+            Some(last) => self
+                .log
+                .raw_rows(0, last.index, usize::MAX)
+                .await
+                .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?,
+            None => Vec::new(),
+        };
+        let data = carry::wrap(&snapshot.snapshot, &carried);
+        tracing::info!(
+            target_node = self.target,
+            carried_entries = carried.len(),
+            bytes = data.len(),
+            "sending snapshot"
+        );
+        drop(carried);
         let mut chunks = Vec::with_capacity(data.len() / SNAPSHOT_CHUNK_BYTES + 1);
         let mut offset = 0;
         loop {

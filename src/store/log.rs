@@ -9,6 +9,7 @@ use std::io;
 use std::ops::RangeBounds;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use bytes::Bytes;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::OptionalSend;
 use redb::{Database, ReadTransaction, ReadableDatabase};
@@ -39,6 +40,10 @@ struct Inner {
     vote: RwLock<Option<Vote>>,
     /// The last committed log id handed to `save_committed` (persisted lazily).
     committed: Mutex<Option<LogId>>,
+    /// The first index of Raft's log: everything below it is purged and,
+    /// where still on disk, retained for consumers only. openraft's reads
+    /// start here; it must never see a purged entry.
+    raft_first: std::sync::atomic::AtomicU64,
 }
 
 impl LogStore {
@@ -48,6 +53,7 @@ impl LogStore {
         writer: WriterHandle,
         vote: Option<Vote>,
         committed: Option<LogId>,
+        last_purged: Option<LogId>,
     ) -> Self {
         LogStore {
             inner: Arc::new(Inner {
@@ -56,6 +62,9 @@ impl LogStore {
                 writer,
                 vote: RwLock::new(vote),
                 committed: Mutex::new(committed),
+                raft_first: std::sync::atomic::AtomicU64::new(
+                    last_purged.map_or(0, |l| l.index + 1),
+                ),
             }),
         }
     }
@@ -73,6 +82,9 @@ impl LogStore {
     /// Entries from `start` up to `end_exclusive`, stopping after the entry
     /// that brings the encoded size to `max_bytes` (at least one entry).
     /// For exporters and the archiver, which must bound their memory.
+    ///
+    /// Fails with [`StoreError::Hole`] if `start` was trimmed away while
+    /// later entries exist: a consumer must never skip data silently.
     pub async fn read_batch(
         &self,
         start: u64,
@@ -91,8 +103,98 @@ impl LogStore {
         let Some((start, end)) = tables::half_open(&range) else {
             return Ok(Vec::new());
         };
+        self.read_from(start, end, limit).await
+    }
+
+    /// openraft's reads: the same, but never below Raft's first index.
+    async fn read_raft(
+        &self,
+        range: impl RangeBounds<u64>,
+        limit: Option<Limit>,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let Some((start, end)) = tables::half_open(&range) else {
+            return Ok(Vec::new());
+        };
+        let first = self
+            .inner
+            .raft_first
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let start = start.max(first);
+        if end.is_some_and(|e| e <= start) {
+            return Ok(Vec::new());
+        }
+        self.read_from(start, end, limit).await
+    }
+
+    async fn read_from(
+        &self,
+        start: u64,
+        end: Option<u64>,
+        limit: Option<Limit>,
+    ) -> Result<Vec<Entry>, StoreError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || inner.read_blocking(start, end, limit)).await?
+    }
+
+    /// Tells the writer that every consumer is done with the entries below
+    /// `below`; their rows are deleted once Raft has purged them as well.
+    pub async fn trim(&self, below: u64) -> Result<(), StoreError> {
+        self.inner.writer.send(Op::Trim { below }).await
+    }
+
+    /// The stored bytes of the rows in `start..=upto` that the node holds,
+    /// oldest first, contiguous, stopping after the row that brings the
+    /// total to `max_bytes`: what a snapshot ending at `upto` carries (from
+    /// 0) and what an archive block holds.
+    pub async fn raw_rows(
+        &self,
+        start: u64,
+        upto: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Bytes)>, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let end = upto.saturating_add(1);
+            let (txn, pending) = inner.snapshot(start, Some(end))?;
+            let table = txn.open_table(LOG)?;
+            let mut rows = BTreeMap::new();
+            let mut total = 0usize;
+            let mut cut = None;
+            for row in table.range(start..end)? {
+                let (k, v) = row?;
+                total += v.value().len();
+                rows.insert(k.value(), Bytes::copy_from_slice(v.value()));
+                if total >= max_bytes {
+                    cut = Some(k.value());
+                    break;
+                }
+            }
+            for entry in pending {
+                // Past a byte cut only the rows already read may be
+                // replaced by newer overlay entries; otherwise overlay
+                // entries extend the run until the budget is reached.
+                match cut {
+                    Some(c) if entry.log_id.index > c => break,
+                    None if total >= max_bytes => break,
+                    _ => {}
+                }
+                let bytes = Bytes::from(codec::encode(&entry));
+                total += bytes.len();
+                rows.insert(entry.log_id.index, bytes);
+            }
+            let mut expected = None;
+            for &index in rows.keys() {
+                if expected.is_some_and(|e| e != index) {
+                    return Err(StoreError::Hole {
+                        expected: expected.unwrap_or(index),
+                        found: index,
+                    });
+                }
+                expected = index.checked_add(1);
+            }
+            Ok(rows.into_iter().collect())
+        })
+        .await?
     }
 
     /// Only for tests: whether the redb table itself (not the overlay) holds
@@ -193,6 +295,16 @@ impl Inner {
             rows.insert(entry.log_id.index, entry);
         }
         tables::check_contiguous(&rows)?;
+        if limit.is_some() {
+            if let Some(&first) = rows.keys().next() {
+                if first != start {
+                    return Err(StoreError::Hole {
+                        expected: start,
+                        found: first,
+                    });
+                }
+            }
+        }
         Ok(rows.into_values().collect())
     }
 
@@ -216,8 +328,14 @@ impl Inner {
             (Some(o), Some(t)) => Some(if t.index > o.index { t } else { o }),
             (o, t) => o.or(t),
         };
+        // Rows at or below the purge point are retained data, not log: with
+        // nothing above it, the log ends at the purge point.
+        let last = match (last, last_purged) {
+            (Some(l), Some(p)) if l.index <= p.index => Some(p),
+            (l, p) => l.or(p),
+        };
         Ok(LogState {
-            last_log_id: last.or(last_purged),
+            last_log_id: last,
             last_purged_log_id: last_purged,
         })
     }
@@ -228,7 +346,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
-        Ok(self.read(range, None).await?)
+        Ok(self.read_raft(range, None).await?)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
@@ -241,7 +359,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         end: u64,
     ) -> Result<Vec<Entry>, io::Error> {
         Ok(self
-            .read(
+            .read_raft(
                 start..end,
                 Some(Limit {
                     max_bytes: LIMITED_MAX_BYTES,
@@ -361,6 +479,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         let json = serde_json::to_vec(&log_id).map_err(StoreError::json("last purged log id"))?;
+        // openraft treats the entries as gone from the moment it asks.
+        self.inner
+            .raft_first
+            .fetch_max(log_id.index + 1, std::sync::atomic::Ordering::SeqCst);
         self.inner
             .writer
             .call(|reply| Op::Purge {

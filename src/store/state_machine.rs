@@ -11,7 +11,6 @@
 //! (both are written in the same transaction when a snapshot is saved), so
 //! the log below the snapshot is never needed to rebuild it.
 
-use std::fmt::Write as _;
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,11 +21,12 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, S
 use openraft::{EntryPayload, OptionalSend};
 use redb::{Database, ReadableDatabase};
 
+use super::carry;
 use super::tables::{self, snap_key, SNAPSHOT};
 use super::writer::{Op, SmPersist, WriterHandle};
 use super::{
-    ArchivedBlock, DeadLetterItem, SeriesMarkState, SmState, StoreError, DEAD_LETTERS_KEPT,
-    SERIES_RETENTION_MS,
+    ArchivedBlock, DeadLetterItem, PendingSeal, SeriesMarkState, SmState, StoreError,
+    DEAD_LETTERS_KEPT, SERIES_RETENTION_MS,
 };
 use crate::pb::log::command::Kind;
 use crate::pb::log::{Command, CursorAdvance, Signal};
@@ -180,6 +180,7 @@ impl StateMachineStore {
                 data: snap_data,
                 id,
                 sm,
+                carried: None,
                 reply,
             })
             .await?;
@@ -190,6 +191,8 @@ impl StateMachineStore {
     }
 
     async fn install(&self, meta: &SnapshotMeta, data: Bytes) -> Result<(), StoreError> {
+        let carried = carry::unwrap(data, meta.last_log_id.map(|l| l.index))?;
+        let data = carried.json;
         let state: SmState =
             serde_json::from_slice(&data).map_err(StoreError::json("snapshot data"))?;
         if state.last_applied != meta.last_log_id || state.membership != meta.last_membership {
@@ -214,6 +217,7 @@ impl StateMachineStore {
                 data,
                 id,
                 sm,
+                carried: carried.rows,
                 reply,
             })
             .await?;
@@ -259,10 +263,14 @@ pub(super) fn apply_entry(state: &mut SmState, entry: &Entry) {
         EntryPayload::Blank => {}
         EntryPayload::Membership(m) => {
             state.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+            state.last_content_index = entry.log_id.index;
         }
         EntryPayload::Normal(cmd) => {
             if matches!(cmd.kind, Some(Kind::Ingest(_))) {
                 state.last_ingest_index = entry.log_id.index;
+            }
+            if !matches!(cmd.kind, Some(Kind::Seal(_) | Kind::Archived(_))) {
+                state.last_content_index = entry.log_id.index;
             }
             apply_command(state, cmd)
         }
@@ -284,12 +292,43 @@ fn apply_command(state: &mut SmState, cmd: &Command) {
                 .saturating_add(req.payload.len() as u64);
         }
         Some(Kind::Cursor(c)) => apply_cursor_advance(state, c),
-        Some(Kind::Archived(a)) => state.archived.push(ArchivedBlock {
-            first_index: a.first_index,
-            last_index: a.last_index,
-            key: a.key.clone(),
-            checksum: hex(&a.checksum),
-        }),
+        Some(Kind::Seal(seal)) => {
+            let archive = &mut state.archive;
+            // Compare and set: only the block right after the cursor, only
+            // one pending at a time, so a deposed leader's late seal is a
+            // no-op and the next block's range is settled once.
+            if archive.pending.is_none()
+                && seal.first_index == archive.next_index()
+                && seal.last_index >= seal.first_index
+            {
+                archive.pending = Some(PendingSeal {
+                    first_index: seal.first_index,
+                    last_index: seal.last_index,
+                });
+            }
+        }
+        Some(Kind::Archived(a)) => {
+            let archive = &mut state.archive;
+            let matches = archive
+                .pending
+                .is_some_and(|p| p.first_index == a.first_index && p.last_index == a.last_index);
+            if matches {
+                archive.pending = None;
+                archive.cursor = a.last_index;
+                archive.blocks = archive.blocks.saturating_add(1);
+                archive.bytes = archive.bytes.saturating_add(a.size);
+                archive.uncompressed_bytes = archive
+                    .uncompressed_bytes
+                    .saturating_add(a.uncompressed_bytes);
+                archive.last_block = Some(ArchivedBlock {
+                    first_index: a.first_index,
+                    last_index: a.last_index,
+                    key: a.key.clone(),
+                    checksum: a.checksum.clone(),
+                    size: a.size,
+                });
+            }
+        }
         // An empty command changes nothing; it still counts as applied.
         None => {}
     }
@@ -339,15 +378,6 @@ fn apply_cursor_advance(state: &mut SmState, c: &CursorAdvance) {
     while sink.dead_letters.len() > DEAD_LETTERS_KEPT {
         sink.dead_letters.pop_front();
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        // Writing into a String cannot fail.
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 /// `<term>-<node>-<index>-<unix_ms>`, for diagnostics only.

@@ -18,8 +18,10 @@ use crate::metrics::Metrics;
 use crate::raft::{codec, Entry, LogId, Vote};
 
 /// Log index -> `pb::log::LogEntry` protobuf bytes (see `raft::codec`).
-/// Invariant: keys are contiguous, every key is greater than the last purged
-/// index, and the entry stored at key `i` has index `i`.
+/// Invariant: keys are contiguous and the entry stored at key `i` has index
+/// `i`. Keys above the last purged index are Raft's log; keys at or below it
+/// are committed entries retained for the consumers (sinks and archive)
+/// until the trim point passes them.
 pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 
 /// Small named values; see the `meta_key` constants.
@@ -61,6 +63,7 @@ pub(super) struct Recovered {
     pub committed: Option<LogId>,
     pub sm: SmState,
     pub log_bytes: u64,
+    pub last_purged: Option<LogId>,
 }
 
 /// An open database, its recovered state and its log figures.
@@ -143,6 +146,7 @@ pub(super) fn open_db(dir: &Path) -> Result<Opened, StoreError> {
         committed: get_json(&meta, meta_key::COMMITTED, "committed log id")?,
         sm: get_json(&meta, meta_key::SM_STATE, "state machine state")?.unwrap_or_default(),
         log_bytes: get_u64(&meta, meta_key::LOG_BYTES)?.unwrap_or(0),
+        last_purged: get_json(&meta, meta_key::LAST_PURGED, "last purged log id")?,
     };
     let log = read.open_table(LOG)?;
     let figures = log_figures(&log, &meta, state.log_bytes)?;

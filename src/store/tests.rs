@@ -19,7 +19,7 @@ use super::state_machine::apply_entry;
 use super::tables::LOG;
 use super::*;
 use crate::pb::log::command::Kind;
-use crate::pb::log::{Archived, Command, CursorAdvance, IngestRequest, Signal};
+use crate::pb::log::{ArchiveSeal, Archived, Command, CursorAdvance, IngestRequest, Signal};
 use crate::raft::codec::{self, log_id};
 use crate::raft::{Member, TypeConfig, Vote};
 
@@ -92,14 +92,24 @@ fn mixed_entries() -> Vec<Entry> {
         normal(
             1,
             6,
-            Kind::Archived(Archived {
-                first_index: 1,
+            Kind::Seal(ArchiveSeal {
+                first_index: 0,
                 last_index: 5,
-                key: "k/1-5".into(),
-                checksum: Bytes::from_static(&[0xde, 0xad, 0x01]),
+                term: 1,
             }),
         ),
-        blank(2, 7),
+        normal(
+            1,
+            7,
+            Kind::Archived(Archived {
+                first_index: 0,
+                last_index: 5,
+                key: "k/0-5".into(),
+                checksum: "dead01".into(),
+                size: 10,
+                uncompressed_bytes: 20,
+            }),
+        ),
         ingest(2, 8, Signal::Traces, 11, b"t"),
         cursor(2, 9, "s2", 0, 8),
         ingest(2, 10, Signal::Logs, 1, b"z"),
@@ -160,6 +170,7 @@ async fn restart_keeps_log_vote_purge_and_committed() {
     {
         let (mut log, _sm) = reopen(dir.path(), metrics.clone()).await;
         append_durable(&mut log, entries.clone()).await;
+        log.trim(4).await.expect("trim");
         log.purge(log_id(1, 1, 3)).await.expect("purge");
         log.truncate_after(Some(log_id(1, 1, 15)))
             .await
@@ -296,7 +307,15 @@ async fn state_machine_persists_and_reapplies_from_persisted_state() {
             payload_bytes: 6
         }
     );
-    assert_eq!(want.archived[0].checksum, "dead01");
+    assert_eq!(want.archive.cursor, 5);
+    assert_eq!(want.archive.pending, None);
+    assert_eq!(
+        want.archive
+            .last_block
+            .as_ref()
+            .map(|b| b.checksum.as_str()),
+        Some("dead01")
+    );
 
     // A node that persisted its state after entry 5, learnt that 10 is
     // committed, and stopped before applying 6..=10.
@@ -448,4 +467,152 @@ async fn dump_offline_names_a_missing_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let err = dump_offline(dir.path()).expect_err("no database");
     assert!(err.to_string().contains(DB_FILE_NAME), "{err}");
+}
+
+/// Purged rows stay readable until every consumer is done with them; rows
+/// go only at or below both the trim point and the purge point.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purged_rows_are_retained_until_trimmed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics = Arc::new(Metrics::new());
+    let entries: Vec<Entry> = (1..=10)
+        .map(|i| ingest(1, i, Signal::Logs, 1, b"payload"))
+        .collect();
+    let (mut log, _sm) = reopen(dir.path(), metrics.clone()).await;
+    append_durable(&mut log, entries.clone()).await;
+
+    log.purge(log_id(1, 1, 6)).await.expect("purge");
+    let st = log.get_log_state().await.expect("log state");
+    assert_eq!(st.last_purged_log_id, Some(log_id(1, 1, 6)));
+    assert_eq!(st.last_log_id, Some(log_id(1, 1, 10)));
+    assert_eq!(
+        log.read_batch(1, 11, usize::MAX).await.expect("read").len(),
+        10,
+        "purged but unconsumed rows are still readable"
+    );
+
+    // Trim below the purge point: rows below the trim point go.
+    log.trim(3).await.expect("trim");
+    log.purge(log_id(1, 1, 6))
+        .await
+        .expect("purge again (flushes the lazy trim)");
+    let err = log
+        .read_batch(1, 11, usize::MAX)
+        .await
+        .expect_err("trimmed start");
+    assert!(
+        matches!(
+            err,
+            StoreError::Hole {
+                expected: 1,
+                found: 3
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        log.read_batch(3, 11, usize::MAX).await.expect("read").len(),
+        8
+    );
+
+    // Trim past the purge point: rows stop at the purge point.
+    log.trim(10).await.expect("trim");
+    log.purge(log_id(1, 1, 6)).await.expect("purge again");
+    assert_eq!(metrics.log_first_index.get(), 7);
+    let rest = log.read_batch(7, 11, usize::MAX).await.expect("read");
+    assert_eq!(rest, entries[6..].to_vec());
+
+    // Everything purged: the log ends at the purge point, not at a
+    // retained row below it.
+    log.purge(log_id(1, 1, 10)).await.expect("purge all");
+    let st = log.get_log_state().await.expect("log state");
+    assert_eq!(st.last_log_id, Some(log_id(1, 1, 10)));
+}
+
+/// A seal applies only at the archive's next index with none pending, and
+/// a record only for the pending range: a deposed leader's late seal or
+/// record changes nothing.
+#[test]
+fn archive_seal_and_record_are_compare_and_set() {
+    let seal = |i, first, last| {
+        normal(
+            1,
+            i,
+            Kind::Seal(ArchiveSeal {
+                first_index: first,
+                last_index: last,
+                term: 1,
+            }),
+        )
+    };
+    let record = |i, first, last| {
+        normal(
+            1,
+            i,
+            Kind::Archived(Archived {
+                first_index: first,
+                last_index: last,
+                key: format!("k/{first}-{last}"),
+                checksum: "c".into(),
+                size: 1,
+                uncompressed_bytes: 2,
+            }),
+        )
+    };
+    let entries = vec![
+        blank(1, 0),
+        seal(1, 1, 3), // refused: the archive starts at 0
+        seal(2, 0, 1),
+        seal(3, 0, 2),   // refused: a seal is pending
+        record(4, 0, 2), // refused: not the pending range
+        record(5, 0, 1),
+        record(6, 0, 1), // refused: nothing pending any more
+        seal(7, 0, 6),   // refused: 0 is archived
+        seal(8, 2, 7),
+    ];
+    let st = expected_state(&entries);
+    assert_eq!(st.archive.cursor, 1);
+    assert_eq!(st.archive.blocks, 1);
+    assert_eq!(st.archive.next_index(), 2);
+    assert_eq!(
+        st.archive.pending,
+        Some(crate::store::PendingSeal {
+            first_index: 2,
+            last_index: 7
+        })
+    );
+    assert_eq!(
+        st.archive.last_block.as_ref().map(|b| b.key.as_str()),
+        Some("k/0-1")
+    );
+    assert_eq!(st.last_content_index, 0, "archive records are not content");
+}
+
+/// Index 0 is Raft's first entry (the initial membership): a purge with no
+/// trim point yet, or a trim point of 0, keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_zero_is_kept_until_a_consumer_is_past_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics = Arc::new(Metrics::new());
+    let entries = vec![
+        membership(1, 0),
+        ingest(1, 1, Signal::Logs, 1, b"a"),
+        ingest(1, 2, Signal::Logs, 1, b"b"),
+    ];
+    let (mut log, _sm) = reopen(dir.path(), metrics.clone()).await;
+    append_durable(&mut log, entries.clone()).await;
+    log.purge(log_id(1, 1, 1)).await.expect("purge");
+    log.trim(0).await.expect("trim");
+    log.purge(log_id(1, 1, 1)).await.expect("purge again");
+    assert_eq!(
+        log.read_batch(0, 3, usize::MAX).await.expect("read"),
+        entries
+    );
+    log.trim(1).await.expect("trim past row 0");
+    log.purge(log_id(1, 1, 1)).await.expect("purge again");
+    assert_eq!(
+        log.read_batch(1, 3, usize::MAX).await.expect("read"),
+        entries[1..].to_vec()
+    );
+    assert_eq!(metrics.log_first_index.get(), 1);
 }

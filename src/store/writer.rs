@@ -78,28 +78,40 @@ pub(super) enum Op {
     SaveCommitted { json: Vec<u8> },
     /// Delete every entry after `last` (all if `None`); durable.
     TruncateAfter { last: Option<LogId>, reply: Reply },
-    /// Delete every entry up to and including `log_id`, record it as last
-    /// purged (`json`); durable.
+    /// Record `log_id` as last purged (`json`): the entries up to it leave
+    /// Raft's log. Their rows are deleted only up to the trim point; the
+    /// rest stay readable for the exporters and the archiver. Durable.
     Purge {
         log_id: LogId,
         json: Vec<u8>,
         reply: Reply,
     },
+    /// Raise the trim point: every consumer is done with the entries below
+    /// `below`, so their rows may go once Raft has purged them too. Lazy: a
+    /// trim lost in a crash is simply done again.
+    Trim { below: u64 },
     /// Store the state-machine state; lazy, only the newest in a batch is written.
     PersistSm(SmPersist),
     /// Replace the snapshot and store the state-machine state with it; durable.
+    /// When installing a received snapshot, `carried` replaces every row at
+    /// or below the snapshot's last index: the committed entries the state
+    /// still needs (not yet consumed), sent along with it.
     SaveSnapshot {
         meta_json: Vec<u8>,
         data: Bytes,
         id: String,
         sm: SmPersist,
+        carried: Option<Vec<(u64, Bytes)>>,
         reply: Reply,
     },
 }
 
 impl Op {
     fn is_durable(&self) -> bool {
-        !matches!(self, Op::SaveCommitted { .. } | Op::PersistSm(_))
+        !matches!(
+            self,
+            Op::SaveCommitted { .. } | Op::PersistSm(_) | Op::Trim { .. }
+        )
     }
 
     fn append_bytes(&self) -> usize {
@@ -121,7 +133,7 @@ impl Op {
                 // The waiter may have gone away (shutdown); nothing to tell then.
                 let _ = reply.send(result());
             }
-            Op::SaveCommitted { .. } | Op::PersistSm(_) => {}
+            Op::SaveCommitted { .. } | Op::PersistSm(_) | Op::Trim { .. } => {}
         }
     }
 }
@@ -158,6 +170,8 @@ pub(super) struct WriterInit {
     pub persisted_applied: Option<LogId>,
     /// The persisted `log_bytes` counter.
     pub log_bytes: u64,
+    /// First index of Raft's log: the last purged index + 1, 0 if none.
+    pub raft_first: u64,
 }
 
 /// Starts the writer thread. It exits when every [`WriterHandle`] is dropped
@@ -170,6 +184,8 @@ pub(super) fn spawn(init: WriterInit) -> Result<WriterHandle, StoreError> {
         metrics: init.metrics,
         persisted_applied: init.persisted_applied,
         log_bytes: init.log_bytes,
+        raft_first: init.raft_first,
+        trim_below: 0,
         failed: None,
     };
     std::thread::Builder::new()
@@ -184,6 +200,14 @@ struct Writer {
     metrics: Arc<Metrics>,
     persisted_applied: Option<LogId>,
     log_bytes: u64,
+    /// First index of Raft's log. Rows below it are no longer Raft's log,
+    /// only retained data.
+    raft_first: u64,
+    /// The consumers' trim point: the lowest index some consumer still
+    /// needs. Invariant: a row is deleted only when its index is below both
+    /// this and `raft_first`. Both are exclusive bounds, so index 0 (Raft's
+    /// first entry) is never mistaken for "nothing".
+    trim_below: u64,
     /// Set by the first failed commit; every later operation fails with it.
     failed: Option<String>,
 }
@@ -232,6 +256,8 @@ impl Writer {
         let newest_sm = batch.iter().rposition(|op| matches!(op, Op::PersistSm(_)));
 
         let mut log_bytes = self.log_bytes;
+        let mut raft_first = self.raft_first;
+        let mut trim_below = self.trim_below;
         let mut persisted_applied = self.persisted_applied;
         let mut appended = 0u64;
 
@@ -276,13 +302,31 @@ impl Writer {
                         log_changed = true;
                     }
                     Op::Purge { log_id, json, .. } => {
+                        raft_first = raft_first.max(log_id.index.saturating_add(1));
                         let removed = remove_range(
                             &mut log,
-                            (Bound::Unbounded, Bound::Included(log_id.index)),
+                            (
+                                Bound::Unbounded,
+                                Bound::Excluded(raft_first.min(trim_below)),
+                            ),
                         )?;
                         log_bytes = log_bytes.saturating_sub(removed);
                         meta.insert(meta_key::LAST_PURGED, json.as_slice())?;
                         log_changed = true;
+                    }
+                    Op::Trim { below } => {
+                        trim_below = trim_below.max(*below);
+                        let removed = remove_range(
+                            &mut log,
+                            (
+                                Bound::Unbounded,
+                                Bound::Excluded(raft_first.min(trim_below)),
+                            ),
+                        )?;
+                        if removed > 0 {
+                            log_bytes = log_bytes.saturating_sub(removed);
+                            log_changed = true;
+                        }
                     }
                     Op::PersistSm(p) => {
                         if Some(i) == newest_sm {
@@ -294,8 +338,34 @@ impl Writer {
                         data,
                         id,
                         sm,
+                        carried,
                         ..
                     } => {
+                        if let (Some(carried), Some(last)) = (carried, sm.applied) {
+                            let removed = remove_range(
+                                &mut log,
+                                (Bound::Unbounded, Bound::Included(last.index)),
+                            )?;
+                            log_bytes = log_bytes.saturating_sub(removed);
+                            for (index, bytes) in carried {
+                                if *index <= last.index {
+                                    log.insert(*index, bytes.as_ref())?;
+                                    log_bytes += bytes.len() as u64;
+                                }
+                            }
+                            // Raft's log now starts after the snapshot, as
+                            // openraft is about to record with its purge; a
+                            // crash before that purge must not leave a
+                            // last_purged below the carried rows.
+                            let first = last.index.saturating_add(1);
+                            if first > raft_first {
+                                raft_first = first;
+                                let json = serde_json::to_vec(&last)
+                                    .map_err(StoreError::json("last purged log id"))?;
+                                meta.insert(meta_key::LAST_PURGED, json.as_slice())?;
+                            }
+                            log_changed = true;
+                        }
                         // openraft builds snapshots on a separate task, so a
                         // build can finish after a newer snapshot was
                         // installed; it must never replace the newer one
@@ -329,6 +399,8 @@ impl Writer {
             }
         }
         self.log_bytes = log_bytes;
+        self.raft_first = raft_first;
+        self.trim_below = trim_below;
         self.persisted_applied = persisted_applied;
         if let Some(f) = figures {
             f.publish(&self.metrics);
@@ -360,6 +432,15 @@ impl Writer {
                 }
                 Op::Purge { log_id, .. } => {
                     *overlay = overlay.split_off(&log_id.index.saturating_add(1));
+                }
+                Op::SaveSnapshot {
+                    carried: Some(_),
+                    sm,
+                    ..
+                } => {
+                    if let Some(last) = sm.applied {
+                        *overlay = overlay.split_off(&last.index.saturating_add(1));
+                    }
                 }
                 _ => {}
             }

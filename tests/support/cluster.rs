@@ -377,6 +377,32 @@ impl TestCluster {
         )
     }
 
+    /// Waits until the leader reports every content entry archived and no
+    /// seal pending; returns the leader's archive status.
+    pub async fn wait_archived(&self, timeout: Duration) -> Value {
+        let found = wait_until(timeout, || async {
+            for n in self.nodes.iter().filter(|n| n.is_running()) {
+                let s = n.status().await?;
+                if s["role"] != "leader" {
+                    continue;
+                }
+                let a = &s["archive"];
+                if a["lag_entries"] == 0 && a["pending"].is_null() && a["blocks"].as_u64()? > 0 {
+                    return Some(a.clone());
+                }
+            }
+            None
+        })
+        .await;
+        match found {
+            Some(a) => a,
+            None => panic!(
+                "archive did not catch up within {timeout:?}\n{}",
+                self.logs()
+            ),
+        }
+    }
+
     /// Stops every running node gracefully.
     pub fn stop_all(&mut self) {
         for n in self.nodes.iter_mut() {

@@ -190,6 +190,7 @@ async fn cluster_refusals_are_unavailable_with_retry_info() {
     let mut client = logs_client(&server).await;
 
     server.handler.fail_with(SubmitError::Overloaded {
+        reason: "too much data in flight on this node".into(),
         retry_after: Duration::from_secs(4),
     });
     let status = client.export(fixtures::logs(1)).await.unwrap_err();

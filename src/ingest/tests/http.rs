@@ -421,6 +421,7 @@ async fn empty_requests_succeed_without_submit() {
 async fn overloaded_handler_is_429_with_retry_after() {
     let server = TestServer::start(Protocol::Http, LIMIT).await;
     server.handler.fail_with(SubmitError::Overloaded {
+        reason: "too much data in flight on this node".into(),
         retry_after: Duration::from_millis(2500),
     });
     let response = post(

@@ -1,0 +1,473 @@
+//! The leader's archive loop: seal, upload, record.
+//!
+//! Ordering, per block:
+//! 1. Decide the range. The leader proposes `ArchiveSeal{first, last}` with
+//!    `first` = the first index not yet archived, once the entries from it reach
+//!    `block_max_bytes` or the oldest of them is `block_max_age_ms` old. The
+//!    seal applies only if no other seal is pending, so exactly one range is
+//!    settled per block, whoever leads.
+//! 2. Upload the pending range with `PutMode::Create` under the key derived
+//!    from it. The bytes are a pure function of the committed entries, so
+//!    whichever leader uploads produces the same object; finding the object
+//!    already there (a predecessor's upload) is success once its checksum
+//!    matches.
+//! 3. Record `Archived{range, key, checksum}` through Raft; that moves the
+//!    archive cursor, which lets every member trim its log.
+//!
+//! Fencing: uploads start only while this node leads its term with a fresh
+//! lease. A deposed leader can at worst finish uploading the committed
+//! pending range, which is the same object.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use openraft::type_config::async_runtime::WatchReceiver;
+use openraft::ServerState;
+
+use super::block::{self, RawEntry, SealedBlock};
+use super::config::ArchiveConfig;
+use super::store::Archive;
+use super::ArchiveError;
+use crate::cluster::Node;
+use crate::export::retry::Backoff;
+use crate::metrics;
+use crate::pb::log::{command::Kind, ArchiveSeal, Archived, Command};
+use crate::raft::codec;
+use crate::store::PendingSeal;
+
+/// Longest wait for new entries before re-checking leadership and age.
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+/// How often a healthy store is probed; a failing one every retry delay.
+const PROBE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Opens the archive and starts its tasks: the archiver (acts only while
+/// this node leads) and the store probe (every node). Does nothing but set
+/// the phase when the archive is disabled.
+pub fn spawn(node: &Arc<Node>) -> Result<(), ArchiveError> {
+    let config = node.config().archive.clone();
+    let progress = node.archive_progress();
+    if !config.enabled {
+        progress.update(|p| p.phase = "disabled".to_string());
+        return Ok(());
+    }
+    let archive = Archive::open(&config)?;
+    progress.update(|p| {
+        p.phase = "idle".to_string();
+        p.location = archive.location.clone();
+    });
+    tokio::spawn(probe(node.clone(), archive.clone(), config.clone()));
+    let archiver = Archiver {
+        node: node.clone(),
+        archive,
+        config,
+    };
+    tokio::spawn(archiver.run());
+    Ok(())
+}
+
+/// Lists the archive prefix now and then, so bad credentials or a missing
+/// bucket show in `/health/ready` on every member, not only on the leader
+/// when it first uploads.
+async fn probe(node: Arc<Node>, archive: Archive, config: ArchiveConfig) {
+    let mut backoff = backoff(&config);
+    let prefix = block::blocks_prefix(&archive.prefix);
+    loop {
+        let outcome = archive.store.list_with_delimiter(Some(&prefix)).await;
+        count(&node, "list", &outcome);
+        let delay = match outcome {
+            Ok(_) => {
+                backoff.reset();
+                node.archive_progress().update(|p| p.misconfigured = None);
+                PROBE_INTERVAL
+            }
+            Err(e) => {
+                let message = format!("cannot list {}: {e}", archive.location);
+                let fatal = is_misconfiguration(&e);
+                tracing::warn!(location = %archive.location, error = %e, misconfigured = fatal, "archive probe failed");
+                node.archive_progress().update(|p| {
+                    p.misconfigured = fatal.then(|| message.clone());
+                    p.last_error = Some(message);
+                });
+                backoff.next_delay(None)
+            }
+        };
+        if node.raft_metrics().running_state.is_err() {
+            return;
+        }
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Errors that retrying cannot fix: the operator must change the config or
+/// create the bucket. object_store reports S3 listing errors as `Generic`
+/// with the server's code in the text, so those are recognised by it.
+fn is_misconfiguration(e: &object_store::Error) -> bool {
+    match e {
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => true,
+        object_store::Error::Generic { source, .. } => {
+            let text = source.to_string();
+            [
+                "NoSuchBucket",
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "AccessDenied",
+                "NotSignedUp",
+                "403 Forbidden",
+            ]
+            .iter()
+            .any(|code| text.contains(code))
+        }
+        _ => false,
+    }
+}
+
+fn count<T>(node: &Node, op: &str, outcome: &Result<T, object_store::Error>) {
+    let outcome = match outcome {
+        Ok(_) => "ok",
+        Err(object_store::Error::AlreadyExists { .. }) => "already_exists",
+        Err(_) => "error",
+    };
+    node.metrics()
+        .archive_requests
+        .get_or_create(&metrics::archive_request(op, outcome))
+        .inc();
+}
+
+fn backoff(config: &ArchiveConfig) -> Backoff {
+    Backoff::new(
+        Duration::from_millis(config.retry_initial_ms),
+        Duration::from_millis(config.retry_max_ms),
+    )
+}
+
+struct Archiver {
+    node: Arc<Node>,
+    archive: Archive,
+    config: ArchiveConfig,
+}
+
+impl Archiver {
+    async fn run(self) {
+        let mut backoff = backoff(&self.config);
+        loop {
+            let Some(term) = self.node.wait_for_leadership().await else {
+                return; // Raft stopped.
+            };
+            let outcome = async {
+                self.node.barrier().await.map_err(ArchiveError::NotLeader)?;
+                self.archive_while_leader(term).await
+            }
+            .await;
+            self.set_phase("idle");
+            if let Err(e) = outcome {
+                tracing::warn!(term, error = %e, "archiver stopped; will resume when leading");
+                self.note_error(&e);
+                tokio::time::sleep(backoff.next_delay(None)).await;
+            } else {
+                backoff.reset();
+            }
+        }
+    }
+
+    fn set_phase(&self, phase: &str) {
+        self.node
+            .archive_progress()
+            .update(|p| p.phase = phase.to_string());
+    }
+
+    fn note_error(&self, e: &ArchiveError) {
+        self.node
+            .archive_progress()
+            .update(|p| p.last_error = Some(e.to_string()));
+    }
+
+    fn check_leading(&self, term: u64) -> Result<(), ArchiveError> {
+        if self.node.leads_with_lease(term) {
+            Ok(())
+        } else {
+            Err(ArchiveError::NotLeader(format!(
+                "no longer leading term {term} with a fresh lease"
+            )))
+        }
+    }
+
+    async fn archive_while_leader(&self, term: u64) -> Result<(), ArchiveError> {
+        let mut rx = self.node.raft().metrics();
+        // When this node first saw the current first unarchived index, for
+        // ranges without an ingest stamp to age them by.
+        let mut first_seen: Option<(u64, Instant)> = None;
+        let mut retention_due = Instant::now();
+        loop {
+            {
+                let m = rx.borrow_watched();
+                if m.state != ServerState::Leader || m.current_term != term {
+                    return Ok(());
+                }
+            }
+            let state = self.node.state();
+            let archive = state.archive.clone();
+            if let Some(pending) = archive.pending {
+                self.upload_and_record(term, pending).await?;
+                continue;
+            }
+            if Instant::now() >= retention_due {
+                retention_due = Instant::now() + retention_interval(&self.config);
+                if let Err(e) = self.expire(archive.next_index()).await {
+                    tracing::warn!(error = %e, "archive retention pass failed; will retry");
+                    self.note_error(&e);
+                }
+            }
+            if archive.next_index() > state.last_content_index {
+                self.set_phase("caught_up");
+                let _ = tokio::time::timeout(IDLE_WAIT, rx.changed()).await;
+                continue;
+            }
+            let first = archive.next_index();
+            let applied = state.last_applied.map_or(0, |l| l.index);
+            let rows = self
+                .node
+                .log_store()
+                .raw_rows(first, applied, self.config.block_max_bytes)
+                .await?;
+            let Some(&(last, _)) = rows.last() else {
+                return Err(ArchiveError::Missing(format!(
+                    "log has no entry at index {first} to archive"
+                )));
+            };
+            if rows[0].0 != first {
+                return Err(ArchiveError::Missing(format!(
+                    "log starts at {} but the archive needs {first}",
+                    rows[0].0
+                )));
+            }
+            let size: usize = rows.iter().map(|(_, b)| b.len()).sum();
+            let full = size >= self.config.block_max_bytes;
+            let age = match oldest_proposal_age(&rows) {
+                Some(age) => age,
+                None => match first_seen {
+                    Some((index, at)) if index == first => at.elapsed(),
+                    _ => {
+                        first_seen = Some((first, Instant::now()));
+                        Duration::ZERO
+                    }
+                },
+            };
+            let max_age = Duration::from_millis(self.config.block_max_age_ms);
+            if !full && age < max_age {
+                self.set_phase("sealing");
+                let wait = (max_age - age).min(IDLE_WAIT);
+                let _ = tokio::time::timeout(wait, rx.changed()).await;
+                continue;
+            }
+            self.set_phase("sealing");
+            let command = Command {
+                kind: Some(Kind::Seal(ArchiveSeal {
+                    first_index: first,
+                    last_index: last,
+                    term,
+                })),
+            };
+            self.node
+                .propose_as_leader(command)
+                .await
+                .map_err(ArchiveError::NotLeader)?;
+        }
+    }
+
+    /// Uploads the pending block (or finds it already stored) and records
+    /// it. Retries store errors while this node keeps its lease.
+    async fn upload_and_record(&self, term: u64, pending: PendingSeal) -> Result<(), ArchiveError> {
+        self.set_phase("uploading");
+        let rows = self
+            .node
+            .log_store()
+            .raw_rows(pending.first_index, pending.last_index, usize::MAX)
+            .await?;
+        let covers = rows.first().map(|(i, _)| *i) == Some(pending.first_index)
+            && rows.last().map(|(i, _)| *i) == Some(pending.last_index);
+        if !covers {
+            return Err(ArchiveError::Missing(format!(
+                "log does not hold the sealed range {}..={}",
+                pending.first_index, pending.last_index
+            )));
+        }
+        let raw: Vec<RawEntry> = rows
+            .into_iter()
+            .map(|(index, bytes)| RawEntry { index, bytes })
+            .collect();
+        let sealed = block::seal(&raw).map_err(|source| ArchiveError::Block {
+            key: format!("{}..={}", pending.first_index, pending.last_index),
+            source,
+        })?;
+        drop(raw);
+        let key = block::block_key(&self.archive.prefix, sealed.first_index, sealed.last_index);
+        let mut backoff = backoff(&self.config);
+        let stored = loop {
+            self.check_leading(term)?;
+            match self.put_once(&key, &sealed).await {
+                Ok(stored) => break stored,
+                Err(e) => {
+                    self.set_phase("retrying");
+                    tracing::warn!(key = %key, error = %e, "block upload failed; retrying");
+                    self.note_error(&e);
+                    tokio::time::sleep(backoff.next_delay(None)).await;
+                }
+            }
+        };
+        let command = Command {
+            kind: Some(Kind::Archived(Archived {
+                first_index: sealed.first_index,
+                last_index: sealed.last_index,
+                key: key.to_string(),
+                checksum: stored.checksum,
+                size: stored.size,
+                uncompressed_bytes: sealed.uncompressed_bytes,
+            })),
+        };
+        self.node
+            .propose_as_leader(command)
+            .await
+            .map_err(ArchiveError::NotLeader)?;
+        self.node.archive_progress().update(|p| p.last_error = None);
+        tracing::debug!(key = %key, bytes = sealed.bytes.len(), "block archived");
+        Ok(())
+    }
+
+    /// One create-only upload. An object already under the key is accepted
+    /// if it is this block: byte-identical, or (after an upgrade changed
+    /// the compressor's output) a valid block of the same entries.
+    async fn put_once(
+        &self,
+        key: &object_store::path::Path,
+        sealed: &SealedBlock,
+    ) -> Result<Stored, ArchiveError> {
+        let started = Instant::now();
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        let payload = PutPayload::from_bytes(sealed.bytes.clone());
+        let outcome = self.archive.store.put_opts(key, payload, options).await;
+        count(&self.node, "put", &outcome);
+        match outcome {
+            Ok(_) => {
+                self.node
+                    .metrics()
+                    .archive_upload_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(Stored {
+                    checksum: sealed.checksum.clone(),
+                    size: sealed.bytes.len() as u64,
+                })
+            }
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let existing = self.get(key).await?;
+                let found =
+                    block::checksum_of(&existing).map_err(|source| ArchiveError::Block {
+                        key: key.to_string(),
+                        source,
+                    })?;
+                if found == sealed.checksum || same_entries(&existing, sealed) {
+                    tracing::info!(key = %key, "block already in the archive (a previous leader uploaded it); recording it");
+                    return Ok(Stored {
+                        checksum: found,
+                        size: existing.len() as u64,
+                    });
+                }
+                Err(ArchiveError::Conflict {
+                    key: key.to_string(),
+                    expected: sealed.checksum.clone(),
+                    found,
+                })
+            }
+            Err(source) => Err(ArchiveError::Store {
+                key: key.to_string(),
+                source,
+            }),
+        }
+    }
+
+    async fn get(&self, key: &object_store::path::Path) -> Result<Bytes, ArchiveError> {
+        let outcome = match self.archive.store.get(key).await {
+            Ok(r) => r.bytes().await,
+            Err(e) => Err(e),
+        };
+        count(&self.node, "get", &outcome);
+        outcome.map_err(ArchiveError::store(key.to_string()))
+    }
+
+    /// Deletes recorded blocks (those ending before `next_index`) uploaded
+    /// longer ago than the retention.
+    async fn expire(&self, next_index: u64) -> Result<(), ArchiveError> {
+        if self.config.retention_days <= 0.0 {
+            return Ok(());
+        }
+        let retention = Duration::from_secs_f64(self.config.retention_days * 86_400.0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let horizon_ms = now.saturating_sub(retention).as_millis() as i64;
+        let prefix = block::blocks_prefix(&self.archive.prefix);
+        let mut listing = self.archive.store.list(Some(&prefix));
+        let mut expired = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(ArchiveError::store(prefix.to_string()))?;
+            let Some((_, last)) = block::parse_block_key(&self.archive.prefix, &meta.location)
+            else {
+                continue;
+            };
+            // Only blocks the cluster recorded: a pending block's object
+            // must stay until its record commits.
+            if last < next_index && meta.last_modified.timestamp_millis() < horizon_ms {
+                expired.push(meta.location);
+            }
+        }
+        for key in expired {
+            let outcome = self.archive.store.delete(&key).await;
+            count(&self.node, "delete", &outcome);
+            outcome.map_err(ArchiveError::store(key.to_string()))?;
+            self.node.metrics().archive_expired_blocks.inc();
+            tracing::info!(key = %key, "archive block expired by retention");
+        }
+        Ok(())
+    }
+}
+
+/// What the store holds for a block.
+struct Stored {
+    checksum: String,
+    size: u64,
+}
+
+fn same_entries(existing: &[u8], sealed: &SealedBlock) -> bool {
+    match (block::open(existing), block::open(&sealed.bytes)) {
+        (Ok(a), Ok(b)) => a.entries == b.entries,
+        _ => false,
+    }
+}
+
+/// How often retention runs: often enough for short test retentions, at
+/// most hourly.
+fn retention_interval(config: &ArchiveConfig) -> Duration {
+    let retention = Duration::from_secs_f64((config.retention_days * 86_400.0).max(1.0));
+    (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600))
+}
+
+/// Age of the oldest ingest entry in `rows`, by its proposal stamp.
+fn oldest_proposal_age(rows: &[(u64, Bytes)]) -> Option<Duration> {
+    let proposed = rows.iter().find_map(|(_, bytes)| {
+        let entry = codec::decode(bytes.clone()).ok()?;
+        match entry.payload {
+            openraft::EntryPayload::Normal(Command {
+                kind: Some(Kind::Ingest(r)),
+            }) => Some(r.proposed_unix_nanos),
+            _ => None,
+        }
+    })?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    Some(now.saturating_sub(Duration::from_nanos(proposed)))
+}

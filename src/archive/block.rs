@@ -1,0 +1,1204 @@
+//! The block format: a contiguous run of committed log entries in one
+//! object, and the object keys blocks are stored under. The byte layout is
+//! specified in `docs/archive-format.md`; this file is its only writer and
+//! reader.
+//!
+//! Invariants:
+//!
+//! - A block holds the entries `first_index..=last_index`, each exactly as
+//!   the log stores it (the `LogEntry` bytes `raft::codec::encode`
+//!   produced), in index order, without holes. Replaying the blocks in key
+//!   order reproduces the log.
+//! - Sealing is a pure function of the entries: no clock, no randomness,
+//!   single-threaded zstd at a fixed level. The same entries give the same
+//!   bytes (for one zstd version), so any leader that seals a range produces
+//!   the object, and the checksum, that the cluster recorded.
+//! - [`open`] accepts only what [`seal`] produces: every header field is
+//!   checked against the body, and the SHA-256 trailer against everything
+//!   before it. A damaged object is an error, never a panic and never a
+//!   silently shorter block.
+
+use bytes::Bytes;
+use object_store::path::Path;
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use crate::pb::log::{command::Kind, log_entry::Payload, LogEntry, Signal};
+
+/// First bytes of every block object, so a stray object is recognised as
+/// not a block before anything else is read.
+pub const BLOCK_MAGIC: &[u8; 8] = b"OTRBLK01";
+
+/// The format version this code writes, and the only one it reads.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// `compression` header value for a zstd body, the only one defined.
+pub const COMPRESSION_ZSTD: u8 = 1;
+
+/// Length of the fixed header.
+pub const HEADER_LEN: usize = 96;
+
+/// Length of the trailer: one SHA-256 digest.
+pub const TRAILER_LEN: usize = 32;
+
+/// Largest uncompressed body a block may have (1 GiB). Blocks are sealed at
+/// `archive.block_max_bytes` (8 MiB by default), so this only bounds the
+/// memory a damaged or hostile object can make a reader allocate.
+pub const MAX_UNCOMPRESSED_LEN: u64 = 1 << 30;
+
+/// zstd level of the body. Part of the format in practice: changing it
+/// changes the bytes, and so the checksum, of a re-sealed range.
+const ZSTD_LEVEL: i32 = 3;
+
+/// Extension of block object names.
+const BLOCK_EXT: &str = ".otrb";
+
+/// Width of the zero-padded indices in block keys: `u64::MAX` has 20 digits,
+/// so every index fits and key order is index order.
+const INDEX_DIGITS: usize = 20;
+
+/// Why entries cannot be sealed, or bytes are not a valid block. Never
+/// retryable: the same input fails the same way.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    /// [`seal`] was given no entries.
+    #[error("a block needs at least one entry")]
+    Empty,
+    /// The entries given to [`seal`] skip or repeat an index.
+    #[error("entries are not contiguous: expected index {expected}, found {found}")]
+    NotContiguous {
+        /// The index that should come next.
+        expected: u64,
+        /// The index given.
+        found: u64,
+    },
+    /// The object does not start with [`BLOCK_MAGIC`].
+    #[error("not a block: the magic bytes are not OTRBLK01")]
+    BadMagic,
+    /// The object is a block of a format version this code cannot read.
+    #[error("unsupported block format version {0}")]
+    UnsupportedVersion(u16),
+    /// A header field has a value version 1 does not define (flags,
+    /// compression, reserved bytes).
+    #[error("unsupported block header: {0}")]
+    UnsupportedHeader(String),
+    /// The object is shorter than its header says.
+    #[error("block is truncated: {len} bytes, the header requires {expected}")]
+    Truncated {
+        /// Length the header implies.
+        expected: u64,
+        /// Actual length.
+        len: u64,
+    },
+    /// The object is longer than its header says.
+    #[error("block has trailing bytes: {len} bytes, the header requires {expected}")]
+    TrailingBytes {
+        /// Length the header implies.
+        expected: u64,
+        /// Actual length.
+        len: u64,
+    },
+    /// The trailer is not the SHA-256 of header and body.
+    #[error("checksum mismatch: trailer says {expected}, content hashes to {found}")]
+    ChecksumMismatch {
+        /// The trailer, hex.
+        expected: String,
+        /// The digest of the content, hex.
+        found: String,
+    },
+    /// The uncompressed body would exceed [`MAX_UNCOMPRESSED_LEN`].
+    #[error("block body of {0} bytes exceeds the limit of {MAX_UNCOMPRESSED_LEN} bytes")]
+    TooLarge(u64),
+    /// zstd refused to compress the body.
+    #[error("body does not compress: {0}")]
+    Compress(String),
+    /// zstd refused to decompress the body, or it is larger than declared.
+    #[error("body does not decompress: {0}")]
+    Decompress(String),
+    /// One entry does not decode, or does not hold the index its position
+    /// in the block implies.
+    #[error("entry {position} of the block (index {index}) is invalid: {message}")]
+    Entry {
+        /// 0-based position in the block.
+        position: u64,
+        /// The index the entry should hold.
+        index: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// A header field disagrees with the body.
+    #[error("header says {header} {what}, the body has {found}")]
+    CountMismatch {
+        /// Which field.
+        what: &'static str,
+        /// The header's value.
+        header: u64,
+        /// The value computed from the body.
+        found: u64,
+    },
+}
+
+impl BlockError {
+    /// Always false: block errors come from the bytes, which do not change.
+    pub fn retryable(&self) -> bool {
+        false
+    }
+}
+
+/// One log entry as stored: its index and its `LogEntry` protobuf bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEntry {
+    /// The entry's log index (the key of its `log` row).
+    pub index: u64,
+    /// The row's value, as `raft::codec::encode` produced it.
+    pub bytes: Bytes,
+}
+
+/// A block ready to upload, as [`seal`] builds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedBlock {
+    /// Index of the first entry.
+    pub first_index: u64,
+    /// Index of the last entry.
+    pub last_index: u64,
+    /// The whole object: header, body, trailer.
+    pub bytes: Bytes,
+    /// SHA-256 of header and body (the trailer), lower-case hex: what the
+    /// cluster records in `Archived.checksum`.
+    pub checksum: String,
+    /// Number of entries, `last_index - first_index + 1`.
+    pub entries: u64,
+    /// Length of the body before compression: the entries' bytes plus
+    /// their varint length prefixes.
+    pub uncompressed_bytes: u64,
+}
+
+/// The fixed header of a block, every field as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockHeader {
+    /// Format version, [`FORMAT_VERSION`].
+    pub version: u16,
+    /// Reserved, 0 in version 1.
+    pub flags: u16,
+    /// Body compression, [`COMPRESSION_ZSTD`].
+    pub compression: u8,
+    /// Index of the first entry.
+    pub first_index: u64,
+    /// Index of the last entry.
+    pub last_index: u64,
+    /// Number of entries.
+    pub entry_count: u64,
+    /// Body length before compression.
+    pub uncompressed_len: u64,
+    /// Body length as stored.
+    pub compressed_len: u64,
+    /// Smallest non-zero `proposed_unix_nanos` of the block's Ingest
+    /// entries; 0 if there is none.
+    pub first_proposed_unix_nanos: u64,
+    /// Largest `proposed_unix_nanos` of the block's Ingest entries; 0 if
+    /// there is none. Retention compares this with its cutoff.
+    pub last_proposed_unix_nanos: u64,
+    /// Sum of `IngestRequest.records` over Ingest entries of signal logs.
+    pub logs_records: u64,
+    /// The same for metrics.
+    pub metrics_records: u64,
+    /// The same for traces.
+    pub traces_records: u64,
+}
+
+/// A verified and decoded block, as [`open`] returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenedBlock {
+    /// The header, consistent with the entries.
+    pub header: BlockHeader,
+    /// The trailer, lower-case hex.
+    pub checksum: String,
+    /// The entries `header.first_index..=header.last_index`, in order.
+    pub entries: Vec<LogEntry>,
+}
+
+/// The header fields that are computed from the entries, so [`seal`] and
+/// [`open`] derive them the same way.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Stats {
+    first_proposed: u64,
+    last_proposed: u64,
+    logs: u64,
+    metrics: u64,
+    traces: u64,
+}
+
+impl Stats {
+    fn add(&mut self, entry: &LogEntry) {
+        let Some(Payload::Command(cmd)) = &entry.payload else {
+            return;
+        };
+        let Some(Kind::Ingest(req)) = &cmd.kind else {
+            return;
+        };
+        let t = req.proposed_unix_nanos;
+        if t != 0 {
+            if self.first_proposed == 0 || t < self.first_proposed {
+                self.first_proposed = t;
+            }
+            self.last_proposed = self.last_proposed.max(t);
+        }
+        let sum = match Signal::try_from(req.signal) {
+            Ok(Signal::Logs) => &mut self.logs,
+            Ok(Signal::Metrics) => &mut self.metrics,
+            Ok(Signal::Traces) => &mut self.traces,
+            Ok(Signal::Unspecified) | Err(_) => return,
+        };
+        *sum = sum.saturating_add(req.records);
+    }
+}
+
+impl BlockHeader {
+    fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        out[0..8].copy_from_slice(BLOCK_MAGIC);
+        out[8..10].copy_from_slice(&self.version.to_le_bytes());
+        out[10..12].copy_from_slice(&self.flags.to_le_bytes());
+        out[12] = self.compression;
+        // 13..16 reserved, zero.
+        let words = [
+            self.first_index,
+            self.last_index,
+            self.entry_count,
+            self.uncompressed_len,
+            self.compressed_len,
+            self.first_proposed_unix_nanos,
+            self.last_proposed_unix_nanos,
+            self.logs_records,
+            self.metrics_records,
+            self.traces_records,
+        ];
+        for (i, w) in words.iter().enumerate() {
+            let at = 16 + 8 * i;
+            out[at..at + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            first_proposed: self.first_proposed_unix_nanos,
+            last_proposed: self.last_proposed_unix_nanos,
+            logs: self.logs_records,
+            metrics: self.metrics_records,
+            traces: self.traces_records,
+        }
+    }
+
+    /// Total object length the header implies, if it fits in a u64.
+    fn object_len(&self) -> Option<u64> {
+        self.compressed_len
+            .checked_add((HEADER_LEN + TRAILER_LEN) as u64)
+    }
+}
+
+/// Reads and checks the fixed header (magic, version, flags, compression,
+/// reserved bytes) from the start of `bytes`, which may be just the first
+/// [`HEADER_LEN`] bytes of an object (a ranged read). The header is not
+/// covered by a checksum until [`open`] or [`checksum_of`] has checked the
+/// whole object: use it for listings and retention, never as proof.
+pub fn read_header(bytes: &[u8]) -> Result<BlockHeader, BlockError> {
+    if bytes.len() < BLOCK_MAGIC.len() || &bytes[..BLOCK_MAGIC.len()] != BLOCK_MAGIC {
+        // A short object that is a prefix of the magic is a truncated block;
+        // anything else is not a block at all.
+        if BLOCK_MAGIC.starts_with(bytes) {
+            return Err(BlockError::Truncated {
+                expected: (HEADER_LEN + TRAILER_LEN) as u64,
+                len: bytes.len() as u64,
+            });
+        }
+        return Err(BlockError::BadMagic);
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(BlockError::Truncated {
+            expected: (HEADER_LEN + TRAILER_LEN) as u64,
+            len: bytes.len() as u64,
+        });
+    }
+    let h = &bytes[..HEADER_LEN];
+    let u16_at = |at: usize| u16::from_le_bytes([h[at], h[at + 1]]);
+    let u64_at = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&h[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let version = u16_at(8);
+    if version != FORMAT_VERSION {
+        return Err(BlockError::UnsupportedVersion(version));
+    }
+    let flags = u16_at(10);
+    if flags != 0 {
+        return Err(BlockError::UnsupportedHeader(format!(
+            "flags {flags:#06x}, version 1 defines none"
+        )));
+    }
+    let compression = h[12];
+    if compression != COMPRESSION_ZSTD {
+        return Err(BlockError::UnsupportedHeader(format!(
+            "compression {compression}, version 1 defines only 1 (zstd)"
+        )));
+    }
+    if h[13..16] != [0, 0, 0] {
+        return Err(BlockError::UnsupportedHeader(
+            "reserved header bytes 13..16 are not zero".to_string(),
+        ));
+    }
+    Ok(BlockHeader {
+        version,
+        flags,
+        compression,
+        first_index: u64_at(16),
+        last_index: u64_at(24),
+        entry_count: u64_at(32),
+        uncompressed_len: u64_at(40),
+        compressed_len: u64_at(48),
+        first_proposed_unix_nanos: u64_at(56),
+        last_proposed_unix_nanos: u64_at(64),
+        logs_records: u64_at(72),
+        metrics_records: u64_at(80),
+        traces_records: u64_at(88),
+    })
+}
+
+/// Decodes one entry's bytes and checks that it is an entry the log would
+/// accept (`raft::codec::from_pb`) and that it holds `index`.
+fn check_entry(position: u64, index: u64, bytes: Bytes) -> Result<LogEntry, BlockError> {
+    let invalid = |message: String| BlockError::Entry {
+        position,
+        index,
+        message,
+    };
+    let pb = LogEntry::decode(bytes).map_err(|e| invalid(e.to_string()))?;
+    if pb.index != index {
+        return Err(invalid(format!("it holds index {}", pb.index)));
+    }
+    crate::raft::codec::from_pb(pb.clone()).map_err(|e| invalid(e.to_string()))?;
+    Ok(pb)
+}
+
+/// Builds the block of `entries`, which must be non-empty, in index order
+/// and contiguous. Each entry is decoded to check that it holds its index and
+/// to collect the header's statistics; its bytes are stored unchanged.
+pub fn seal(entries: &[RawEntry]) -> Result<SealedBlock, BlockError> {
+    let first_index = entries.first().ok_or(BlockError::Empty)?.index;
+    let mut body_len: u64 = 0;
+    for raw in entries {
+        let len = raw.bytes.len() as u64;
+        body_len = body_len
+            .saturating_add(prost::encoding::encoded_len_varint(len) as u64)
+            .saturating_add(len);
+    }
+    if body_len > MAX_UNCOMPRESSED_LEN {
+        return Err(BlockError::TooLarge(body_len));
+    }
+
+    let mut stats = Stats::default();
+    let mut body = Vec::with_capacity(body_len as usize);
+    let mut expected = first_index;
+    for (position, raw) in entries.iter().enumerate() {
+        if raw.index != expected {
+            return Err(BlockError::NotContiguous {
+                expected,
+                found: raw.index,
+            });
+        }
+        let pb = check_entry(position as u64, expected, raw.bytes.clone())?;
+        stats.add(&pb);
+        prost::encoding::encode_varint(raw.bytes.len() as u64, &mut body);
+        body.extend_from_slice(&raw.bytes);
+        // The next index must exist: a block ending at u64::MAX is the last
+        // one the log can ever have.
+        if position + 1 < entries.len() {
+            expected = expected.checked_add(1).ok_or(BlockError::NotContiguous {
+                expected: u64::MAX,
+                found: u64::MAX,
+            })?;
+        }
+    }
+    let last_index = expected;
+    let entry_count = entries.len() as u64;
+
+    let compressed =
+        zstd::bulk::compress(&body, ZSTD_LEVEL).map_err(|e| BlockError::Compress(e.to_string()))?;
+    let header = BlockHeader {
+        version: FORMAT_VERSION,
+        flags: 0,
+        compression: COMPRESSION_ZSTD,
+        first_index,
+        last_index,
+        entry_count,
+        uncompressed_len: body.len() as u64,
+        compressed_len: compressed.len() as u64,
+        first_proposed_unix_nanos: stats.first_proposed,
+        last_proposed_unix_nanos: stats.last_proposed,
+        logs_records: stats.logs,
+        metrics_records: stats.metrics,
+        traces_records: stats.traces,
+    };
+
+    let mut object = Vec::with_capacity(HEADER_LEN + compressed.len() + TRAILER_LEN);
+    object.extend_from_slice(&header.encode());
+    object.extend_from_slice(&compressed);
+    let digest = Sha256::digest(&object);
+    object.extend_from_slice(&digest);
+    Ok(SealedBlock {
+        first_index,
+        last_index,
+        bytes: Bytes::from(object),
+        checksum: hex::encode(digest),
+        entries: entry_count,
+        uncompressed_bytes: body.len() as u64,
+    })
+}
+
+/// Checks header, length and trailer; returns the header and the body.
+fn verify_envelope(bytes: &[u8]) -> Result<(BlockHeader, &[u8], String), BlockError> {
+    let header = read_header(bytes)?;
+    let len = bytes.len() as u64;
+    let expected = header.object_len().ok_or(BlockError::TooLarge(u64::MAX))?;
+    if len < expected {
+        return Err(BlockError::Truncated { expected, len });
+    }
+    if len > expected {
+        return Err(BlockError::TrailingBytes { expected, len });
+    }
+    // len == expected, so both offsets are inside `bytes`.
+    let content_len = bytes.len() - TRAILER_LEN;
+    let (content, trailer) = bytes.split_at(content_len);
+    let found = Sha256::digest(content);
+    if found.as_slice() != trailer {
+        return Err(BlockError::ChecksumMismatch {
+            expected: hex::encode(trailer),
+            found: hex::encode(found),
+        });
+    }
+    Ok((header, &content[HEADER_LEN..], hex::encode(trailer)))
+}
+
+/// Verifies the object's framing and SHA-256 trailer and returns the
+/// checksum (lower-case hex), without decompressing or decoding the body:
+/// enough to confirm that an uploaded object is the block the cluster
+/// recorded.
+pub fn checksum_of(bytes: &[u8]) -> Result<String, BlockError> {
+    verify_envelope(bytes).map(|(_, _, checksum)| checksum)
+}
+
+/// Verifies and decodes a block: magic, version, lengths, checksum, then the
+/// body (decompressed up to its declared length, at most
+/// [`MAX_UNCOMPRESSED_LEN`]), every entry, and every header field against
+/// the entries.
+pub fn open(bytes: &[u8]) -> Result<OpenedBlock, BlockError> {
+    let (header, body, checksum) = verify_envelope(bytes)?;
+    let mismatch = |what: &'static str, header: u64, found: u64| BlockError::CountMismatch {
+        what,
+        header,
+        found,
+    };
+    if header.last_index < header.first_index {
+        return Err(mismatch(
+            "last index (before the first)",
+            header.last_index,
+            header.first_index,
+        ));
+    }
+    let span = (header.last_index - header.first_index).saturating_add(1);
+    if header.entry_count != span {
+        return Err(mismatch("entries", header.entry_count, span));
+    }
+    if header.uncompressed_len > MAX_UNCOMPRESSED_LEN {
+        return Err(BlockError::TooLarge(header.uncompressed_len));
+    }
+
+    // The capacity is the declared length: a body that inflates beyond it
+    // is refused by zstd instead of growing the buffer.
+    let plain = zstd::bulk::decompress(body, header.uncompressed_len as usize)
+        .map_err(|e| BlockError::Decompress(e.to_string()))?;
+    if plain.len() as u64 != header.uncompressed_len {
+        return Err(mismatch(
+            "uncompressed bytes",
+            header.uncompressed_len,
+            plain.len() as u64,
+        ));
+    }
+
+    let mut rest = Bytes::from(plain);
+    let mut entries = Vec::new();
+    let mut stats = Stats::default();
+    let mut position: u64 = 0;
+    while !rest.is_empty() {
+        let index = header.first_index.saturating_add(position);
+        if position >= header.entry_count {
+            return Err(mismatch("entries", header.entry_count, position + 1));
+        }
+        let framing = |message: String| BlockError::Entry {
+            position,
+            index,
+            message,
+        };
+        let len = prost::encoding::decode_varint(&mut rest)
+            .map_err(|e| framing(format!("length prefix: {e}")))?;
+        if len > rest.len() as u64 {
+            return Err(framing(format!(
+                "length prefix {len} exceeds the {} bytes left in the body",
+                rest.len()
+            )));
+        }
+        let entry = check_entry(position, index, rest.split_to(len as usize))?;
+        stats.add(&entry);
+        entries.push(entry);
+        position += 1;
+    }
+    if position != header.entry_count {
+        return Err(mismatch("entries", header.entry_count, position));
+    }
+    let want = header.stats();
+    let checks = [
+        (
+            "first proposed ns",
+            want.first_proposed,
+            stats.first_proposed,
+        ),
+        ("last proposed ns", want.last_proposed, stats.last_proposed),
+        ("logs records", want.logs, stats.logs),
+        ("metrics records", want.metrics, stats.metrics),
+        ("traces records", want.traces, stats.traces),
+    ];
+    for (what, header_value, found) in checks {
+        if header_value != found {
+            return Err(mismatch(what, header_value, found));
+        }
+    }
+    Ok(OpenedBlock {
+        header,
+        checksum,
+        entries,
+    })
+}
+
+/// The folder of every block of the cluster: `{prefix}/blocks`.
+pub fn blocks_prefix(prefix: &str) -> Path {
+    Path::from(format!("{prefix}/blocks"))
+}
+
+/// The key of the block `first..=last`:
+/// `{prefix}/blocks/{first:020}-{last:020}.otrb`. Zero-padded, so the
+/// lexicographic order of keys (what object stores list in) is index order.
+pub fn block_key(prefix: &str, first: u64, last: u64) -> Path {
+    Path::from(format!(
+        "{prefix}/blocks/{first:0w$}-{last:0w$}{BLOCK_EXT}",
+        w = INDEX_DIGITS
+    ))
+}
+
+/// The range of a block key made by [`block_key`] with the same prefix, or
+/// `None` for any other object (wrong folder, name, padding, or a range
+/// whose last index is below its first).
+pub fn parse_block_key(prefix: &str, key: &Path) -> Option<(u64, u64)> {
+    let mut parts = key.prefix_match(&blocks_prefix(prefix))?;
+    let name = parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let stem = name.as_ref().strip_suffix(BLOCK_EXT)?;
+    let (first, last) = stem.split_once('-')?;
+    let index = |s: &str| {
+        if s.len() == INDEX_DIGITS && s.bytes().all(|b| b.is_ascii_digit()) {
+            s.parse::<u64>().ok()
+        } else {
+            None
+        }
+    };
+    let (first, last) = (index(first)?, index(last)?);
+    (first <= last).then_some((first, last))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric::Data, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics,
+        ScopeMetrics,
+    };
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    use super::*;
+    use crate::pb::log::{Command, CursorAdvance, IngestRequest};
+
+    fn metrics(n: usize) -> ExportMetricsServiceRequest {
+        let data_points = (0..n)
+            .map(|i| NumberDataPoint {
+                time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
+                value: Some(number_data_point::Value::AsInt(i as i64)),
+                ..Default::default()
+            })
+            .collect();
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![string_kv("service.name", "checkout")],
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "queue_depth".into(),
+                        data: Some(Data::Gauge(Gauge { data_points })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn traces(n: usize) -> ExportTraceServiceRequest {
+        let spans = (0..n)
+            .map(|i| Span {
+                trace_id: vec![0x11; 16],
+                span_id: vec![i as u8 + 1; 8],
+                name: format!("GET /api/v1/orders/{i}"),
+                ..Default::default()
+            })
+            .collect();
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![string_kv("service.name", "checkout")],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn ingest(index: u64, signal: Signal, payload: Vec<u8>, records: u64) -> LogEntry {
+        LogEntry {
+            term: 2,
+            leader_node: 1,
+            index,
+            payload: Some(Payload::Command(Command {
+                kind: Some(Kind::Ingest(IngestRequest {
+                    signal: signal as i32,
+                    payload: Bytes::from(payload),
+                    records,
+                    received_unix_nanos: 1_000 + index,
+                    origin_node: 3,
+                    proposed_unix_nanos: 2_000 + index,
+                    proposer_node: 1,
+                    digest: Bytes::new(),
+                })),
+            })),
+        }
+    }
+
+    fn membership_json() -> Bytes {
+        let nodes: BTreeMap<u64, crate::raft::Member> = [(
+            1,
+            crate::raft::Member {
+                peer_addr: "a:1".into(),
+                admin_addr: "a:2".into(),
+            },
+        )]
+        .into();
+        let m =
+            openraft::Membership::new(vec![BTreeSet::from([1])], nodes).expect("valid membership");
+        Bytes::from(serde_json::to_vec(&m).expect("serialises"))
+    }
+
+    /// One entry of every kind, at `first..first + 6`: logs, metrics and
+    /// traces ingests, a blank, a membership change and a cursor advance.
+    pub(crate) fn sample_entries(first: u64) -> Vec<LogEntry> {
+        vec![
+            ingest(
+                first,
+                Signal::Logs,
+                realistic_logs(first, 3).encode_to_vec(),
+                3,
+            ),
+            ingest(first + 1, Signal::Metrics, metrics(4).encode_to_vec(), 4),
+            ingest(first + 2, Signal::Traces, traces(5).encode_to_vec(), 5),
+            LogEntry {
+                term: 3,
+                leader_node: 2,
+                index: first + 3,
+                payload: Some(Payload::Blank(true)),
+            },
+            LogEntry {
+                term: 3,
+                leader_node: 2,
+                index: first + 4,
+                payload: Some(Payload::MembershipJson(membership_json())),
+            },
+            LogEntry {
+                term: 3,
+                leader_node: 2,
+                index: first + 5,
+                payload: Some(Payload::Command(Command {
+                    kind: Some(Kind::Cursor(CursorAdvance {
+                        sink: "prom".into(),
+                        index: first + 2,
+                        from_index: first,
+                        term: 3,
+                        delivered: 4,
+                        ..Default::default()
+                    })),
+                })),
+            },
+        ]
+    }
+
+    /// Raw entries `first..=last`, cycling through [`sample_entries`].
+    pub(crate) fn raw_range(first: u64, last: u64) -> Vec<RawEntry> {
+        (first..=last)
+            .map(|index| {
+                let kinds = sample_entries(index);
+                let mut e = kinds[(index % kinds.len() as u64) as usize].clone();
+                e.index = index;
+                raw(&e)
+            })
+            .collect()
+    }
+
+    fn raw(e: &LogEntry) -> RawEntry {
+        RawEntry {
+            index: e.index,
+            bytes: Bytes::from(e.encode_to_vec()),
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_every_entry_and_fills_the_header() {
+        let entries = sample_entries(41);
+        let raws: Vec<RawEntry> = entries.iter().map(raw).collect();
+        let sealed = seal(&raws).expect("seals");
+        assert_eq!((sealed.first_index, sealed.last_index), (41, 46));
+        assert_eq!(sealed.entries, 6);
+        assert_eq!(sealed.checksum.len(), 64);
+        assert_eq!(&sealed.bytes[..8], BLOCK_MAGIC);
+
+        let opened = open(&sealed.bytes).expect("opens");
+        assert_eq!(opened.entries, entries);
+        assert_eq!(opened.checksum, sealed.checksum);
+        let h = &opened.header;
+        assert_eq!((h.first_index, h.last_index, h.entry_count), (41, 46, 6));
+        assert_eq!(h.uncompressed_len, sealed.uncompressed_bytes);
+        assert_eq!(
+            h.compressed_len as usize,
+            sealed.bytes.len() - HEADER_LEN - TRAILER_LEN
+        );
+        assert_eq!(
+            (h.logs_records, h.metrics_records, h.traces_records),
+            (3, 4, 5)
+        );
+        assert_eq!(
+            (h.first_proposed_unix_nanos, h.last_proposed_unix_nanos),
+            (2_041, 2_043)
+        );
+        // The stored bytes are the log's bytes, not a re-encoding.
+        let reencoded: Vec<Bytes> = opened
+            .entries
+            .iter()
+            .map(|e| Bytes::from(e.encode_to_vec()))
+            .collect();
+        let original: Vec<Bytes> = raws.iter().map(|r| r.bytes.clone()).collect();
+        assert_eq!(reencoded, original);
+        assert_eq!(checksum_of(&sealed.bytes).ok(), Some(sealed.checksum));
+        assert_eq!(
+            read_header(&sealed.bytes[..HEADER_LEN]).ok(),
+            Some(opened.header)
+        );
+    }
+
+    #[test]
+    fn a_block_without_ingest_has_zero_times_and_counts() {
+        let blank = LogEntry {
+            term: 1,
+            leader_node: 1,
+            index: 0,
+            payload: Some(Payload::Blank(true)),
+        };
+        let sealed = seal(&[raw(&blank)]).expect("seals");
+        let h = open(&sealed.bytes).expect("opens").header;
+        assert_eq!((h.first_index, h.last_index), (0, 0));
+        assert_eq!(
+            (
+                h.first_proposed_unix_nanos,
+                h.last_proposed_unix_nanos,
+                h.logs_records
+            ),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn sealing_is_deterministic() {
+        let raws = raw_range(100, 160);
+        let a = seal(&raws).expect("seals");
+        let b = seal(&raws.clone()).expect("seals");
+        assert_eq!(a, b);
+        assert_eq!(a.bytes, b.bytes);
+    }
+
+    #[test]
+    fn every_flipped_byte_is_an_error() {
+        let sealed = seal(&raw_range(7, 13)).expect("seals");
+        for at in 0..sealed.bytes.len() {
+            for bit in [0x01u8, 0x80] {
+                let mut bad = sealed.bytes.to_vec();
+                bad[at] ^= bit;
+                let err = open(&bad).err();
+                assert!(err.is_some(), "flip at {at} went unnoticed");
+                assert!(
+                    checksum_of(&bad).is_err(),
+                    "flip at {at} passed checksum_of"
+                );
+                // Outside the fields that frame the object (magic, version,
+                // flags, compression, reserved, compressed length), only
+                // the digest can notice.
+                if at >= 16 && !(48..56).contains(&at) {
+                    assert!(
+                        matches!(err, Some(BlockError::ChecksumMismatch { .. })),
+                        "flip at {at}: {err:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_or_extended_objects_are_refused() {
+        let sealed = seal(&raw_range(1, 5)).expect("seals");
+        for len in 0..sealed.bytes.len() {
+            let err = open(&sealed.bytes[..len]).err();
+            assert!(
+                matches!(err, Some(BlockError::Truncated { .. })),
+                "length {len}: {err:?}"
+            );
+        }
+        let mut longer = sealed.bytes.to_vec();
+        longer.push(0);
+        assert!(matches!(
+            open(&longer),
+            Err(BlockError::TrailingBytes { .. })
+        ));
+        assert!(matches!(
+            open(b"PAR1 definitely not a block, long enough to hold a header and a trailer, it is rather long indeed............................"),
+            Err(BlockError::BadMagic)
+        ));
+    }
+
+    #[test]
+    fn a_consistent_but_lying_header_is_refused() {
+        // Rewrite a header field and re-sign: the digest passes, the body
+        // check must not.
+        let sealed = seal(&raw_range(1, 6)).expect("seals");
+        let resign = |at: usize, value: u64| {
+            let mut bad = sealed.bytes[..sealed.bytes.len() - TRAILER_LEN].to_vec();
+            bad[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            let digest = Sha256::digest(&bad);
+            bad.extend_from_slice(&digest);
+            bad
+        };
+        for (at, value) in [(24, 7), (32, 5), (40, 3), (72, 99), (64, 1)] {
+            let err = open(&resign(at, value)).err();
+            assert!(
+                matches!(
+                    err,
+                    Some(BlockError::CountMismatch { .. } | BlockError::Decompress(_))
+                ),
+                "field at {at}: {err:?}"
+            );
+        }
+        let err = open(&resign(16, 2)).err();
+        assert!(
+            matches!(
+                err,
+                Some(BlockError::Entry { .. } | BlockError::CountMismatch { .. })
+            ),
+            "{err:?}"
+        );
+        assert!(matches!(
+            open(&resign(40, MAX_UNCOMPRESSED_LEN + 1)),
+            Err(BlockError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn bad_input_to_seal_is_refused() {
+        assert!(matches!(seal(&[]), Err(BlockError::Empty)));
+        let mut raws = raw_range(1, 4);
+        raws.remove(2);
+        assert!(matches!(
+            seal(&raws),
+            Err(BlockError::NotContiguous {
+                expected: 3,
+                found: 4
+            })
+        ));
+        let mut raws = raw_range(1, 4);
+        raws[1].index = 9;
+        assert!(matches!(seal(&raws), Err(BlockError::NotContiguous { .. })));
+        // An entry whose bytes hold another index.
+        let mut raws = raw_range(1, 4);
+        raws[3].bytes = raws[2].bytes.clone();
+        assert!(matches!(
+            seal(&raws),
+            Err(BlockError::Entry {
+                position: 3,
+                index: 4,
+                ..
+            })
+        ));
+        let mut raws = raw_range(1, 2);
+        raws[1].bytes = Bytes::from_static(b"\xff\xff\xff");
+        assert!(matches!(seal(&raws), Err(BlockError::Entry { .. })));
+        assert!(!BlockError::Empty.retryable());
+    }
+
+    #[test]
+    fn keys_format_parse_and_sort_by_index() {
+        let key = block_key("otelraft/c1", 1, 20);
+        assert_eq!(
+            key.as_ref(),
+            "otelraft/c1/blocks/00000000000000000001-00000000000000000020.otrb"
+        );
+        assert_eq!(blocks_prefix("otelraft/c1").as_ref(), "otelraft/c1/blocks");
+        assert_eq!(parse_block_key("otelraft/c1", &key), Some((1, 20)));
+        assert_eq!(parse_block_key("otelraft", &key), None);
+        assert_eq!(parse_block_key("otelraft/c2", &key), None);
+        let max = block_key("p", u64::MAX, u64::MAX);
+        assert_eq!(parse_block_key("p", &max), Some((u64::MAX, u64::MAX)));
+        for foreign in [
+            "p/blocks/1-2.otrb",
+            "p/blocks/00000000000000000002-00000000000000000001.otrb",
+            "p/blocks/00000000000000000001-00000000000000000002.tmp",
+            "p/blocks/x/00000000000000000001-00000000000000000002.otrb",
+            "p/other/00000000000000000001-00000000000000000002.otrb",
+            "p/blocks/0000000000000000000+-00000000000000000002.otrb",
+            "p/blocks/99999999999999999999-99999999999999999999.otrb",
+        ] {
+            assert_eq!(
+                parse_block_key("p", &Path::from(foreign)),
+                None,
+                "{foreign}"
+            );
+        }
+
+        let ranges = [
+            (0, 0),
+            (1, 9),
+            (10, 99),
+            (100, 100),
+            (101, 1_000_000),
+            (1_000_001, u64::MAX - 1),
+            (u64::MAX, u64::MAX),
+        ];
+        let mut keys: Vec<String> = ranges
+            .iter()
+            .rev()
+            .map(|&(a, b)| block_key("p", a, b).to_string())
+            .collect();
+        keys.sort();
+        let parsed: Vec<(u64, u64)> = keys
+            .iter()
+            .filter_map(|k| parse_block_key("p", &Path::from(k.as_str())))
+            .collect();
+        assert_eq!(parsed, ranges);
+    }
+
+    /// A pseudo-random generator, so the payload is the same every run.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            self.0 >> 33
+        }
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[(self.next() % items.len() as u64) as usize]
+        }
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    fn string_kv(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// An OTLP logs request that looks like production traffic: ~200-byte
+    /// bodies from a handful of templates with varying ids, durations and
+    /// paths, random trace and span ids, a few attributes per record.
+    pub(crate) fn realistic_logs(rng_seed: u64, records: usize) -> ExportLogsServiceRequest {
+        let mut rng = Lcg(rng_seed);
+        let services = ["checkout", "payments", "inventory", "frontend"];
+        let methods = ["GET", "POST", "PUT", "DELETE"];
+        let paths = [
+            "/api/v1/orders",
+            "/api/v1/cart/items",
+            "/api/v2/payments/authorize",
+            "/healthz",
+            "/api/v1/users/profile",
+        ];
+        let errors = [
+            "connection reset by peer",
+            "context deadline exceeded",
+            "upstream returned 503 Service Unavailable",
+            "row not found",
+        ];
+        let mut t: u64 = 1_714_560_000_000_000_000 + rng_seed * 1_000_000_000;
+        let log_records = (0..records)
+            .map(|_| {
+                t += rng.next() % 5_000_000;
+                let trace_id = rng.bytes(16);
+                let span_id = rng.bytes(8);
+                let (severity, number, body) = match rng.next() % 10 {
+                    0 => (
+                        "ERROR",
+                        17,
+                        format!(
+                            "request failed method={} path={}/{} status=500 error=\"{}\" attempt={} retry_in_ms={} client_ip=10.{}.{}.{}",
+                            rng.pick(&methods),
+                            rng.pick(&paths),
+                            rng.next() % 100_000,
+                            rng.pick(&errors),
+                            rng.next() % 4,
+                            rng.next() % 2000,
+                            rng.next() % 256,
+                            rng.next() % 256,
+                            rng.next() % 256
+                        ),
+                    ),
+                    1 | 2 => (
+                        "WARN",
+                        13,
+                        format!(
+                            "slow query detected duration_ms={}.{} table={} rows_examined={} query_id=q-{:08x} pool=primary connections_in_use={}/{}",
+                            rng.next() % 5000,
+                            rng.next() % 10,
+                            rng.pick(&["orders", "order_items", "users", "payments"]),
+                            rng.next() % 1_000_000,
+                            rng.next(),
+                            rng.next() % 64,
+                            64
+                        ),
+                    ),
+                    _ => (
+                        "INFO",
+                        9,
+                        format!(
+                            "request completed method={} path={}/{} status={} duration_ms={}.{} bytes_out={} user_id=u-{} session=s-{:012x} user_agent=\"Mozilla/5.0 (X11; Linux x86_64)\"",
+                            rng.pick(&methods),
+                            rng.pick(&paths),
+                            rng.next() % 100_000,
+                            rng.pick(&["200", "201", "204", "304", "404"]),
+                            rng.next() % 900,
+                            rng.next() % 10,
+                            rng.next() % 65_536,
+                            rng.next() % 50_000,
+                            rng.next()
+                        ),
+                    ),
+                };
+                LogRecord {
+                    time_unix_nano: t,
+                    observed_time_unix_nano: t + rng.next() % 1_000_000,
+                    severity_number: number,
+                    severity_text: severity.into(),
+                    body: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(body)),
+                    }),
+                    attributes: vec![
+                        string_kv("thread.name", rng.pick(&["worker-1", "worker-2", "worker-3", "main"])),
+                        string_kv("code.function", rng.pick(&["handle_request", "run_query", "authorize"])),
+                    ],
+                    trace_id,
+                    span_id,
+                    flags: 1,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![
+                        string_kv("service.name", services[(rng_seed % 4) as usize]),
+                        string_kv("service.version", "1.42.0"),
+                        string_kv("host.name", "ip-10-0-12-34.eu-west-1.compute.internal"),
+                        string_kv("deployment.environment", "production"),
+                    ],
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    log_records,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn compression_ratio_on_realistic_logs() {
+        let entries: Vec<RawEntry> = (0..8u64)
+            .map(|i| {
+                let index = 1_000 + i;
+                raw(&ingest(
+                    index,
+                    Signal::Logs,
+                    realistic_logs(i, 500).encode_to_vec(),
+                    500,
+                ))
+            })
+            .collect();
+        let sealed = seal(&entries).expect("seals");
+        let ratio = sealed.uncompressed_bytes as f64 / sealed.bytes.len() as f64;
+        println!(
+            "realistic OTLP logs: {} entries x 500 records, {} bytes uncompressed, {} bytes sealed, ratio {ratio:.2}",
+            sealed.entries,
+            sealed.uncompressed_bytes,
+            sealed.bytes.len()
+        );
+        assert!(ratio > 1.5, "ratio {ratio:.2}");
+
+        // The bench's payload: one body repeated, so a best case.
+        let bodies: Vec<String> = (0..500)
+            .map(|i| format!("{i:06} benchmark log line {}", "x".repeat(170)))
+            .collect();
+        let bench = crate::bench::logs_request(&bodies).encode_to_vec();
+        let sealed = seal(&[raw(&ingest(1, Signal::Logs, bench, 500))]).expect("seals");
+        println!(
+            "bench OTLP logs: {} bytes uncompressed, {} bytes sealed, ratio {:.2}",
+            sealed.uncompressed_bytes,
+            sealed.bytes.len(),
+            sealed.uncompressed_bytes as f64 / sealed.bytes.len() as f64
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! Opens the archive's object store from the `[archive]` section: a local
+//! directory through `LocalFileSystem` by default, or an S3-compatible bucket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::local::LocalFileSystem;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+
+use super::config::ArchiveConfig;
+use super::ArchiveError;
+
+/// The archive's object store and where its objects live in it.
+#[derive(Clone)]
+pub struct Archive {
+    /// The store (bucket or local directory).
+    pub store: Arc<dyn ObjectStore>,
+    /// Key prefix of every object of this cluster.
+    pub prefix: String,
+    /// For messages: `s3://bucket/prefix` or `file:///dir/prefix`.
+    pub location: String,
+}
+
+impl Archive {
+    /// Opens the store described by `config`. Builds the client only; it does
+    /// not contact the server (see `archiver::probe`).
+    pub fn open(config: &ArchiveConfig) -> Result<Archive, ArchiveError> {
+        match &config.s3 {
+            None => {
+                std::fs::create_dir_all(&config.dir).map_err(|e| ArchiveError::Open {
+                    location: config.dir.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                let local = LocalFileSystem::new_with_prefix(&config.dir)
+                    .map_err(|e| ArchiveError::Open {
+                        location: config.dir.display().to_string(),
+                        message: e.to_string(),
+                    })?
+                    // An Archived record must never point at bytes a power
+                    // loss could take back.
+                    .with_fsync(true)
+                    .with_automatic_cleanup(true);
+                Ok(Archive {
+                    store: Arc::new(local),
+                    prefix: config.prefix.clone(),
+                    location: format!("file://{}/{}", config.dir.display(), config.prefix),
+                })
+            }
+            Some(s3) => {
+                let credentials =
+                    s3.credentials(std::env::vars())
+                        .map_err(|e| ArchiveError::Open {
+                            location: format!("s3://{}", s3.bucket),
+                            message: e.to_string(),
+                        })?;
+                let timeout = Duration::from_millis(config.request_timeout_ms);
+                let client = ClientOptions::new()
+                    .with_timeout(timeout)
+                    .with_connect_timeout(Duration::from_secs(5).min(timeout))
+                    .with_allow_http(s3.allow_http);
+                // The archiver has its own retry loop with backoff; the
+                // client's is kept short so a dead server shows up quickly
+                // in status instead of hiding inside one call.
+                let retry = RetryConfig {
+                    backoff: BackoffConfig {
+                        init_backoff: Duration::from_millis(100),
+                        max_backoff: Duration::from_secs(1),
+                        base: 2.0,
+                    },
+                    max_retries: 2,
+                    retry_timeout: timeout,
+                };
+                let store = AmazonS3Builder::new()
+                    .with_endpoint(&s3.endpoint)
+                    .with_bucket_name(&s3.bucket)
+                    .with_region(&s3.region)
+                    .with_access_key_id(credentials.access_key_id)
+                    .with_secret_access_key(credentials.secret_access_key)
+                    .with_allow_http(s3.allow_http)
+                    .with_virtual_hosted_style_request(!s3.path_style)
+                    .with_conditional_put(S3ConditionalPut::ETagMatch)
+                    .with_client_options(client)
+                    .with_retry(retry)
+                    .build()
+                    .map_err(|e| ArchiveError::Open {
+                        location: format!("s3://{}", s3.bucket),
+                        message: e.to_string(),
+                    })?;
+                Ok(Archive {
+                    store: Arc::new(store),
+                    prefix: config.prefix.clone(),
+                    location: format!("s3://{}/{}", s3.bucket, config.prefix),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,826 @@
+//! `otelraft archive ls | verify | cat`: read-only views of the archive for
+//! operators. Each command works on the object store alone, so it runs
+//! whether or not a node is up, and never writes or deletes an object.
+//!
+//! Blocks are downloaded one at a time, so memory stays bounded by the
+//! largest block however big the archive is.
+
+use std::io::Write;
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::ObjectStoreExt;
+use opentelemetry_proto::tonic::collector::{
+    logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+    trace::v1::ExportTraceServiceRequest,
+};
+use prost::Message;
+use serde_json::{json, Value};
+
+use super::block::{self, BlockError};
+use super::{Archive, ArchiveError};
+use crate::pb::log::{command::Kind, log_entry::Payload, LogEntry, Signal};
+
+/// One block object of the archive, as listed: its key and the range the
+/// key names. Nothing here is verified; `verify` downloads the object.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BlockInfo {
+    /// The object key.
+    pub key: String,
+    /// First index, from the key.
+    pub first_index: u64,
+    /// Last index, from the key.
+    pub last_index: u64,
+    /// Object size in bytes.
+    pub size: u64,
+    /// When the store last modified the object, RFC 3339.
+    pub last_modified: String,
+}
+
+impl BlockInfo {
+    /// Entries the block holds, by its key.
+    pub fn entries(&self) -> u64 {
+        (self.last_index - self.first_index).saturating_add(1)
+    }
+}
+
+/// Everything under the blocks folder: the blocks, and the objects whose
+/// keys are not block keys (reported, never read).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Block objects, by first index then last index.
+    pub blocks: Vec<BlockInfo>,
+    /// Keys under the blocks folder that are not block keys.
+    pub foreign: Vec<String>,
+}
+
+/// Lists the blocks folder and sorts the blocks by range.
+pub async fn list_objects(archive: &Archive) -> Result<Listing, ArchiveError> {
+    let prefix = block::blocks_prefix(&archive.prefix);
+    let mut stream = archive.store.list(Some(&prefix));
+    let mut listing = Listing::default();
+    while let Some(meta) = stream
+        .try_next()
+        .await
+        .map_err(ArchiveError::store(prefix.as_ref()))?
+    {
+        match block::parse_block_key(&archive.prefix, &meta.location) {
+            Some((first_index, last_index)) => listing.blocks.push(BlockInfo {
+                key: meta.location.to_string(),
+                first_index,
+                last_index,
+                size: meta.size,
+                last_modified: meta.last_modified.to_rfc3339(),
+            }),
+            None => listing.foreign.push(meta.location.to_string()),
+        }
+    }
+    listing
+        .blocks
+        .sort_by_key(|b| (b.first_index, b.last_index));
+    listing.foreign.sort();
+    Ok(listing)
+}
+
+/// The blocks of the archive, sorted by first index. Objects under the
+/// blocks folder that are not blocks are skipped with a warning.
+pub async fn list_blocks(archive: &Archive) -> Result<Vec<BlockInfo>, ArchiveError> {
+    let listing = list_objects(archive).await?;
+    for key in &listing.foreign {
+        tracing::warn!(key = %key, "object in the archive's blocks folder is not a block; ignored");
+    }
+    Ok(listing.blocks)
+}
+
+/// Output errors have no variant of their own in [`ArchiveError`] yet.
+fn output(e: std::io::Error) -> ArchiveError {
+    ArchiveError::Output(e)
+}
+
+/// `otelraft archive ls`: one row per block (key, first, last, entries,
+/// size, modified), or one JSON object per line with `json`. Returns the
+/// number of blocks.
+pub async fn ls(
+    archive: &Archive,
+    out: &mut impl Write,
+    json: bool,
+) -> Result<usize, ArchiveError> {
+    let listing = list_objects(archive).await?;
+    if json {
+        for b in &listing.blocks {
+            let line = json!({
+                "key": b.key,
+                "first_index": b.first_index,
+                "last_index": b.last_index,
+                "entries": b.entries(),
+                "size": b.size,
+                "last_modified": b.last_modified,
+            });
+            writeln!(out, "{line}").map_err(output)?;
+        }
+        for key in &listing.foreign {
+            tracing::warn!(key = %key, "object in the archive's blocks folder is not a block; ignored");
+        }
+        return Ok(listing.blocks.len());
+    }
+
+    let header = ["KEY", "FIRST", "LAST", "ENTRIES", "SIZE", "MODIFIED"];
+    let rows: Vec<[String; 6]> = listing
+        .blocks
+        .iter()
+        .map(|b| {
+            [
+                b.key.clone(),
+                b.first_index.to_string(),
+                b.last_index.to_string(),
+                b.entries().to_string(),
+                b.size.to_string(),
+                b.last_modified.clone(),
+            ]
+        })
+        .collect();
+    let mut width = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let [kw, fw, lw, ew, sw, _] = width;
+    writeln!(
+        out,
+        "{:<kw$}  {:>fw$}  {:>lw$}  {:>ew$}  {:>sw$}  {}",
+        header[0], header[1], header[2], header[3], header[4], header[5]
+    )
+    .map_err(output)?;
+    for [key, first, last, entries, size, modified] in &rows {
+        writeln!(
+            out,
+            "{key:<kw$}  {first:>fw$}  {last:>lw$}  {entries:>ew$}  {size:>sw$}  {modified}"
+        )
+        .map_err(output)?;
+    }
+    let bytes: u64 = listing.blocks.iter().map(|b| b.size).sum();
+    writeln!(
+        out,
+        "{} blocks, {bytes} bytes in {}",
+        rows.len(),
+        archive.location
+    )
+    .map_err(output)?;
+    for key in &listing.foreign {
+        writeln!(out, "not a block, ignored: {key}").map_err(output)?;
+    }
+    Ok(rows.len())
+}
+
+/// What `verify` found. The ranges it reasons about are the keys' ranges,
+/// so one corrupt block is reported as corrupt, not also as a gap.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Blocks downloaded (including corrupt ones).
+    pub blocks: u64,
+    /// Their total size in bytes.
+    pub bytes: u64,
+    /// Lowest index covered by a verified block's key.
+    pub first_index: Option<u64>,
+    /// Highest index covered.
+    pub last_index: Option<u64>,
+    /// Index ranges (inclusive) between two blocks that no block covers.
+    pub gaps: Vec<(u64, u64)>,
+    /// Pairs of block keys whose ranges intersect.
+    pub overlaps: Vec<(String, String)>,
+    /// Block keys that failed verification, with why.
+    pub corrupt: Vec<(String, String)>,
+    /// Records of the valid blocks by signal: (logs, metrics, traces).
+    pub records: (u64, u64, u64),
+    /// Objects in the blocks folder that are not blocks (not an error).
+    pub foreign: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when the blocks cover one contiguous range and every block is
+    /// valid. The range may start anywhere: retention deletes old blocks.
+    pub fn ok(&self) -> bool {
+        self.gaps.is_empty() && self.overlaps.is_empty() && self.corrupt.is_empty()
+    }
+}
+
+/// Downloads a block; `None` if it disappeared since the listing (retention
+/// may delete old blocks while a verification runs).
+async fn download(archive: &Archive, key: &str) -> Result<Option<bytes::Bytes>, ArchiveError> {
+    let path = Path::from(key);
+    let got = match archive.store.get(&path).await {
+        Ok(got) => got,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(ArchiveError::store(key)(e)),
+    };
+    match got.bytes().await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(ArchiveError::store(key)(e)),
+    }
+}
+
+/// Opens a downloaded block and checks that its header names the range of
+/// its key.
+fn check_block(info: &BlockInfo, bytes: &[u8]) -> Result<block::OpenedBlock, String> {
+    let opened = block::open(bytes).map_err(|e| e.to_string())?;
+    let h = &opened.header;
+    if (h.first_index, h.last_index) != (info.first_index, info.last_index) {
+        return Err(format!(
+            "header holds {}..={}, the key names {}..={}",
+            h.first_index, h.last_index, info.first_index, info.last_index
+        ));
+    }
+    Ok(opened)
+}
+
+/// `otelraft archive verify`: downloads every block whose range ends at or
+/// after `from` (all blocks without it), one at a time; checks each one
+/// fully (checksum, decompression, every entry, header against key) and the
+/// continuity of the ranges; prints one line per block and per problem,
+/// then a summary. Problems are in the report, not errors: the error is
+/// for an archive that cannot be read at all.
+pub async fn verify(
+    archive: &Archive,
+    out: &mut impl Write,
+    from: Option<u64>,
+) -> Result<VerifyReport, ArchiveError> {
+    let listing = list_objects(archive).await?;
+    let mut report = VerifyReport {
+        foreign: listing.foreign,
+        ..VerifyReport::default()
+    };
+    // The key and last index of the block that reaches furthest so far.
+    let mut reach: Option<(String, u64)> = None;
+    for info in listing
+        .blocks
+        .iter()
+        .filter(|b| from.is_none_or(|f| b.last_index >= f))
+    {
+        let Some(bytes) = download(archive, &info.key).await? else {
+            writeln!(out, "gone     {} (deleted since the listing)", info.key).map_err(output)?;
+            continue;
+        };
+        report.blocks += 1;
+        report.bytes += bytes.len() as u64;
+        match check_block(info, &bytes) {
+            Ok(opened) => {
+                let h = &opened.header;
+                report.records.0 += h.logs_records;
+                report.records.1 += h.metrics_records;
+                report.records.2 += h.traces_records;
+                writeln!(
+                    out,
+                    "ok       {}  {}..={}  {} entries  {} bytes  sha256 {}",
+                    info.key,
+                    info.first_index,
+                    info.last_index,
+                    h.entry_count,
+                    bytes.len(),
+                    opened.checksum
+                )
+                .map_err(output)?;
+            }
+            Err(why) => {
+                writeln!(out, "CORRUPT  {}: {why}", info.key).map_err(output)?;
+                report.corrupt.push((info.key.clone(), why));
+            }
+        }
+
+        report.first_index = Some(
+            report
+                .first_index
+                .map_or(info.first_index, |f| f.min(info.first_index)),
+        );
+        report.last_index = Some(
+            report
+                .last_index
+                .map_or(info.last_index, |l| l.max(info.last_index)),
+        );
+        match &reach {
+            Some((prev_key, prev_last)) if info.first_index <= *prev_last => {
+                writeln!(out, "OVERLAP  {prev_key} and {}", info.key).map_err(output)?;
+                report.overlaps.push((prev_key.clone(), info.key.clone()));
+            }
+            Some((_, prev_last)) if info.first_index > prev_last.saturating_add(1) => {
+                let gap = (prev_last + 1, info.first_index - 1);
+                writeln!(out, "GAP      {}..={} is in no block", gap.0, gap.1).map_err(output)?;
+                report.gaps.push(gap);
+            }
+            _ => {}
+        }
+        if reach
+            .as_ref()
+            .is_none_or(|(_, last)| info.last_index > *last)
+        {
+            reach = Some((info.key.clone(), info.last_index));
+        }
+    }
+
+    let range = match (report.first_index, report.last_index) {
+        (Some(f), Some(l)) => format!("indices {f}..={l}"),
+        _ => "no indices".to_string(),
+    };
+    writeln!(
+        out,
+        "{} blocks, {} bytes, {range}; records: logs {}, metrics {}, traces {}",
+        report.blocks, report.bytes, report.records.0, report.records.1, report.records.2
+    )
+    .map_err(output)?;
+    for key in &report.foreign {
+        writeln!(out, "not a block, ignored: {key}").map_err(output)?;
+    }
+    if report.ok() {
+        writeln!(out, "OK").map_err(output)?;
+    } else {
+        writeln!(
+            out,
+            "FAILED: {} gaps, {} overlaps, {} corrupt blocks",
+            report.gaps.len(),
+            report.overlaps.len(),
+            report.corrupt.len()
+        )
+        .map_err(output)?;
+    }
+    Ok(report)
+}
+
+/// Renders an OTLP payload as OTLP JSON (the opentelemetry-proto serde
+/// form), or says why it does not decode.
+fn request_json(signal: Signal, payload: &[u8]) -> Value {
+    fn render<M: Message + Default + serde::Serialize>(bytes: &[u8]) -> Value {
+        match M::decode(bytes) {
+            Ok(m) => serde_json::to_value(&m)
+                .unwrap_or_else(|e| json!({ "render_error": e.to_string() })),
+            Err(e) => json!({ "decode_error": e.to_string() }),
+        }
+    }
+    match signal {
+        Signal::Logs => render::<ExportLogsServiceRequest>(payload),
+        Signal::Metrics => render::<ExportMetricsServiceRequest>(payload),
+        Signal::Traces => render::<ExportTraceServiceRequest>(payload),
+        Signal::Unspecified => Value::Null,
+    }
+}
+
+/// One archived entry as one JSON object: its log id, its kind and the
+/// kind's fields; an Ingest entry's OTLP request as OTLP JSON.
+pub fn entry_json(entry: &LogEntry) -> Value {
+    let fields = match &entry.payload {
+        Some(Payload::Blank(_)) => json!({ "kind": "blank" }),
+        Some(Payload::MembershipJson(m)) => json!({
+            "kind": "membership",
+            "membership": serde_json::from_slice::<Value>(m)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(m).into_owned())),
+        }),
+        Some(Payload::Command(cmd)) => match &cmd.kind {
+            Some(Kind::Ingest(r)) => {
+                let signal = Signal::try_from(r.signal).unwrap_or(Signal::Unspecified);
+                json!({
+                    "kind": "ingest",
+                    "signal": signal.name(),
+                    "records": r.records,
+                    "received_unix_nanos": r.received_unix_nanos,
+                    "proposed_unix_nanos": r.proposed_unix_nanos,
+                    "origin_node": r.origin_node,
+                    "proposer_node": r.proposer_node,
+                    "payload_bytes": r.payload.len(),
+                    "request": request_json(signal, &r.payload),
+                })
+            }
+            Some(Kind::Cursor(c)) => json!({
+                "kind": "cursor",
+                "sink": c.sink,
+                "cursor": c.index,
+                "from_index": c.from_index,
+                "proposer_term": c.term,
+                "delivered": c.delivered,
+                "payload_bytes": c.payload_bytes,
+                "marker_ms": c.marker_ms,
+                "max_sample_ms": c.max_sample_ms,
+                "series": c.series.len(),
+                "dead_letters": c.dead_letters.len(),
+                "dead_letter_counts": c.dead_letter_counts,
+            }),
+            Some(Kind::Archived(a)) => json!({
+                "kind": "archived",
+                "first_index": a.first_index,
+                "last_index": a.last_index,
+                "key": a.key,
+                "checksum": a.checksum,
+                "size": a.size,
+                "uncompressed_bytes": a.uncompressed_bytes,
+            }),
+            Some(Kind::Seal(s)) => json!({
+                "kind": "seal",
+                "first_index": s.first_index,
+                "last_index": s.last_index,
+                "proposer_term": s.term,
+            }),
+            // A command added to the protocol after this code: its variant
+            // name, lower-cased, is still a useful kind.
+            #[allow(unreachable_patterns)]
+            Some(other) => {
+                let debug = format!("{other:?}");
+                let name = debug.split(['(', ' ', '{']).next().unwrap_or_default();
+                json!({ "kind": name.to_ascii_lowercase() })
+            }
+            None => json!({ "kind": "empty" }),
+        },
+        None => json!({ "kind": "empty" }),
+    };
+    let mut obj = json!({
+        "index": entry.index,
+        "term": entry.term,
+        "leader": entry.leader_node,
+    });
+    if let (Some(o), Value::Object(f)) = (obj.as_object_mut(), fields) {
+        o.extend(f);
+    }
+    obj
+}
+
+/// [`entry_json`] as one line: the log id, the kind and the signal first,
+/// the (long) OTLP request last, so a reader scanning the output finds what
+/// an entry is at the start of its line.
+fn entry_line(entry: &LogEntry) -> String {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        index: u64,
+        term: u64,
+        leader: u64,
+        kind: Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        signal: Option<Value>,
+        #[serde(flatten)]
+        rest: &'a serde_json::Map<String, Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request: Option<Value>,
+    }
+    let mut value = entry_json(entry);
+    let Some(fields) = value.as_object_mut() else {
+        return value.to_string();
+    };
+    for key in ["index", "term", "leader"] {
+        fields.remove(key);
+    }
+    let kind = fields.remove("kind").unwrap_or(Value::Null);
+    let signal = fields.remove("signal");
+    let request = fields.remove("request");
+    let line = Line {
+        index: entry.index,
+        term: entry.term,
+        leader: entry.leader_node,
+        kind,
+        signal,
+        rest: fields,
+        request,
+    };
+    serde_json::to_string(&line).unwrap_or_else(|_| entry_json(entry).to_string())
+}
+
+/// The key of the block `key_or_index` names: a log index (the first block
+/// whose key range holds it), a full key, or a block's file name.
+async fn resolve(archive: &Archive, key_or_index: &str) -> Result<String, ArchiveError> {
+    let arg = key_or_index.trim();
+    if let Ok(index) = arg.parse::<u64>() {
+        let blocks = list_blocks(archive).await?;
+        return blocks
+            .into_iter()
+            .find(|b| b.first_index <= index && index <= b.last_index)
+            .map(|b| b.key)
+            .ok_or_else(|| {
+                ArchiveError::Missing(format!(
+                    "no block in {} holds log index {index}",
+                    archive.location
+                ))
+            });
+    }
+    let path = if arg.contains('/') {
+        Path::parse(arg).map_err(|e| ArchiveError::Missing(format!("invalid key {arg:?}: {e}")))?
+    } else {
+        block::blocks_prefix(&archive.prefix).join(arg)
+    };
+    Ok(path.to_string())
+}
+
+/// `otelraft archive cat`: verifies the block named by `key_or_index` (a
+/// block key, a block file name, or a log index, meaning the block that
+/// holds it) and prints each of its entries as one JSON line (see
+/// [`entry_json`]). Returns the number of entries printed.
+pub async fn cat(
+    archive: &Archive,
+    out: &mut impl Write,
+    key_or_index: &str,
+) -> Result<u64, ArchiveError> {
+    let key = resolve(archive, key_or_index).await?;
+    let bytes = download(archive, &key)
+        .await?
+        .ok_or_else(|| ArchiveError::Missing(format!("no object {key} in {}", archive.location)))?;
+    let opened = block::open(&bytes).map_err(|source: BlockError| ArchiveError::Block {
+        key: key.clone(),
+        source,
+    })?;
+    for entry in &opened.entries {
+        writeln!(out, "{}", entry_line(entry)).map_err(output)?;
+    }
+    Ok(opened.entries.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use object_store::memory::InMemory;
+    use object_store::PutPayload;
+
+    use super::*;
+    use crate::archive::block::tests::raw_range;
+
+    fn archive() -> Archive {
+        Archive {
+            store: Arc::new(InMemory::new()),
+            prefix: "t".into(),
+            location: "mem".into(),
+        }
+    }
+
+    async fn put_bytes(archive: &Archive, key: &Path, bytes: bytes::Bytes) {
+        archive
+            .store
+            .put(key, PutPayload::from(bytes))
+            .await
+            .expect("put");
+    }
+
+    /// Seals `first..=last` and stores it under its key; returns the bytes.
+    async fn put(archive: &Archive, first: u64, last: u64) -> bytes::Bytes {
+        let sealed = block::seal(&raw_range(first, last)).expect("seals");
+        let key = block::block_key(&archive.prefix, first, last);
+        put_bytes(archive, &key, sealed.bytes.clone()).await;
+        sealed.bytes
+    }
+
+    async fn run_verify(archive: &Archive, from: Option<u64>) -> (VerifyReport, String) {
+        let mut out = Vec::new();
+        let report = verify(archive, &mut out, from).await.expect("verify runs");
+        (report, String::from_utf8(out).expect("utf-8"))
+    }
+
+    #[tokio::test]
+    async fn a_gap_is_reported() {
+        let a = archive();
+        put(&a, 31, 40).await;
+        put(&a, 1, 10).await;
+        put(&a, 11, 20).await;
+        let (report, text) = run_verify(&a, None).await;
+        assert_eq!(report.gaps, vec![(21, 30)], "{text}");
+        assert!(!report.ok());
+        assert_eq!(report.blocks, 3);
+        assert_eq!((report.first_index, report.last_index), (Some(1), Some(40)));
+        assert!(report.corrupt.is_empty() && report.overlaps.is_empty());
+        assert!(text.contains("GAP      21..=30"), "{text}");
+        assert!(text.contains("FAILED"), "{text}");
+
+        let (report, _) = run_verify(&a, Some(15)).await;
+        assert_eq!((report.blocks, report.gaps.clone()), (2, vec![(21, 30)]));
+        let (report, _) = run_verify(&a, Some(31)).await;
+        assert!(report.ok());
+        assert_eq!(report.blocks, 1);
+    }
+
+    #[tokio::test]
+    async fn a_contiguous_archive_verifies() {
+        let a = archive();
+        let mut bytes = 0;
+        for (first, last) in [(5, 10), (11, 20), (21, 21), (22, 40)] {
+            bytes += put(&a, first, last).await.len() as u64;
+        }
+        put_bytes(&a, &Path::from("t/blocks/README"), "hello".into()).await;
+        put_bytes(&a, &Path::from("t/other/x"), "not listed".into()).await;
+        let (report, text) = run_verify(&a, None).await;
+        assert!(report.ok(), "{report:?}\n{text}");
+        assert_eq!(report.blocks, 4);
+        assert_eq!(report.bytes, bytes);
+        assert_eq!((report.first_index, report.last_index), (Some(5), Some(40)));
+        assert_eq!(report.foreign, vec!["t/blocks/README".to_string()]);
+        // raw_range cycles logs, metrics, traces, blank, membership, cursor:
+        // 3, 4 and 5 records.
+        let logs = (5..=40u64).filter(|i| i % 6 == 0).count() as u64 * 3;
+        let metrics = (5..=40u64).filter(|i| i % 6 == 1).count() as u64 * 4;
+        let traces = (5..=40u64).filter(|i| i % 6 == 2).count() as u64 * 5;
+        assert_eq!(report.records, (logs, metrics, traces));
+        assert!(text.ends_with("OK\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn corrupt_mislabelled_and_overlapping_blocks_are_reported() {
+        let a = archive();
+        put(&a, 1, 10).await;
+        let good = block::seal(&raw_range(11, 20)).expect("seals").bytes;
+        let mut bad = good.to_vec();
+        let middle = bad.len() / 2;
+        bad[middle] ^= 0x40;
+        put_bytes(&a, &block::block_key("t", 11, 20), bad.into()).await;
+        // A valid block under the wrong key.
+        let other = block::seal(&raw_range(21, 30)).expect("seals").bytes;
+        put_bytes(&a, &block::block_key("t", 21, 31), other).await;
+        put(&a, 25, 40).await;
+        let (report, text) = run_verify(&a, None).await;
+        assert!(!report.ok());
+        let corrupt: Vec<&str> = report.corrupt.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            corrupt,
+            vec![
+                block::block_key("t", 11, 20).as_ref(),
+                block::block_key("t", 21, 31).as_ref()
+            ],
+            "{text}"
+        );
+        assert!(report.corrupt[0].1.contains("checksum"), "{text}");
+        assert!(report.corrupt[1].1.contains("key names 21..=31"), "{text}");
+        assert!(report.gaps.is_empty(), "{text}");
+        assert_eq!(
+            report.overlaps,
+            vec![(
+                block::block_key("t", 21, 31).to_string(),
+                block::block_key("t", 25, 40).to_string()
+            )]
+        );
+        assert_eq!(report.blocks, 4);
+    }
+
+    #[tokio::test]
+    async fn an_empty_archive_is_ok_and_empty() {
+        let (report, text) = run_verify(&archive(), None).await;
+        assert!(report.ok());
+        assert_eq!((report.blocks, report.first_index), (0, None));
+        assert!(text.contains("0 blocks"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn ls_lists_blocks_in_index_order() {
+        let a = archive();
+        put(&a, 100, 200).await;
+        put(&a, 1, 99).await;
+        put_bytes(&a, &Path::from("t/blocks/stray.tmp"), "x".into()).await;
+        let blocks = list_blocks(&a).await.expect("lists");
+        let ranges: Vec<(u64, u64)> = blocks
+            .iter()
+            .map(|b| (b.first_index, b.last_index))
+            .collect();
+        assert_eq!(ranges, vec![(1, 99), (100, 200)]);
+        assert_eq!(blocks[0].entries(), 99);
+        assert!(
+            blocks[0].last_modified.contains('T'),
+            "{}",
+            blocks[0].last_modified
+        );
+
+        let mut out = Vec::new();
+        assert_eq!(ls(&a, &mut out, false).await.expect("ls"), 2);
+        let text = String::from_utf8(out).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("KEY"), "{text}");
+        assert!(lines[1].starts_with(&blocks[0].key), "{text}");
+        assert!(lines[2].starts_with(&blocks[1].key), "{text}");
+        assert!(
+            text.contains("not a block, ignored: t/blocks/stray.tmp"),
+            "{text}"
+        );
+
+        let mut out = Vec::new();
+        ls(&a, &mut out, true).await.expect("ls --json");
+        let rows: Vec<Value> = String::from_utf8(out)
+            .expect("utf-8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1]["first_index"], 100);
+        assert_eq!(rows[1]["entries"], 101);
+    }
+
+    #[tokio::test]
+    async fn cat_prints_the_block_holding_an_index() {
+        let a = archive();
+        put(&a, 1, 10).await;
+        put(&a, 11, 20).await;
+        let mut out = Vec::new();
+        assert_eq!(cat(&a, &mut out, "15").await.expect("cat"), 10);
+        let text = String::from_utf8(out).expect("utf-8");
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect();
+        assert_eq!(lines.len(), 10);
+        let indices: Vec<u64> = lines.iter().filter_map(|l| l["index"].as_u64()).collect();
+        assert_eq!(indices, (11..=20).collect::<Vec<_>>());
+
+        // Index 12 is a logs ingest (see block::tests::raw_range).
+        let logs = &lines[1];
+        assert_eq!(
+            (logs["kind"].as_str(), logs["signal"].as_str()),
+            (Some("ingest"), Some("logs"))
+        );
+        assert_eq!(logs["records"], 3);
+        let record = &logs["request"]["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
+        let body = record["body"]["stringValue"].as_str().unwrap_or_default();
+        assert!(body.len() > 50, "{logs}");
+        assert!(text.contains("ip-10-0-12-34.eu-west-1.compute.internal"));
+        assert_eq!(lines[2]["signal"], "metrics");
+        assert!(lines[2]["request"]["resourceMetrics"].is_array());
+        assert_eq!(lines[3]["signal"], "traces");
+        assert!(lines[3]["request"]["resourceSpans"].is_array());
+        let kinds: Vec<&str> = lines.iter().filter_map(|l| l["kind"].as_str()).collect();
+        for kind in ["blank", "membership", "cursor"] {
+            assert!(kinds.contains(&kind), "{kinds:?}");
+        }
+        let cursor = lines
+            .iter()
+            .find(|l| l["kind"] == "cursor")
+            .expect("a cursor");
+        assert_eq!(cursor["sink"], "prom");
+
+        // By key and by file name: the same lines.
+        let key = block::block_key("t", 11, 20).to_string();
+        let mut by_key = Vec::new();
+        cat(&a, &mut by_key, &key).await.expect("cat key");
+        assert_eq!(String::from_utf8(by_key).expect("utf-8"), text);
+        let name = key.rsplit('/').next().unwrap_or_default().to_string();
+        let mut by_name = Vec::new();
+        cat(&a, &mut by_name, &name).await.expect("cat name");
+        assert_eq!(String::from_utf8(by_name).expect("utf-8"), text);
+
+        assert!(matches!(
+            cat(&a, &mut Vec::new(), "21").await,
+            Err(ArchiveError::Missing(_))
+        ));
+        assert!(matches!(
+            cat(&a, &mut Vec::new(), "t/blocks/nope.otrb").await,
+            Err(ArchiveError::Missing(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn cat_of_a_corrupt_block_is_a_block_error() {
+        let a = archive();
+        let mut bad = block::seal(&raw_range(1, 3)).expect("seals").bytes.to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        put_bytes(&a, &block::block_key("t", 1, 3), bad.into()).await;
+        let err = cat(&a, &mut Vec::new(), "2").await.err();
+        assert!(
+            matches!(
+                &err,
+                Some(ArchiveError::Block {
+                    source: BlockError::ChecksumMismatch { .. },
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn entry_json_renders_bookkeeping_commands() {
+        use crate::pb::log::{ArchiveSeal, Archived, Command};
+        let archived = LogEntry {
+            term: 4,
+            leader_node: 2,
+            index: 77,
+            payload: Some(Payload::Command(Command {
+                kind: Some(Kind::Archived(Archived {
+                    first_index: 1,
+                    last_index: 70,
+                    key: "t/blocks/x".into(),
+                    checksum: "ab".into(),
+                    size: 10,
+                    uncompressed_bytes: 20,
+                })),
+            })),
+        };
+        let v = entry_json(&archived);
+        assert_eq!(
+            v,
+            json!({
+                "index": 77, "term": 4, "leader": 2, "kind": "archived",
+                "first_index": 1, "last_index": 70, "key": "t/blocks/x",
+                "checksum": "ab", "size": 10, "uncompressed_bytes": 20
+            })
+        );
+        let seal = LogEntry {
+            payload: Some(Payload::Command(Command {
+                kind: Some(Kind::Seal(ArchiveSeal {
+                    first_index: 71,
+                    last_index: 76,
+                    term: 4,
+                })),
+            })),
+            ..archived
+        };
+        assert_eq!(entry_json(&seal)["kind"], "seal");
+        assert_eq!(entry_json(&seal)["last_index"], 76);
+    }
+}
