@@ -109,24 +109,17 @@ async fn sdk_data_lands_in_contiguous_blocks_and_verify_passes() {
     .await;
     let follower = cluster.a_follower().await;
     let node = &cluster.nodes[(follower - 1) as usize];
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/send.py");
-    let (grpc, http) = (node.grpc.clone(), node.http_url());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .args([
-                script, "--grpc", &grpc, "--http", &http, "--prefix", "arch", "--count", "400",
-            ])
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("python3 runs (CI installs the OpenTelemetry SDK; see .ci/run)");
-    assert!(
-        out.status.success(),
-        "SDK client failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = [
+        "--grpc",
+        &node.grpc,
+        "--http",
+        &node.http_url(),
+        "--prefix",
+        "arch",
+        "--count",
+        "400",
+    ];
+    support::run_sdk_script("send.py", args.iter().map(|a| a.to_string()).collect()).await;
     let client = reqwest::Client::new();
     for i in 0..30 {
         let target = &cluster.nodes[i % 3];

@@ -9,7 +9,6 @@ mod prometheus;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -162,21 +161,7 @@ async fn sdk_metrics_land_in_prometheus_with_spec_names_and_exactly_once_across_
     let mut cluster = start_cluster(&prom).await;
     let follower = cluster.a_follower().await;
     let grpc = cluster.nodes[(follower - 1) as usize].grpc.clone();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/send_metrics.py");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .args([script, "--grpc", &grpc])
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("python3 runs (CI installs the OpenTelemetry SDK; see .ci/run)");
-    assert!(
-        out.status.success(),
-        "SDK client failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::run_sdk_script("send_metrics.py", vec!["--grpc".into(), grpc]).await;
     cluster.wait_exported(SINK, Duration::from_secs(60)).await;
 
     let t = now_ms() as f64 / 1000.0 + 1.0;

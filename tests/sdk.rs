@@ -5,7 +5,6 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use support::{Options, TestCluster};
@@ -19,24 +18,18 @@ async fn sdk_exporters_to_a_follower_commit_on_every_node() {
     .await;
     let follower = cluster.a_follower().await;
     let node = &cluster.nodes[(follower - 1) as usize];
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/send.py");
-    let (grpc, http) = (node.grpc.clone(), node.http_url());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .args([
-                script, "--grpc", &grpc, "--http", &http, "--prefix", "sdk", "--count", "150",
-            ])
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("python3 runs (CI installs the OpenTelemetry SDK; see .ci/run)");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "SDK client failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = [
+        "--grpc",
+        &node.grpc,
+        "--http",
+        &node.http_url(),
+        "--prefix",
+        "sdk",
+        "--count",
+        "150",
+    ];
+    let stdout =
+        support::run_sdk_script("send.py", args.iter().map(|a| a.to_string()).collect()).await;
     let report: serde_json::Value =
         serde_json::from_str(stdout.trim()).expect("SDK client prints JSON");
     assert_eq!(report["failures"], 0);

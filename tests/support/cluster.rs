@@ -458,6 +458,24 @@ pub async fn post_logs(
     Some(resp.status().as_u16())
 }
 
+/// Runs `tests/sdk/<script>` (the official OpenTelemetry Python SDK) with
+/// `args`, panics with its output unless it succeeds, and returns stdout.
+pub async fn run_sdk_script(script: &str, args: Vec<String>) -> String {
+    let path = format!("{}/tests/sdk/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out =
+        tokio::task::spawn_blocking(move || Command::new("python3").arg(path).args(args).output())
+            .await
+            .expect("join")
+            .expect("python3 runs (CI installs the OpenTelemetry SDK; see .ci/run)");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "SDK client {script} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Runs the admin CLI against `node`; returns (success, stdout+stderr).
 pub fn admin_cli(node: &TestNode, args: &[&str]) -> (bool, String) {
     let out = Command::new(binary())
