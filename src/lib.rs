@@ -13,6 +13,7 @@
 //! - [`inspect`]: `otelraft inspect`, a stopped node's log as JSON lines.
 //! - [`raft`]: openraft type configuration, entry codec and the peer network client.
 //! - [`store`]: redb-backed Raft log and state machine with a single group-commit writer.
+//! - [`restore`]: `otelraft restore`, a new node built from the archive after total loss.
 //! - [`trim`]: deletes log rows once every sink and the archive are done with them.
 //! - [`peer`]: the internal gRPC service (Raft RPCs and forwarded writes).
 //! - [`bench`]: `otelraft bench`, a closed-loop OTLP load generator.
@@ -35,6 +36,7 @@ pub mod metrics;
 pub mod pb;
 pub mod peer;
 pub mod raft;
+pub mod restore;
 pub mod server;
 pub mod store;
 pub mod trim;

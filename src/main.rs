@@ -82,6 +82,21 @@ enum Cmd {
         #[command(subcommand)]
         command: ArchiveCmd,
     },
+    /// Rebuild this node's storage from the archive after the cluster lost
+    /// every disk. Run it on one node with an empty data directory, then
+    /// start every node; see docs/archive.md.
+    Restore {
+        /// The node's TOML config: data_dir, cluster.initial_members (the
+        /// new voters), [archive] and the sinks.
+        #[arg(long, env = "OTELRAFT_CONFIG")]
+        config: PathBuf,
+        /// Restore only the blocks ending at or before this index.
+        #[arg(long)]
+        upto: Option<u64>,
+        /// Print the report as JSON at the end.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a config file and print the effective settings.
     CheckConfig {
         /// The file.
@@ -161,6 +176,21 @@ enum ArchiveCmd {
         #[arg(long)]
         all: bool,
     },
+}
+
+async fn restore(path: PathBuf, upto: Option<u64>, json: bool) -> Result<(), String> {
+    use otelraft::restore::{restore, RestoreOptions};
+    let config = NodeConfig::load(&path).map_err(|e| e.to_string())?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let report = restore(&config, &RestoreOptions { upto }, &mut out)
+        .await
+        .map_err(|e| e.to_string())?;
+    if json {
+        let doc = serde_json::to_string(&report).map_err(|e| e.to_string())?;
+        println!("{doc}");
+    }
+    Ok(())
 }
 
 async fn archive(config: Option<PathBuf>, cmd: ArchiveCmd) -> Result<(), String> {
@@ -374,6 +404,7 @@ async fn main() -> ExitCode {
                 Err(e) => Err(e.to_string()),
             }
         }
+        Cmd::Restore { config, upto, json } => restore(config, upto, json).await,
         Cmd::CheckConfig { file } => NodeConfig::load(&file)
             .map(|c| print!("{}", c.to_toml()))
             .map_err(|e| e.to_string()),

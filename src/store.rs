@@ -47,7 +47,7 @@ use crate::raft::codec::CodecError;
 use crate::raft::{Entry, LogId, StoredMembership};
 
 pub use self::log::LogStore;
-pub use self::state_machine::{SnapshotBuilder, StateMachineStore};
+pub use self::state_machine::{apply_entry, SnapshotBuilder, StateMachineStore};
 
 /// File name of the node's database inside its data directory.
 pub const DB_FILE_NAME: &str = "otelraft.redb";
@@ -228,6 +228,23 @@ pub struct SinkState {
     pub dead_letter_counts: BTreeMap<String, u64>,
     /// The newest [`DEAD_LETTERS_KEPT`] dead-lettered items, oldest first.
     pub dead_letters: std::collections::VecDeque<DeadLetterItem>,
+    /// Set by `otelraft restore`: where the restored log ends, and when the
+    /// restore ran. Markers the sink holds from before the restore were
+    /// written by the lost cluster, whose indices past `upto` are not this
+    /// cluster's; see `export::prometheus::marker`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<SinkRestore>,
+}
+
+/// The restore point of a sink's cursor, written once by `otelraft restore`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SinkRestore {
+    /// Last index of the restored log: the lost cluster's entries up to it
+    /// are this cluster's entries too.
+    pub upto: u64,
+    /// Wall-clock time of the restore, ms. Markers older than it came from
+    /// the lost cluster; newer ones from this one.
+    pub at_ms: i64,
 }
 
 /// The newest exported sample of one series.

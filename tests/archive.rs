@@ -9,32 +9,13 @@ mod s3;
 #[path = "support/cluster.rs"]
 mod support;
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use s3::S3Server;
 use serde_json::Value;
-use support::{admin_cli, binary, post_logs, wait_until, Options, TestCluster, TestNode};
-
-/// Small, quickly sealed blocks so a short test produces many of them.
-fn archive_env(s3: &S3Server, prefix: &str) -> Vec<(String, String)> {
-    let mut env = s3.env(prefix);
-    env.extend(
-        [
-            ("OTELRAFT_ARCHIVE__BLOCK_MAX_BYTES", "16384"),
-            ("OTELRAFT_ARCHIVE__BLOCK_MAX_AGE_MS", "300"),
-            ("OTELRAFT_ARCHIVE__RETRY_INITIAL_MS", "100"),
-            ("OTELRAFT_ARCHIVE__RETRY_MAX_MS", "500"),
-            ("OTELRAFT_ARCHIVE__REQUEST_TIMEOUT_MS", "3000"),
-            ("OTELRAFT_RAFT__SNAPSHOT_EVERY_ENTRIES", "40"),
-            ("OTELRAFT_RAFT__LOG_KEEP_ENTRIES", "0"),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
-    env
-}
+use support::{admin_cli, node_cli, post_logs, wait_until, Options, TestCluster, TestNode};
 
 /// The `(first, last)` ranges of the block objects under `prefix`, sorted.
 fn block_ranges(s3: &S3Server, prefix: &str) -> Vec<(u64, u64)> {
@@ -68,20 +49,9 @@ fn assert_tiles(ranges: &[(u64, u64)], through: u64) {
 
 /// Runs `otelraft archive <args>` with `node`'s config and environment.
 fn archive_cli(node: &TestNode, args: &[&str]) -> (bool, String) {
-    let out = Command::new(binary())
-        .arg("archive")
-        .args(args)
-        .arg("--config")
-        .arg(&node.config_path)
-        .envs(node.env.iter().cloned())
-        .output()
-        .expect("run archive CLI");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let mut all = vec!["archive"];
+    all.extend_from_slice(args);
+    node_cli(node, &all)
 }
 
 async fn leader_status(cluster: &TestCluster) -> Value {
@@ -103,7 +73,7 @@ async fn sdk_data_lands_in_contiguous_blocks_and_verify_passes() {
     let s3 = S3Server::start().await;
     let cluster = TestCluster::start(Options {
         nodes: 3,
-        env: archive_env(&s3, "continuity"),
+        env: s3.fast_archive_env("continuity"),
         ..Default::default()
     })
     .await;
@@ -181,7 +151,7 @@ async fn a_leader_kill_during_uploads_leaves_each_range_stored_once() {
     let s3 = S3Server::start().await;
     let mut cluster = TestCluster::start(Options {
         nodes: 3,
-        env: archive_env(&s3, "failover"),
+        env: s3.fast_archive_env("failover"),
         ..Default::default()
     })
     .await;
@@ -262,7 +232,7 @@ async fn a_leader_kill_during_uploads_leaves_each_range_stored_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_s3_outage_holds_trimming_then_ingest_until_the_archive_catches_up() {
     let mut s3 = S3Server::start().await;
-    let mut env = archive_env(&s3, "outage");
+    let mut env = s3.fast_archive_env("outage");
     env.push(("OTELRAFT_RAFT__MAX_LOG_BYTES".into(), "150000".into()));
     let cluster = TestCluster::start(Options {
         nodes: 3,
@@ -383,7 +353,7 @@ async fn wrong_credentials_or_a_missing_bucket_show_in_readiness() {
             "no-such-bucket",
         ),
     ] {
-        let mut env = archive_env(&s3, "badconfig");
+        let mut env = s3.fast_archive_env("badconfig");
         env.retain(|(k, _)| k != key);
         env.push((key.to_string(), value.to_string()));
         let cluster = TestCluster::start(Options {

@@ -3,6 +3,8 @@
 //! kill and a sink outage, and late samples diverted to the dead-letter
 //! record while the rest of their batch is delivered.
 
+#[path = "support/metrics.rs"]
+mod metrics;
 #[path = "support/prometheus.rs"]
 mod prometheus;
 #[path = "support/cluster.rs"]
@@ -10,109 +12,15 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, AggregationTemporality, Gauge, Metric, NumberDataPoint,
-    ResourceMetrics, ScopeMetrics, Sum,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
+use metrics::{delta_sum, gauge, http, now_ms, point, post_metrics, request};
 use prometheus::{sink_env, Prometheus};
 use prost::Message;
 use serde_json::Value;
-use support::{admin_cli, wait_until, Options, TestCluster, TestNode};
+use support::{admin_cli, wait_until, Options, TestCluster};
 
 const SINK: &str = "prom";
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64
-}
-
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-fn point(labels: &[(&str, &str)], ts_ms: i64, value: f64) -> NumberDataPoint {
-    NumberDataPoint {
-        attributes: labels.iter().map(|(k, v)| kv(k, v)).collect(),
-        time_unix_nano: (ts_ms as u64) * 1_000_000,
-        value: Some(number_data_point::Value::AsDouble(value)),
-        ..Default::default()
-    }
-}
-
-fn request(metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
-    ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", "loadgen")],
-                ..Default::default()
-            }),
-            scope_metrics: vec![ScopeMetrics {
-                metrics,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-}
-
-fn gauge(name: &str, points: Vec<NumberDataPoint>) -> Metric {
-    Metric {
-        name: name.into(),
-        data: Some(metric::Data::Gauge(Gauge {
-            data_points: points,
-        })),
-        ..Default::default()
-    }
-}
-
-fn delta_sum(name: &str, points: Vec<NumberDataPoint>) -> Metric {
-    Metric {
-        name: name.into(),
-        data: Some(metric::Data::Sum(Sum {
-            data_points: points,
-            aggregation_temporality: AggregationTemporality::Delta as i32,
-            is_monotonic: true,
-        })),
-        ..Default::default()
-    }
-}
-
-/// POSTs a metrics request; the HTTP status, or None when the outcome is
-/// unknown (transport error or timeout).
-async fn post_metrics(
-    client: &reqwest::Client,
-    node: &TestNode,
-    req: &ExportMetricsServiceRequest,
-) -> Option<u16> {
-    let resp = client
-        .post(format!("{}/v1/metrics", node.http_url()))
-        .header("content-type", "application/x-protobuf")
-        .body(req.encode_to_vec())
-        .send()
-        .await
-        .ok()?;
-    Some(resp.status().as_u16())
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .expect("client")
-}
 
 async fn start_cluster(prom: &Prometheus) -> TestCluster {
     TestCluster::start(Options {

@@ -221,6 +221,24 @@ async fn download(archive: &Archive, key: &str) -> Result<Option<bytes::Bytes>, 
     }
 }
 
+/// Downloads the block `info` names, verifies it (checksum, every entry,
+/// header against key) and returns it with its size in bytes.
+pub async fn fetch_block(
+    archive: &Archive,
+    info: &BlockInfo,
+) -> Result<(block::OpenedBlock, u64), ArchiveError> {
+    let bytes = download(archive, &info.key).await?.ok_or_else(|| {
+        ArchiveError::Missing(format!(
+            "block {} is gone from {}",
+            info.key, archive.location
+        ))
+    })?;
+    let opened = check_block(info, &bytes).map_err(|why| {
+        ArchiveError::Missing(format!("block {} does not verify: {why}", info.key))
+    })?;
+    Ok((opened, bytes.len() as u64))
+}
+
 /// Opens a downloaded block and checks that its header names the range of
 /// its key.
 fn check_block(info: &BlockInfo, bytes: &[u8]) -> Result<block::OpenedBlock, String> {

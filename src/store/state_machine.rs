@@ -257,8 +257,9 @@ impl StateMachineStore {
 }
 
 /// Applies one entry. Must stay deterministic: restart recovery re-applies
-/// entries on top of an older persisted state and must reach the same state.
-pub(super) fn apply_entry(state: &mut SmState, entry: &Entry) {
+/// entries on top of an older persisted state and must reach the same state,
+/// and `otelraft restore` rebuilds the state from archived entries with it.
+pub fn apply_entry(state: &mut SmState, entry: &Entry) {
     match &entry.payload {
         EntryPayload::Blank => {}
         EntryPayload::Membership(m) => {

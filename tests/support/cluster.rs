@@ -476,6 +476,25 @@ pub async fn run_sdk_script(script: &str, args: Vec<String>) -> String {
     stdout
 }
 
+/// Runs `otelraft <args> --config <node's config>` with the node's
+/// environment (the archive tools, restore); returns (success,
+/// stdout+stderr).
+pub fn node_cli(node: &TestNode, args: &[&str]) -> (bool, String) {
+    let out = Command::new(binary())
+        .args(args)
+        .arg("--config")
+        .arg(&node.config_path)
+        .envs(node.env.iter().cloned())
+        .output()
+        .expect("run otelraft CLI");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// Runs the admin CLI against `node`; returns (success, stdout+stderr).
 pub fn admin_cli(node: &TestNode, args: &[&str]) -> (bool, String) {
     let out = Command::new(binary())

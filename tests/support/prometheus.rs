@@ -64,7 +64,7 @@ impl Prometheus {
         self.child = Some(child);
         let client = reqwest::Client::new();
         let url = format!("http://{}/-/ready", self.addr);
-        let ready = super::wait_until(Duration::from_secs(60), || {
+        let ready = crate::support::wait_until(Duration::from_secs(60), || {
             let (client, url) = (client.clone(), url.clone());
             async move {
                 let r = client.get(&url).send().await.ok()?;

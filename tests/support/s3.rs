@@ -225,6 +225,25 @@ impl S3Server {
         .collect()
     }
 
+    /// [`Self::env`] plus small, quickly sealed blocks, fast retries and
+    /// frequent snapshots, so a short test produces many blocks and trims.
+    pub fn fast_archive_env(&self, prefix: &str) -> Vec<(String, String)> {
+        let mut env = self.env(prefix);
+        env.extend(
+            [
+                ("OTELRAFT_ARCHIVE__BLOCK_MAX_BYTES", "16384"),
+                ("OTELRAFT_ARCHIVE__BLOCK_MAX_AGE_MS", "300"),
+                ("OTELRAFT_ARCHIVE__RETRY_INITIAL_MS", "100"),
+                ("OTELRAFT_ARCHIVE__RETRY_MAX_MS", "500"),
+                ("OTELRAFT_ARCHIVE__REQUEST_TIMEOUT_MS", "3000"),
+                ("OTELRAFT_RAFT__SNAPSHOT_EVERY_ENTRIES", "40"),
+                ("OTELRAFT_RAFT__LOG_KEEP_ENTRIES", "0"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        env
+    }
+
     /// An object_store client builder for this server and bucket:
     /// path-style requests over plain HTTP, conditional puts by ETag.
     pub fn builder(&self) -> object_store::aws::AmazonS3Builder {

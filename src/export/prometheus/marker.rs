@@ -21,6 +21,12 @@ const SKEW_MS: i64 = 3600 * 1000;
 
 /// The largest marker value in the sink newer than `state.marker_ms`
 /// (inclusive), as a log index; `None` if the series has no such sample.
+///
+/// After `otelraft restore` the sink may also hold markers of the lost
+/// cluster, which wrote them before the restore and whose indices past the
+/// restore point name entries this cluster never had. Those are read
+/// separately and count only up to the restore point; this cluster's own
+/// markers are all newer than the restore (see `request::marker_ms`).
 pub async fn read_marker(
     http: &HttpService,
     sink: &str,
@@ -30,19 +36,57 @@ pub async fn read_marker(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let eval_ms = now.max(state.marker_ms + 1) + SKEW_MS;
-    let window_ms = (eval_ms - state.marker_ms).max(1);
-    let query =
-        format!("max_over_time({MARKER_METRIC}{{{MARKER_SINK_LABEL}=\"{sink}\"}}[{window_ms}ms])");
-    let time = format!("{}.{:03}", eval_ms / 1000, eval_ms % 1000);
-    let url = format!("{query_base}/api/v1/query");
-    let doc = http
-        .get_json(&url, &[("query", query), ("time", time)])
+    let query = Query {
+        http,
+        sink,
+        query_base,
+    };
+    let Some(restore) = state.restore else {
+        return query.max_between(state.marker_ms, now + SKEW_MS).await;
+    };
+    let ours = query
+        .max_between(
+            state.marker_ms.max(restore.at_ms),
+            now.max(restore.at_ms) + SKEW_MS,
+        )
         .await?;
-    parse_vector_max(&doc).map_err(|message| ExportError::Protocol {
-        sink: sink.to_string(),
-        message,
-    })
+    if state.cursor >= restore.upto {
+        return Ok(ours);
+    }
+    let theirs = query
+        .max_between(state.marker_ms, restore.at_ms - 1)
+        .await?
+        .map(|index| index.min(restore.upto));
+    Ok(ours.max(theirs))
+}
+
+struct Query<'a> {
+    http: &'a HttpService,
+    sink: &'a str,
+    query_base: &'a str,
+}
+
+impl Query<'_> {
+    /// The largest marker value with a timestamp in `[from_ms, eval_ms]`:
+    /// one instant query of `max_over_time` evaluated at `eval_ms`.
+    async fn max_between(&self, from_ms: i64, eval_ms: i64) -> Result<Option<u64>, ExportError> {
+        let eval_ms = eval_ms.max(from_ms + 1);
+        let window_ms = eval_ms - from_ms;
+        let sink = self.sink;
+        let query = format!(
+            "max_over_time({MARKER_METRIC}{{{MARKER_SINK_LABEL}=\"{sink}\"}}[{window_ms}ms])"
+        );
+        let time = format!("{}.{:03}", eval_ms / 1000, eval_ms % 1000);
+        let url = format!("{}/api/v1/query", self.query_base);
+        let doc = self
+            .http
+            .get_json(&url, &[("query", query), ("time", time)])
+            .await?;
+        parse_vector_max(&doc).map_err(|message| ExportError::Protocol {
+            sink: sink.to_string(),
+            message,
+        })
+    }
 }
 
 /// The largest value in an instant-vector answer, as an index.

@@ -131,7 +131,7 @@ pub fn build(sink: &str, state: &SinkState, entries: &[Entry]) -> Result<Batch, 
             samples: b.samples,
         })
         .collect();
-    batch.marker_ms = (state.marker_ms + 1).max(last_proposed_ms);
+    batch.marker_ms = marker_ms(state, batch.to, last_proposed_ms);
     // The marker moves Prometheus' head too, so it counts for the
     // out-of-bounds floor of later batches.
     batch.max_sample_ms = batch.max_sample_ms.max(batch.marker_ms);
@@ -259,6 +259,18 @@ pub fn series_text(labels: &[(String, String)]) -> String {
     format!("{name}{{{}}}", rest.join(", "))
 }
 
+/// The marker's timestamp: after the previous marker, no earlier than the
+/// newest entry of the batch, and after a restore's time for a batch that
+/// reaches past the restore point, so a new leader can tell this cluster's
+/// markers from the lost cluster's (see `marker::read_marker`).
+fn marker_ms(state: &SinkState, to: u64, last_proposed_ms: i64) -> i64 {
+    let ms = (state.marker_ms + 1).max(last_proposed_ms);
+    match state.restore {
+        Some(r) if to > r.upto => ms.max(r.at_ms + 1),
+        _ => ms,
+    }
+}
+
 fn marker_series(sink: &str, index: u64, ts_ms: i64) -> TimeSeries {
     TimeSeries {
         labels: vec![
@@ -275,5 +287,30 @@ fn marker_series(sink: &str, index: u64, ts_ms: i64) -> TimeSeries {
             value: index as f64,
             timestamp: ts_ms,
         }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SinkRestore;
+
+    #[test]
+    fn markers_past_a_restore_point_are_newer_than_the_restore() {
+        let mut state = SinkState {
+            marker_ms: 1_000,
+            ..SinkState::default()
+        };
+        assert_eq!(marker_ms(&state, 50, 900), 1_001);
+        assert_eq!(marker_ms(&state, 50, 2_000), 2_000);
+        state.restore = Some(SinkRestore {
+            upto: 40,
+            at_ms: 5_000,
+        });
+        // Within the restored range the lost cluster's rules still hold...
+        assert_eq!(marker_ms(&state, 40, 2_000), 2_000);
+        // ...past it, the marker is this cluster's and newer than the restore.
+        assert_eq!(marker_ms(&state, 41, 2_000), 5_001);
+        assert_eq!(marker_ms(&state, 41, 9_000), 9_000);
     }
 }
