@@ -480,13 +480,18 @@ pub async fn run_sdk_script(script: &str, args: Vec<String>) -> String {
 /// environment (the archive tools, restore); returns (success,
 /// stdout+stderr).
 pub fn node_cli(node: &TestNode, args: &[&str]) -> (bool, String) {
-    let out = Command::new(binary())
-        .args(args)
-        .arg("--config")
-        .arg(&node.config_path)
-        .envs(node.env.iter().cloned())
-        .output()
-        .expect("run otelraft CLI");
+    run_cli(
+        Command::new(binary())
+            .args(args)
+            .arg("--config")
+            .arg(&node.config_path)
+            .envs(node.env.iter().cloned()),
+    )
+}
+
+/// Runs `cmd`; returns (success, stdout+stderr).
+fn run_cli(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().expect("run otelraft CLI");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -497,17 +502,11 @@ pub fn node_cli(node: &TestNode, args: &[&str]) -> (bool, String) {
 
 /// Runs the admin CLI against `node`; returns (success, stdout+stderr).
 pub fn admin_cli(node: &TestNode, args: &[&str]) -> (bool, String) {
-    let out = Command::new(binary())
-        .arg("admin")
-        .arg("--endpoint")
-        .arg(node.admin_url())
-        .args(args)
-        .output()
-        .expect("run admin CLI");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    run_cli(
+        Command::new(binary())
+            .arg("admin")
+            .arg("--endpoint")
+            .arg(node.admin_url())
+            .args(args),
+    )
 }
