@@ -8,7 +8,9 @@
 //! - [`http`]: the one HTTP client every sink sends through.
 //! - [`prometheus`]: remote write 1.0 with the export-cursor marker series.
 //! - [`loki`]: Loki push API (protobuf + snappy) and Loki 3's OTLP endpoint.
-//! - `sink`: the trait a sink implements: build a batch, send it, recover.
+//! - `sink`: the trait a sink implements (build a batch, send it, recover),
+//!   and `AnySink`, the configured sink of any kind.
+//! - [`replay`]: `otelraft archive replay`, a backfill from archived blocks.
 //! - `runner`: the leader-only loop that reads the log from a sink's cursor,
 //!   sends, and proposes the cursor advance through Raft.
 //!
@@ -27,6 +29,7 @@ pub mod http;
 pub mod loki;
 pub mod progress;
 pub mod prometheus;
+pub mod replay;
 pub mod retry;
 mod runner;
 mod sink;

@@ -2,6 +2,7 @@
 //! `check-config`.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -176,6 +177,55 @@ enum ArchiveCmd {
         #[arg(long)]
         all: bool,
     },
+    /// Backfill a sink from archived blocks, outside the cluster: the
+    /// exporters' batches, written under the name `<sink>-replay`.
+    Replay {
+        /// A configured sink's name, or `prometheus` / `loki` for the one
+        /// sink of that kind.
+        #[arg(long)]
+        to: String,
+        /// First log index to replay.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Last log index to replay (default: the archive's end).
+        #[arg(long)]
+        upto: Option<u64>,
+        /// Print the report as JSON at the end.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The sink `to` names: a configured sink's name, or a kind (`prometheus`,
+/// `loki`) that exactly one configured sink has.
+fn pick_sink<'a>(
+    config: &'a NodeConfig,
+    to: &str,
+) -> Result<(&'a str, &'a otelraft::export::config::SinkConfig), String> {
+    use otelraft::export::config::SinkKind;
+    if let Some((name, sink)) = config.sinks.get_key_value(to) {
+        return Ok((name, sink));
+    }
+    let matching: Vec<_> = config
+        .sinks
+        .iter()
+        .filter(|(_, s)| match to {
+            "prometheus" => s.kind == SinkKind::PrometheusRemoteWrite,
+            "loki" => matches!(s.kind, SinkKind::Loki | SinkKind::LokiOtlp),
+            _ => false,
+        })
+        .collect();
+    match matching.as_slice() {
+        [(name, sink)] => Ok((name.as_str(), sink)),
+        [] => Err(format!(
+            "--to {to}: no such sink; configured: {:?}",
+            config.sinks.keys().collect::<Vec<_>>()
+        )),
+        _ => Err(format!(
+            "--to {to}: several sinks of that kind, name one: {:?}",
+            matching.iter().map(|(n, _)| n).collect::<Vec<_>>()
+        )),
+    }
 }
 
 async fn restore(path: PathBuf, upto: Option<u64>, json: bool) -> Result<(), String> {
@@ -239,6 +289,23 @@ async fn archive(config: Option<PathBuf>, cmd: ArchiveCmd) -> Result<(), String>
                 tool::cat(&archive, &mut out, &key)
                     .await
                     .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
+        ArchiveCmd::Replay {
+            to,
+            from,
+            upto,
+            json,
+        } => {
+            let (name, sink) = pick_sink(&config, &to)?;
+            let report =
+                otelraft::export::replay::replay(&archive, name, sink, from, upto, &mut out)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            if json {
+                let doc = serde_json::to_string(&report).map_err(|e| e.to_string())?;
+                writeln!(out, "{doc}").map_err(|e| e.to_string())?;
             }
             Ok(())
         }

@@ -444,16 +444,7 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn block(first: u64, last: u64) -> BlockInfo {
-        BlockInfo {
-            key: format!("p/blocks/{first:020}-{last:020}.otrb"),
-            first_index: first,
-            last_index: last,
-            size: 1,
-            last_modified: String::new(),
-        }
-    }
+    use crate::archive::tool::listed_block as block;
 
     fn ranges(chain: &[BlockInfo]) -> Vec<(u64, u64)> {
         chain

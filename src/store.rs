@@ -247,6 +247,54 @@ pub struct SinkRestore {
     pub at_ms: i64,
 }
 
+impl SinkState {
+    /// Applies an advance only if it starts where the sink's cursor is (compare
+    /// and set) and moves it forward. An advance proposed by a deposed leader,
+    /// or a repeat of one already applied, therefore changes nothing; the
+    /// series marks it carries were computed from exactly the state it replaces.
+    pub fn apply_advance(&mut self, c: &crate::pb::log::CursorAdvance) {
+        let sink = self;
+        if c.from_index != sink.cursor || c.index <= sink.cursor {
+            return;
+        }
+        sink.cursor = c.index;
+        sink.term = c.term;
+        sink.batches = sink.batches.saturating_add(1);
+        sink.delivered = sink.delivered.saturating_add(c.delivered);
+        sink.payload_bytes = sink.payload_bytes.saturating_add(c.payload_bytes);
+        sink.marker_ms = sink.marker_ms.max(c.marker_ms);
+        sink.max_sample_ms = sink.max_sample_ms.max(c.max_sample_ms);
+        for mark in &c.series {
+            sink.series.insert(
+                mark.series,
+                SeriesMarkState {
+                    timestamp_ms: mark.timestamp_ms,
+                    value_bits: mark.value_bits,
+                },
+            );
+        }
+        let horizon = sink.max_sample_ms.saturating_sub(SERIES_RETENTION_MS);
+        sink.series.retain(|_, m| m.timestamp_ms >= horizon);
+        for (reason, n) in &c.dead_letter_counts {
+            let count = sink.dead_letter_counts.entry(reason.clone()).or_default();
+            *count = count.saturating_add(*n);
+        }
+        for d in &c.dead_letters {
+            sink.dead_letters.push_back(DeadLetterItem {
+                index: d.index,
+                reason: d.reason.clone(),
+                subject: d.subject.clone(),
+                timestamp_ms: d.timestamp_ms,
+                value: d.value,
+                detail: d.detail.clone(),
+            });
+        }
+        while sink.dead_letters.len() > DEAD_LETTERS_KEPT {
+            sink.dead_letters.pop_front();
+        }
+    }
+}
+
 /// The newest exported sample of one series.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SeriesMarkState {

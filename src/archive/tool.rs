@@ -44,6 +44,19 @@ impl BlockInfo {
     }
 }
 
+/// A listed block for `first..=last` under prefix `p`, for tests of code
+/// that walks listings.
+#[cfg(test)]
+pub(crate) fn listed_block(first: u64, last: u64) -> BlockInfo {
+    BlockInfo {
+        key: format!("p/blocks/{first:020}-{last:020}.otrb"),
+        first_index: first,
+        last_index: last,
+        size: 1,
+        last_modified: String::new(),
+    }
+}
+
 /// Everything under the blocks folder: the blocks, and the objects whose
 /// keys are not block keys (reported, never read).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

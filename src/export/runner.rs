@@ -24,13 +24,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::ServerState;
 
-use super::config::{SinkConfig, SinkKind};
+use super::config::SinkConfig;
 use super::http::Answer;
-use super::loki::{LokiFormat, LokiSink};
 use super::progress::Registry;
-use super::prometheus::PrometheusSink;
 use super::retry::Backoff;
-use super::sink::{Batch, Sink};
+use super::sink::{AnySink, Batch, Sink};
 use super::ExportError;
 use crate::cluster::Node;
 use crate::metrics;
@@ -49,23 +47,7 @@ const IDLE_WAIT: Duration = Duration::from_millis(500);
 pub fn spawn_exporters(node: &Arc<Node>, registry: &Registry) -> Result<(), ExportError> {
     for (name, config) in &node.config().sinks {
         registry.register(name, config.kind);
-        match config.kind {
-            SinkKind::PrometheusRemoteWrite => {
-                spawn_one(node, registry, config, PrometheusSink::new(name, config)?)
-            }
-            SinkKind::Loki => spawn_one(
-                node,
-                registry,
-                config,
-                LokiSink::new(name, config, LokiFormat::Push)?,
-            ),
-            SinkKind::LokiOtlp => spawn_one(
-                node,
-                registry,
-                config,
-                LokiSink::new(name, config, LokiFormat::Otlp)?,
-            ),
-        }
+        spawn_one(node, registry, config, AnySink::new(name, config)?);
     }
     tokio::spawn(publish_gauges(node.clone(), registry.clone()));
     Ok(())

@@ -185,3 +185,58 @@ pub trait Sink: Send + Sync + 'static {
         state: &SinkState,
     ) -> impl Future<Output = Result<Option<u64>, ExportError>> + Send;
 }
+
+/// Any configured sink, built from its `[sinks.<name>]` section: the one
+/// place that maps a [`SinkKind`](super::config::SinkKind) to its type, for
+/// the exporters and for `otelraft archive replay`.
+pub enum AnySink {
+    /// Prometheus remote write.
+    Prometheus(super::prometheus::PrometheusSink),
+    /// Loki, push API or OTLP.
+    Loki(super::loki::LokiSink),
+}
+
+impl AnySink {
+    /// Builds the sink `name` as `config` describes it.
+    pub fn new(name: &str, config: &super::config::SinkConfig) -> Result<Self, ExportError> {
+        use super::config::SinkKind;
+        use super::loki::{LokiFormat, LokiSink};
+        Ok(match config.kind {
+            SinkKind::PrometheusRemoteWrite => {
+                AnySink::Prometheus(super::prometheus::PrometheusSink::new(name, config)?)
+            }
+            SinkKind::Loki => AnySink::Loki(LokiSink::new(name, config, LokiFormat::Push)?),
+            SinkKind::LokiOtlp => AnySink::Loki(LokiSink::new(name, config, LokiFormat::Otlp)?),
+        })
+    }
+}
+
+impl Sink for AnySink {
+    fn name(&self) -> &str {
+        match self {
+            AnySink::Prometheus(s) => s.name(),
+            AnySink::Loki(s) => s.name(),
+        }
+    }
+
+    fn build(&self, state: &SinkState, entries: &[Entry]) -> Batch {
+        match self {
+            AnySink::Prometheus(s) => s.build(state, entries),
+            AnySink::Loki(s) => s.build(state, entries),
+        }
+    }
+
+    async fn send(&self, body: Bytes) -> Result<Answer, ExportError> {
+        match self {
+            AnySink::Prometheus(s) => s.send(body).await,
+            AnySink::Loki(s) => s.send(body).await,
+        }
+    }
+
+    async fn delivered_beyond(&self, state: &SinkState) -> Result<Option<u64>, ExportError> {
+        match self {
+            AnySink::Prometheus(s) => s.delivered_beyond(state).await,
+            AnySink::Loki(s) => s.delivered_beyond(state).await,
+        }
+    }
+}

@@ -24,12 +24,9 @@ use redb::{Database, ReadableDatabase};
 use super::carry;
 use super::tables::{self, snap_key, SNAPSHOT};
 use super::writer::{Op, SmPersist, WriterHandle};
-use super::{
-    ArchivedBlock, DeadLetterItem, PendingSeal, SeriesMarkState, SmState, StoreError,
-    DEAD_LETTERS_KEPT, SERIES_RETENTION_MS,
-};
+use super::{ArchivedBlock, PendingSeal, SmState, StoreError};
 use crate::pb::log::command::Kind;
-use crate::pb::log::{Command, CursorAdvance, Signal};
+use crate::pb::log::{Command, Signal};
 use crate::raft::{Entry, LogId, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// The state is queued for persistence at most this often.
@@ -292,7 +289,13 @@ fn apply_command(state: &mut SmState, cmd: &Command) {
                 .payload_bytes
                 .saturating_add(req.payload.len() as u64);
         }
-        Some(Kind::Cursor(c)) => apply_cursor_advance(state, c),
+        Some(Kind::Cursor(c)) => {
+            state
+                .sinks
+                .entry(c.sink.clone())
+                .or_default()
+                .apply_advance(c);
+        }
         Some(Kind::Seal(seal)) => {
             let archive = &mut state.archive;
             // Compare and set: only the block right after the cursor, only
@@ -332,52 +335,6 @@ fn apply_command(state: &mut SmState, cmd: &Command) {
         }
         // An empty command changes nothing; it still counts as applied.
         None => {}
-    }
-}
-
-/// Applies an advance only if it starts where the sink's cursor is (compare
-/// and set) and moves it forward. An advance proposed by a deposed leader,
-/// or a repeat of one already applied, therefore changes nothing; the
-/// series marks it carries were computed from exactly the state it replaces.
-fn apply_cursor_advance(state: &mut SmState, c: &CursorAdvance) {
-    let sink = state.sinks.entry(c.sink.clone()).or_default();
-    if c.from_index != sink.cursor || c.index <= sink.cursor {
-        return;
-    }
-    sink.cursor = c.index;
-    sink.term = c.term;
-    sink.batches = sink.batches.saturating_add(1);
-    sink.delivered = sink.delivered.saturating_add(c.delivered);
-    sink.payload_bytes = sink.payload_bytes.saturating_add(c.payload_bytes);
-    sink.marker_ms = sink.marker_ms.max(c.marker_ms);
-    sink.max_sample_ms = sink.max_sample_ms.max(c.max_sample_ms);
-    for mark in &c.series {
-        sink.series.insert(
-            mark.series,
-            SeriesMarkState {
-                timestamp_ms: mark.timestamp_ms,
-                value_bits: mark.value_bits,
-            },
-        );
-    }
-    let horizon = sink.max_sample_ms.saturating_sub(SERIES_RETENTION_MS);
-    sink.series.retain(|_, m| m.timestamp_ms >= horizon);
-    for (reason, n) in &c.dead_letter_counts {
-        let count = sink.dead_letter_counts.entry(reason.clone()).or_default();
-        *count = count.saturating_add(*n);
-    }
-    for d in &c.dead_letters {
-        sink.dead_letters.push_back(DeadLetterItem {
-            index: d.index,
-            reason: d.reason.clone(),
-            subject: d.subject.clone(),
-            timestamp_ms: d.timestamp_ms,
-            value: d.value,
-            detail: d.detail.clone(),
-        });
-    }
-    while sink.dead_letters.len() > DEAD_LETTERS_KEPT {
-        sink.dead_letters.pop_front();
     }
 }
 

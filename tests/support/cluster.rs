@@ -480,12 +480,18 @@ pub async fn run_sdk_script(script: &str, args: Vec<String>) -> String {
 /// environment (the archive tools, restore); returns (success,
 /// stdout+stderr).
 pub fn node_cli(node: &TestNode, args: &[&str]) -> (bool, String) {
+    node_cli_with(node, args, &[])
+}
+
+/// [`node_cli`] with `extra` overrides on top of the node's environment.
+pub fn node_cli_with(node: &TestNode, args: &[&str], extra: &[(String, String)]) -> (bool, String) {
     run_cli(
         Command::new(binary())
             .args(args)
             .arg("--config")
             .arg(&node.config_path)
-            .envs(node.env.iter().cloned()),
+            .envs(node.env.iter().cloned())
+            .envs(extra.iter().cloned()),
     )
 }
 
