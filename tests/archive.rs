@@ -382,3 +382,72 @@ async fn wrong_credentials_or_a_missing_bucket_show_in_readiness() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_deletes_whole_expired_blocks_and_the_rest_stays_contiguous() {
+    const RETENTION_S: f64 = 20.0;
+    let s3 = S3Server::start().await;
+    let mut env = s3.fast_archive_env("retention");
+    env.push((
+        "OTELRAFT_ARCHIVE__RETENTION_DAYS".to_string(),
+        format!("{}", RETENTION_S / 86_400.0),
+    ));
+    let cluster = TestCluster::start(Options {
+        nodes: 3,
+        env,
+        ..Default::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    for i in 0..10 {
+        let body = bodies("old", i * 40, 40);
+        assert_eq!(
+            post_logs(&client, &cluster.nodes[i % 3], &body).await,
+            Some(200)
+        );
+    }
+    let first = cluster.wait_archived(Duration::from_secs(60)).await;
+    let first_cursor = first["cursor"].as_u64().expect("cursor");
+    let old = block_ranges(&s3, "retention");
+    // Younger than the retention: nothing is gone yet.
+    assert_tiles(&old, first_cursor);
+
+    let gone = wait_until(Duration::from_secs(120), || async {
+        let now = block_ranges(&s3, "retention");
+        old.iter().all(|r| !now.contains(r)).then_some(())
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "blocks older than {RETENTION_S}s were not deleted: {:?}\n{}",
+        block_ranges(&s3, "retention"),
+        cluster.logs()
+    );
+
+    for i in 0..5 {
+        let body = bodies("new", i * 40, 40);
+        assert_eq!(
+            post_logs(&client, &cluster.nodes[i % 3], &body).await,
+            Some(200)
+        );
+    }
+    let second = cluster.wait_archived(Duration::from_secs(60)).await;
+    let cursor = second["cursor"].as_u64().expect("cursor");
+    let now = block_ranges(&s3, "retention");
+    assert!(!now.is_empty(), "the new blocks are there");
+    assert!(now[0].0 > first_cursor, "only new blocks remain: {now:?}");
+    for pair in now.windows(2) {
+        assert_eq!(pair[1].0, pair[0].1 + 1, "contiguous: {now:?}");
+    }
+    assert_eq!(now.last().map(|r| r.1), Some(cursor));
+    let (ok, out) = archive_cli(&cluster.nodes[0], &["verify"]);
+    assert!(ok, "verify after retention:\n{out}");
+    let expired = cluster
+        .metric_sum("otelraft_archive_expired_blocks_total", "")
+        .await;
+    assert!(
+        expired >= old.len() as f64,
+        "expired {expired} of {}",
+        old.len()
+    );
+}

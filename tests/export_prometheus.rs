@@ -44,25 +44,6 @@ fn value_of(result: &[Value]) -> Vec<f64> {
         .collect()
 }
 
-/// Sum of a counter-like metric over every running node's /metrics.
-async fn metric_sum(cluster: &TestCluster, name: &str, label_filter: &str) -> f64 {
-    let mut total = 0.0;
-    for n in cluster.nodes.iter().filter(|n| n.is_running()) {
-        let Ok(resp) = reqwest::get(format!("{}/metrics", n.admin_url())).await else {
-            continue;
-        };
-        let text = resp.text().await.unwrap_or_default();
-        for line in text.lines() {
-            if line.starts_with(name) && line.contains(label_filter) {
-                if let Some(v) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
-                    total += v;
-                }
-            }
-        }
-    }
-    total
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sdk_metrics_land_in_prometheus_with_spec_names_and_exactly_once_across_a_leader_kill() {
     let prom = Prometheus::start().await;
@@ -252,23 +233,24 @@ async fn sdk_metrics_land_in_prometheus_with_spec_names_and_exactly_once_across_
         );
     }
     assert_eq!(
-        metric_sum(
-            &cluster,
-            "otelraft_export_requests_total",
-            r#"outcome="refused""#
-        )
-        .await,
+        cluster
+            .metric_sum("otelraft_export_requests_total", r#"outcome="refused""#)
+            .await,
         0.0,
         "Prometheus refused a request"
     );
-    let takeovers = metric_sum(&cluster, "otelraft_export_takeovers_total", "").await;
+    let takeovers = cluster
+        .metric_sum("otelraft_export_takeovers_total", "")
+        .await;
     assert!(takeovers >= 1.0, "the new leader settled the cursor");
     eprintln!(
         "acked {} of {} samples; dead-lettered {:?}; resent after failover: {}; takeovers: {}",
         acked.len(),
         sent.len(),
         counts,
-        metric_sum(&cluster, "otelraft_export_resent_requests_total", "").await,
+        cluster
+            .metric_sum("otelraft_export_resent_requests_total", "")
+            .await,
         takeovers
     );
 }
@@ -307,14 +289,23 @@ async fn a_prometheus_outage_delays_export_and_loses_nothing() {
     .await
     .expect("lag rises while Prometheus is down");
     assert!(lagging["lag_bytes"].as_u64().unwrap_or(0) > 0, "{lagging}");
-    assert!(metric_sum(&cluster, "otelraft_export_lag_entries", SINK).await > 0.0);
+    assert!(
+        cluster
+            .metric_sum("otelraft_export_lag_entries", SINK)
+            .await
+            > 0.0
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     prom.restart().await;
     let done = cluster.wait_exported(SINK, Duration::from_secs(90)).await;
     assert_eq!(done["lag_seconds"], 0.0, "{done}");
     // Every member's gauge returns to zero (they refresh twice a second).
     let zero = wait_until(Duration::from_secs(10), || async {
-        (metric_sum(&cluster, "otelraft_export_lag_entries", SINK).await == 0.0).then_some(())
+        (cluster
+            .metric_sum("otelraft_export_lag_entries", SINK)
+            .await
+            == 0.0)
+            .then_some(())
     })
     .await;
     assert!(zero.is_some(), "export lag gauges stay above zero");

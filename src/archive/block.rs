@@ -196,7 +196,7 @@ pub struct BlockHeader {
     /// entries; 0 if there is none.
     pub first_proposed_unix_nanos: u64,
     /// Largest `proposed_unix_nanos` of the block's Ingest entries; 0 if
-    /// there is none. Retention compares this with its cutoff.
+    /// there is none.
     pub last_proposed_unix_nanos: u64,
     /// Sum of `IngestRequest.records` over Ingest entries of signal logs.
     pub logs_records: u64,

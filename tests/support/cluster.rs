@@ -403,6 +403,26 @@ impl TestCluster {
         }
     }
 
+    /// Sum of a metric over every running node's `/metrics`, counting the
+    /// lines whose name starts with `name` and that contain `label_filter`.
+    pub async fn metric_sum(&self, name: &str, label_filter: &str) -> f64 {
+        let mut total = 0.0;
+        for n in self.nodes.iter().filter(|n| n.is_running()) {
+            let Ok(resp) = reqwest::get(format!("{}/metrics", n.admin_url())).await else {
+                continue;
+            };
+            let text = resp.text().await.unwrap_or_default();
+            for line in text.lines() {
+                if line.starts_with(name) && line.contains(label_filter) {
+                    if let Some(v) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+                        total += v;
+                    }
+                }
+            }
+        }
+        total
+    }
+
     /// Stops every running node gracefully.
     pub fn stop_all(&mut self) {
         for n in self.nodes.iter_mut() {
