@@ -383,6 +383,18 @@ async fn wrong_credentials_or_a_missing_bucket_show_in_readiness() {
     }
 }
 
+/// `rounds` requests of 40 records `<prefix>-<n>`, to the nodes in turn;
+/// each must be acked.
+async fn post_rounds(client: &reqwest::Client, cluster: &TestCluster, prefix: &str, rounds: usize) {
+    for i in 0..rounds {
+        let body = bodies(prefix, i * 40, 40);
+        assert_eq!(
+            post_logs(client, &cluster.nodes[i % 3], &body).await,
+            Some(200)
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn retention_deletes_whole_expired_blocks_and_the_rest_stays_contiguous() {
     const RETENTION_S: f64 = 20.0;
@@ -399,13 +411,7 @@ async fn retention_deletes_whole_expired_blocks_and_the_rest_stays_contiguous() 
     })
     .await;
     let client = reqwest::Client::new();
-    for i in 0..10 {
-        let body = bodies("old", i * 40, 40);
-        assert_eq!(
-            post_logs(&client, &cluster.nodes[i % 3], &body).await,
-            Some(200)
-        );
-    }
+    post_rounds(&client, &cluster, "old", 10).await;
     let first = cluster.wait_archived(Duration::from_secs(60)).await;
     let first_cursor = first["cursor"].as_u64().expect("cursor");
     let old = block_ranges(&s3, "retention");
@@ -424,13 +430,7 @@ async fn retention_deletes_whole_expired_blocks_and_the_rest_stays_contiguous() 
         cluster.logs()
     );
 
-    for i in 0..5 {
-        let body = bodies("new", i * 40, 40);
-        assert_eq!(
-            post_logs(&client, &cluster.nodes[i % 3], &body).await,
-            Some(200)
-        );
-    }
+    post_rounds(&client, &cluster, "new", 5).await;
     let second = cluster.wait_archived(Duration::from_secs(60)).await;
     let cursor = second["cursor"].as_u64().expect("cursor");
     let now = block_ranges(&s3, "retention");
