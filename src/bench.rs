@@ -6,6 +6,8 @@
 //! refusals by status, and, given the members' admin endpoints, the fsyncs
 //! the cluster performed per acknowledged request.
 
+pub mod realistic;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,7 +38,15 @@ pub struct BenchSpec {
     pub duration: Duration,
     /// Admin base URLs to read `otelraft_storage_fsyncs_total` from.
     pub admin: Vec<String>,
+    /// Send varied service logs ([`realistic::logs`], a pool of distinct
+    /// requests) instead of one request of `record_bytes` bodies repeated;
+    /// `record_bytes` is then ignored.
+    pub realistic: bool,
 }
+
+/// Distinct requests in the realistic pool: more than a zstd window's worth,
+/// so archive blocks cannot compress one request against its repeats.
+const REALISTIC_POOL: u64 = 256;
 
 /// Why the benchmark could not run.
 #[derive(Debug, thiserror::Error)]
@@ -144,12 +154,31 @@ async fn fsync_total(client: &reqwest::Client, admin: &[String]) -> Option<u64> 
 struct WorkerResult {
     latencies_us: Vec<u64>,
     refusals: BTreeMap<String, u64>,
+    acked_bytes: u64,
 }
 
 /// Runs the benchmark.
 pub async fn run(spec: BenchSpec) -> Result<BenchReport, BenchError> {
-    let req = logs_request(&vec!["x".repeat(spec.record_bytes); spec.records]);
-    let body = Bytes::from(req.encode_to_vec());
+    let requests: Vec<ExportLogsServiceRequest> = if spec.realistic {
+        (0..REALISTIC_POOL)
+            .map(|seed| realistic::logs(seed, spec.records))
+            .collect()
+    } else {
+        vec![logs_request(&vec![
+            "x".repeat(spec.record_bytes);
+            spec.records
+        ])]
+    };
+    let pool: Arc<Vec<(ExportLogsServiceRequest, Bytes)>> = Arc::new(
+        requests
+            .into_iter()
+            .map(|r| {
+                let body = Bytes::from(r.encode_to_vec());
+                (r, body)
+            })
+            .collect(),
+    );
+    let request_bytes = pool.iter().map(|(_, b)| b.len()).sum::<usize>() / pool.len().max(1);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(spec.concurrency)
@@ -174,23 +203,26 @@ pub async fn run(spec: BenchSpec) -> Result<BenchReport, BenchError> {
     let fsyncs_before = fsync_total(&http, &spec.admin).await;
     let started = Instant::now();
     let deadline = started + spec.duration;
-    let req = Arc::new(req);
+    let spec_concurrency = spec.concurrency;
     let mut tasks = Vec::new();
     for w in 0..spec.concurrency {
         let http = http.clone();
-        let body = body.clone();
-        let req = req.clone();
+        let pool = pool.clone();
         let target = spec.targets[w % spec.targets.len()].clone();
         let grpc = grpc_clients.get(w % grpc_clients.len().max(1)).cloned();
         tasks.push(tokio::spawn(async move {
             let mut r = WorkerResult {
                 latencies_us: Vec::new(),
                 refusals: BTreeMap::new(),
+                acked_bytes: 0,
             };
+            let mut next = w;
             while Instant::now() < deadline {
+                let (req, body) = &pool[next % pool.len()];
+                next += spec_concurrency;
                 let t0 = Instant::now();
                 let outcome = match &grpc {
-                    Some(c) => match c.clone().export((*req).clone()).await {
+                    Some(c) => match c.clone().export(req.clone()).await {
                         Ok(_) => Ok(()),
                         Err(s) => Err(format!("grpc {:?}", s.code())),
                     },
@@ -210,7 +242,10 @@ pub async fn run(spec: BenchSpec) -> Result<BenchReport, BenchError> {
                     },
                 };
                 match outcome {
-                    Ok(()) => r.latencies_us.push(t0.elapsed().as_micros() as u64),
+                    Ok(()) => {
+                        r.latencies_us.push(t0.elapsed().as_micros() as u64);
+                        r.acked_bytes += body.len() as u64;
+                    }
                     Err(reason) => {
                         *r.refusals.entry(reason).or_default() += 1;
                         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -222,9 +257,11 @@ pub async fn run(spec: BenchSpec) -> Result<BenchReport, BenchError> {
     }
     let mut latencies = Vec::new();
     let mut refusals = BTreeMap::new();
+    let mut acked_bytes = 0u64;
     for t in tasks {
         if let Ok(r) = t.await {
             latencies.extend(r.latencies_us);
+            acked_bytes += r.acked_bytes;
             for (k, v) in r.refusals {
                 *refusals.entry(k).or_default() += v;
             }
@@ -249,7 +286,7 @@ pub async fn run(spec: BenchSpec) -> Result<BenchReport, BenchError> {
         seconds,
         acked_requests: acked,
         records_per_second: (acked as f64 * spec.records as f64) / seconds,
-        payload_mb_per_second: (acked as f64 * body.len() as f64) / seconds / 1e6,
+        payload_mb_per_second: acked_bytes as f64 / seconds / 1e6,
         latency_ms_p50: pct(0.50),
         latency_ms_p99: pct(0.99),
         latency_ms_max: latencies.last().map_or(0.0, |l| *l as f64 / 1000.0),
@@ -258,6 +295,6 @@ pub async fn run(spec: BenchSpec) -> Result<BenchReport, BenchError> {
         fsyncs_per_acked_request: fsyncs
             .filter(|_| acked > 0)
             .map(|f| f as f64 / acked as f64),
-        request_bytes: body.len(),
+        request_bytes,
     })
 }

@@ -74,6 +74,10 @@ enum Cmd {
         /// Admin URL(s) of the members, to count fsyncs.
         #[arg(long = "admin")]
         admin: Vec<String>,
+        /// Varied service logs from a pool of distinct requests (for
+        /// archive and compression figures) instead of repeated bodies.
+        #[arg(long)]
+        realistic: bool,
     },
     /// Inspect the archive the node's config points at.
     Archive {
@@ -454,6 +458,7 @@ async fn main() -> ExitCode {
             record_bytes,
             seconds,
             admin,
+            realistic,
         } => {
             let spec = otelraft::bench::BenchSpec {
                 targets,
@@ -463,6 +468,7 @@ async fn main() -> ExitCode {
                 record_bytes,
                 duration: std::time::Duration::from_secs(seconds),
                 admin,
+                realistic,
             };
             match otelraft::bench::run(spec).await {
                 Ok(report) => serde_json::to_string_pretty(&report)
