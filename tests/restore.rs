@@ -347,3 +347,86 @@ async fn archive_replay_backfills_prometheus_and_loki_from_the_bucket() {
     assert!(dead_lettered(&again) > 0, "{again}");
     r.assert_in(&prom).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sink_added_after_trimming_records_the_gap_and_replay_fills_it() {
+    let s3 = S3Server::start().await;
+    let mut cluster = TestCluster::start(Options {
+        nodes: 3,
+        env: s3.fast_archive_env("late-sink"),
+        ..Default::default()
+    })
+    .await;
+    let old = Phase::new("old", 60);
+    old.send(&cluster).await;
+    cluster.wait_archived(WAIT).await;
+    // Trimmed behind the archive on every member (no sink holds it back).
+    let trimmed = support::wait_until(WAIT, || async {
+        let mut firsts = Vec::new();
+        for n in &cluster.nodes {
+            firsts.push(n.status().await?["retained_log"]["first_index"].as_u64()?);
+        }
+        firsts.iter().all(|f| *f > 20).then_some(firsts)
+    })
+    .await;
+    assert!(trimmed.is_some(), "log not trimmed\n{}", cluster.logs());
+
+    // Every member now gets a Loki sink the cluster never had.
+    let loki = LokiReceiver::start().await;
+    for n in cluster.nodes.iter_mut() {
+        n.stop();
+        n.env.extend([
+            ("OTELRAFT_SINKS__LK__KIND".to_string(), "loki".to_string()),
+            ("OTELRAFT_SINKS__LK__ENDPOINT".to_string(), loki.push_url()),
+        ]);
+        n.start();
+    }
+    let new = Phase::new("new", 10);
+    new.send(&cluster).await;
+    let sink = cluster.wait_exported("lk", WAIT).await;
+    assert!(
+        sink["dead_letters"]["trimmed"].as_u64() > Some(0),
+        "the trimmed range is recorded: {sink}"
+    );
+    let stored: Vec<String> = loki.stored().into_iter().map(|l| l.line).collect();
+    for i in 0..new.steps {
+        assert_eq!(stored.iter().filter(|l| **l == new.body(i)).count(), 1);
+    }
+    let missing: Vec<String> = (0..old.steps)
+        .map(|i| old.body(i))
+        .filter(|b| !stored.contains(b))
+        .collect();
+    assert!(
+        !missing.is_empty(),
+        "older entries were trimmed before the sink"
+    );
+
+    // The dead letter names the range; replay backfills exactly it.
+    let leader = cluster.wait_for_leader(WAIT).await;
+    let letters: Value = reqwest::get(format!(
+        "{}/admin/v1/dead-letters",
+        cluster.nodes[(leader - 1) as usize].admin_url()
+    ))
+    .await
+    .expect("dead letters")
+    .json()
+    .await
+    .expect("json");
+    let text = letters.to_string();
+    let hint = text
+        .split("otelraft archive replay ")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("no replay hint in {text}"));
+    let args: Vec<&str> = hint.split_whitespace().collect();
+    replay(&cluster, &args, &[]).await;
+    let stored: Vec<String> = loki.stored().into_iter().map(|l| l.line).collect();
+    for i in 0..old.steps {
+        assert_eq!(
+            stored.iter().filter(|l| **l == old.body(i)).count(),
+            1,
+            "{} once after the backfill",
+            old.body(i)
+        );
+    }
+}

@@ -27,11 +27,15 @@ pub enum Reason {
     /// The sink refused the request with a non-retryable status that the
     /// checks above did not predict.
     RejectedBySink,
+    /// The entries were trimmed from the leader's log before this sink
+    /// consumed them (a sink added to a running cluster, or configured on
+    /// some members only); they are in the archive, for `archive replay`.
+    Trimmed,
 }
 
 impl Reason {
     /// Every reason, for zero-initialised metrics and docs.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::OutOfOrder,
         Reason::ConflictingValue,
         Reason::OutOfBounds,
@@ -41,6 +45,7 @@ impl Reason {
         Reason::Unsupported,
         Reason::Undecodable,
         Reason::RejectedBySink,
+        Reason::Trimmed,
     ];
 
     /// The reason code used in metrics labels, status JSON and docs.
@@ -55,6 +60,7 @@ impl Reason {
             Reason::Unsupported => "unsupported",
             Reason::Undecodable => "undecodable",
             Reason::RejectedBySink => "rejected_by_sink",
+            Reason::Trimmed => "trimmed",
         }
     }
 }

@@ -25,6 +25,7 @@ use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::ServerState;
 
 use super::config::SinkConfig;
+use super::dead_letter::Reason;
 use super::http::Answer;
 use super::progress::Registry;
 use super::retry::Backoff;
@@ -33,7 +34,7 @@ use super::ExportError;
 use crate::cluster::Node;
 use crate::metrics;
 use crate::pb::log::{command::Kind, Command};
-use crate::store::SinkState;
+use crate::store::{SinkState, StoreError};
 
 /// How often the export gauges are refreshed from the replicated state.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
@@ -211,11 +212,18 @@ impl<S: Sink> Exporter<S> {
                 continue;
             }
             let end = applied.min(state.cursor + self.config.max_batch_entries);
-            let entries = self
+            let read = self
                 .node
                 .log_store()
                 .read_batch(state.cursor + 1, end + 1, self.config.max_batch_bytes)
-                .await?;
+                .await;
+            let entries = match read {
+                Err(StoreError::Hole { expected, found }) if expected == state.cursor + 1 => {
+                    self.skip_trimmed(&state, found, term).await?;
+                    continue;
+                }
+                other => other?,
+            };
             if entries.is_empty() {
                 return Err(ExportError::Protocol {
                     sink: self.sink.name().to_string(),
@@ -305,6 +313,37 @@ impl<S: Sink> Exporter<S> {
                 }
             }
         }
+    }
+
+    /// The entries after the cursor up to `found - 1` are gone from this
+    /// leader's log: trimmed before this sink consumed them. Waiting would
+    /// stall the sink forever, so the range is recorded as dead-lettered
+    /// (reason `trimmed`, naming the range to backfill from the archive)
+    /// and export goes on from `found`.
+    async fn skip_trimmed(
+        &self,
+        state: &SinkState,
+        found: u64,
+        term: u64,
+    ) -> Result<(), ExportError> {
+        let (from, to) = (state.cursor + 1, found - 1);
+        let name = self.sink.name();
+        tracing::error!(sink = name, from, to, "entries were trimmed before this sink consumed them; skipping them, backfill with `otelraft archive replay`");
+        let mut batch = Batch::new(state.cursor, state);
+        batch.to = to;
+        batch.dead_letter(
+            from,
+            Reason::Trimmed,
+            format!("log entries {from}..={to}"),
+            0,
+            (to - from + 1) as f64,
+        );
+        if let Some(d) = batch.dead_letters.last_mut() {
+            d.detail = format!(
+                "backfill with `otelraft archive replay --to {name} --from {from} --upto {to}`"
+            );
+        }
+        self.commit(&batch, term).await
     }
 
     /// Commits the batch's advance through Raft; returns once applied here.
