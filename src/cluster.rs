@@ -50,6 +50,12 @@ pub enum NodeError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// `otelraft restore` did not finish on this data directory.
+    #[error("{} exists: an `otelraft restore` into this data directory did not finish; delete the directory's database and that file, and run restore again", path.display())]
+    RestoreUnfinished {
+        /// The marker file.
+        path: std::path::PathBuf,
+    },
     /// A server stopped with an error.
     #[error("{what} server failed: {message}")]
     Server {
@@ -119,6 +125,10 @@ impl Node {
     pub async fn open(config: NodeConfig, metrics: Arc<Metrics>) -> Result<Arc<Node>, NodeError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| NodeError::Store(store::StoreError::from(e)))?;
+        let marker = config.data_dir.join(crate::restore::RESTORING_FILE);
+        if marker.exists() {
+            return Err(NodeError::RestoreUnfinished { path: marker });
+        }
         let (log, sm) = store::open(&config.data_dir, metrics.clone()).await?;
         let clients = PeerClients::new(PeerSettings {
             connect_timeout: Duration::from_millis(config.peer.connect_timeout_ms),

@@ -11,6 +11,7 @@ use otelraft::admin::client::AdminClient;
 use otelraft::admin::status::Status;
 use otelraft::admin::{ChangeReply, InitRequest, MemberSpec, NodeRequest, TransferRequest};
 use otelraft::config::NodeConfig;
+use otelraft::restore::RestoreOptions;
 
 #[derive(Parser)]
 #[command(
@@ -98,6 +99,11 @@ enum Cmd {
         /// Restore only the blocks ending at or before this index.
         #[arg(long)]
         upto: Option<u64>,
+        /// Move the blocks after the restored range (left by --upto or a
+        /// gap) to <prefix>/set-aside/<restore id>/ so the new cluster can
+        /// archive that range again.
+        #[arg(long)]
+        set_aside_later: bool,
         /// Print the report as JSON at the end.
         #[arg(long)]
         json: bool,
@@ -232,12 +238,12 @@ fn pick_sink<'a>(
     }
 }
 
-async fn restore(path: PathBuf, upto: Option<u64>, json: bool) -> Result<(), String> {
-    use otelraft::restore::{restore, RestoreOptions};
+async fn restore(path: PathBuf, options: RestoreOptions, json: bool) -> Result<(), String> {
+    use otelraft::restore::restore;
     let config = NodeConfig::load(&path).map_err(|e| e.to_string())?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let report = restore(&config, &RestoreOptions { upto }, &mut out)
+    let report = restore(&config, &options, &mut out)
         .await
         .map_err(|e| e.to_string())?;
     if json {
@@ -477,7 +483,22 @@ async fn main() -> ExitCode {
                 Err(e) => Err(e.to_string()),
             }
         }
-        Cmd::Restore { config, upto, json } => restore(config, upto, json).await,
+        Cmd::Restore {
+            config,
+            upto,
+            set_aside_later,
+            json,
+        } => {
+            restore(
+                config,
+                RestoreOptions {
+                    upto,
+                    set_aside_later,
+                },
+                json,
+            )
+            .await
+        }
         Cmd::CheckConfig { file } => NodeConfig::load(&file)
             .map(|c| print!("{}", c.to_toml()))
             .map_err(|e| e.to_string()),

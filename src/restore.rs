@@ -18,14 +18,18 @@
 //! - the vote is the term of `L`, so the first election of the new cluster
 //!   starts above every term in the restored log.
 //!
-//! Restore one node and start the others with empty data directories: the
-//! restored node holds the newest log, wins the first election and sends
-//! the others its snapshot. Restoring every node from the same bucket gives
-//! each the same state, which is as good.
+//! Restore exactly one node and start the others with empty data
+//! directories: the restored node holds the newest log, wins the first
+//! election and sends the others its snapshot. (Each restore has its own
+//! id, so restoring several nodes would give them different states.)
 //!
-//! Ordering: the snapshot (state, retained rows, last purged id) commits in
-//! one transaction, then the vote, then the committed id. A crash in between
-//! leaves a database that a second `restore` refuses; delete it and rerun.
+//! Ordering: a `RESTORING` marker file is made durable first; then the
+//! snapshot (state, retained rows, last purged id) commits in one
+//! transaction, then the vote, then the committed id; then the marker is
+//! removed. `otelraft serve` refuses a data directory with the marker, so a
+//! crash in between never starts a half-restored node (one that would
+//! bootstrap a fresh cluster, or elect at a term below the restored log);
+//! delete the database and the marker and run restore again.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -34,6 +38,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use object_store::ObjectStoreExt;
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::{EntryPayload, Membership};
 use prost::Message;
@@ -106,7 +111,15 @@ pub struct RestoreOptions {
     /// Restore only up to the block that ends at or before this index
     /// (default: the end of the contiguous archive).
     pub upto: Option<u64>,
+    /// Move blocks after the restored range (left by `upto`, or beyond a
+    /// gap) to `<prefix>/set-aside/<restore id>/`, where the restored
+    /// cluster will not write. Without it such blocks make restore refuse.
+    pub set_aside_later: bool,
 }
+
+/// Name of the file that marks a data directory whose restore has not
+/// finished; `otelraft serve` refuses to start on it.
+pub const RESTORING_FILE: &str = "RESTORING";
 
 /// What a restore did, printed by the CLI.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -146,6 +159,9 @@ pub struct SinkReport {
     /// saw the sink, so it starts at the restore point (backfill it with
     /// `otelraft archive replay`).
     pub source: &'static str,
+    /// Entries the sink had not consumed that are in no block any more
+    /// (expired by retention): the cursor was raised past them.
+    pub gone: Option<(u64, u64)>,
 }
 
 /// Rebuilds `config`'s node from its archive. See the module docs.
@@ -167,7 +183,8 @@ pub async fn restore(
         });
     }
     let archive = Archive::open(&config.archive)?;
-    let chain = contiguous_chain(tool::list_blocks(&archive).await?, options.upto)?;
+    let listed = tool::list_blocks(&archive).await?;
+    let chain = contiguous_chain(listed.clone(), options.upto)?;
     let (Some(first), Some(last)) = (chain.first(), chain.last()) else {
         return Err(RestoreError::Unusable(format!(
             "{} holds no block to restore",
@@ -175,6 +192,23 @@ pub async fn restore(
         )));
     };
     let (first_index, last_block_index) = (first.first_index, last.last_index);
+    let restore_id = now_ms();
+    let later: Vec<BlockInfo> = listed
+        .into_iter()
+        .filter(|b| b.last_index > last_block_index)
+        .collect();
+    if let Some(next) = later.first() {
+        if !options.set_aside_later {
+            return Err(RestoreError::Unusable(format!(
+                "the archive holds {} blocks after index {last_block_index} (first: {}); the restored \
+                 cluster would write its own blocks over that range. Pass --set-aside-later to move \
+                 them to {}/set-aside/{restore_id}/ first",
+                later.len(),
+                next.key,
+                archive.prefix
+            )));
+        }
+    }
     let say = |out: &mut dyn Write, line: String| -> Result<(), RestoreError> {
         writeln!(out, "{line}").map_err(|e| RestoreError::Archive(ArchiveError::Output(e)))
     };
@@ -203,6 +237,7 @@ pub async fn restore(
         seconds: 0.0,
     };
     let mut archive_state = ArchiveState::default();
+    let mut seeded = BTreeSet::new();
     let mut last_id: Option<LogId> = None;
     for info in &chain {
         let (opened, size) = tool::fetch_block(&archive, info).await?;
@@ -219,7 +254,7 @@ pub async fn restore(
                 });
             }
             if first_index > 0 {
-                seed_sink(&mut state, &entry);
+                seed_sink(&mut state, &mut seeded, &entry);
             }
             apply_entry(&mut state, &entry);
             last_id = Some(entry.log_id);
@@ -256,12 +291,11 @@ pub async fn restore(
     state.archive = archive_state;
     let restore_point = SinkRestore {
         upto: last_id.index,
-        at_ms: now_ms(),
+        at_ms: restore_id,
     };
+    state.restore = Some(restore_point);
     for name in config.sinks.keys() {
-        let source = if state.sinks.contains_key(name) {
-            "archive"
-        } else {
+        if !state.sinks.contains_key(name) {
             state.sinks.insert(
                 name.clone(),
                 SinkState {
@@ -269,19 +303,30 @@ pub async fn restore(
                     ..SinkState::default()
                 },
             );
-            "new"
-        };
-        report.sinks.push(SinkReport {
-            name: name.clone(),
-            cursor: state.sinks.get(name).map_or(0, |s| s.cursor),
-            source,
-        });
+            report.sinks.push(SinkReport {
+                name: name.clone(),
+                cursor: last_id.index,
+                source: "new",
+                gone: None,
+            });
+        }
     }
-    for sink in state.sinks.values_mut() {
-        // Entries below the first block are gone; no sink can wait on them.
-        sink.cursor = sink.cursor.max(first_index.saturating_sub(1));
+    for (name, sink) in state.sinks.iter_mut() {
         sink.restore = Some(restore_point);
+        // Entries below the first block are gone; no sink can wait on them.
+        let floor = first_index.saturating_sub(1);
+        let gone = (sink.cursor < floor).then(|| (sink.cursor + 1, floor));
+        sink.cursor = sink.cursor.max(floor);
+        if config.sinks.contains_key(name) && !report.sinks.iter().any(|s| &s.name == name) {
+            report.sinks.push(SinkReport {
+                name: name.clone(),
+                cursor: sink.cursor,
+                source: "archive",
+                gone,
+            });
+        }
     }
+    report.sinks.sort_by(|a, b| a.name.cmp(&b.name));
 
     // Pass 2: the entries the configured sinks have not consumed.
     let rows = match state.retain_from(config.sinks.keys().map(String::as_str), false) {
@@ -290,22 +335,29 @@ pub async fn restore(
     };
     report.retained_rows = rows.len() as u64;
 
+    for block in &later {
+        let from = object_store::path::Path::from(block.key.as_str());
+        let name = from.filename().unwrap_or(block.key.as_str()).to_string();
+        let to = object_store::path::Path::from(format!(
+            "{}/set-aside/{restore_id}/{name}",
+            archive.prefix
+        ));
+        archive
+            .store
+            .rename(&from, &to)
+            .await
+            .map_err(ArchiveError::store(block.key.clone()))?;
+        say(out, format!("set aside {} as {to}", block.key))?;
+    }
     write_node(config, &state, stored_membership, &rows).await?;
     report.seconds = started.elapsed().as_secs_f64();
     for s in &report.sinks {
-        say(
-            out,
-            format!(
-                "sink {}: cursor {} ({})",
-                s.name,
-                s.cursor,
-                if s.source == "new" {
-                    "not in the archive; starts at the restore point, backfill with `otelraft archive replay`"
-                } else {
-                    "as the archive recorded it; later entries are exported again"
-                }
-            ),
-        )?;
+        let how = match (s.source, s.gone) {
+            ("new", _) => "not in the archive; starts at the restore point, backfill with `otelraft archive replay`".to_string(),
+            (_, Some((a, b))) => format!("entries {a}..={b} it had not consumed are in no block any more (expired); later entries are exported again"),
+            _ => "as the archive recorded it; later entries are exported again".to_string(),
+        };
+        say(out, format!("sink {}: cursor {} ({how})", s.name, s.cursor))?;
     }
     say(
         out,
@@ -362,7 +414,8 @@ fn contiguous_chain(
             if b.first_index != prev.last_index + 1 {
                 return Err(RestoreError::Unusable(format!(
                     "the archive has a gap or an overlap: {} ends at {}, {} starts at {}; \
-                     run `otelraft archive verify`, or restore up to the gap with --upto {}",
+                     run `otelraft archive verify`, or restore up to the gap with \
+                     --upto {} --set-aside-later",
                     prev.key, prev.last_index, b.key, b.first_index, prev.last_index
                 )));
             }
@@ -372,20 +425,30 @@ fn contiguous_chain(
     Ok(chain)
 }
 
-/// Before the first advance of a sink the archive shows: when the archive
-/// does not start at index 0 the sink's earlier advances are gone, so its
-/// cursor starts where that advance says it stood.
-fn seed_sink(state: &mut SmState, entry: &crate::raft::Entry) {
-    if let EntryPayload::Normal(cmd) = &entry.payload {
-        if let Some(Kind::Cursor(c)) = &cmd.kind {
-            state
-                .sinks
-                .entry(c.sink.clone())
-                .or_insert_with(|| SinkState {
-                    cursor: c.from_index,
-                    ..SinkState::default()
-                });
+/// Sinks whose history starts before the archive does: when the archive
+/// does not start at index 0, a sink's earlier advances are gone, so its
+/// cursor starts where the first advance the archive shows says it stood,
+/// and moves forward to any later advance's starting point. Every
+/// advance's `from_index` was the sink's true cursor when it was proposed,
+/// so this never passes the true cursor, and the compare-and-set of the
+/// real chain then applies. (A deposed leader's stale advance can come
+/// first, with a lower `from_index`; the next real advance corrects it.)
+fn seed_sink(state: &mut SmState, seeded: &mut BTreeSet<String>, entry: &crate::raft::Entry) {
+    let EntryPayload::Normal(cmd) = &entry.payload else {
+        return;
+    };
+    let Some(Kind::Cursor(c)) = &cmd.kind else {
+        return;
+    };
+    let sink = state.sinks.entry(c.sink.clone()).or_insert_with(|| {
+        seeded.insert(c.sink.clone());
+        SinkState {
+            cursor: c.from_index,
+            ..SinkState::default()
         }
+    });
+    if seeded.contains(&c.sink) && c.from_index > sink.cursor {
+        sink.cursor = c.from_index;
     }
 }
 
@@ -416,6 +479,11 @@ async fn write_node(
         .last_applied
         .ok_or_else(|| RestoreError::Unusable("nothing restored".into()))?;
     std::fs::create_dir_all(&config.data_dir).map_err(StoreError::Io)?;
+    // The marker is durable before the database exists and removed only
+    // after the vote is: a crash in between leaves a directory `serve`
+    // refuses, never a half-restored node that bootstraps or votes low.
+    let marker = config.data_dir.join(RESTORING_FILE);
+    write_durably(&marker, &config.data_dir)?;
     let json = serde_json::to_vec(state).map_err(StoreError::json("restored state"))?;
     let data = store::carry::wrap(&json, rows);
     let meta = SnapshotMeta {
@@ -432,7 +500,21 @@ async fn write_node(
     log.save_committed(Some(last))
         .await
         .map_err(StoreError::Io)?;
+    std::fs::remove_file(&marker).map_err(StoreError::Io)?;
+    sync_dir(&config.data_dir)?;
     Ok(())
+}
+
+fn write_durably(path: &std::path::Path, dir: &std::path::Path) -> Result<(), StoreError> {
+    let file = std::fs::File::create(path).map_err(StoreError::Io)?;
+    file.sync_all().map_err(StoreError::Io)?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &std::path::Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StoreError::Io)
 }
 
 fn now_ms() -> i64 {
@@ -480,8 +562,10 @@ mod tests {
             }),
         };
         let mut state = SmState::default();
-        for entry in [advance(500, 510), advance(510, 520)] {
-            seed_sink(&mut state, &entry);
+        let mut seeded = BTreeSet::new();
+        // A deposed leader's stale advance first, then the real chain.
+        for entry in [advance(300, 320), advance(500, 510), advance(510, 520)] {
+            seed_sink(&mut state, &mut seeded, &entry);
             apply_entry(&mut state, &entry);
         }
         assert_eq!(state.sinks["prom"].cursor, 520);

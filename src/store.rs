@@ -128,9 +128,23 @@ pub struct SmState {
     /// Where the archive stands.
     #[serde(default)]
     pub archive: ArchiveState,
+    /// Set by `otelraft restore`; sinks without a restore point of their
+    /// own (configured after the restore) use this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<SinkRestore>,
 }
 
 impl SmState {
+    /// The state of sink `name` as its exporter sees it: as applied, or
+    /// fresh, with the cluster's restore point if it has none of its own.
+    pub fn sink(&self, name: &str) -> SinkState {
+        let mut sink = self.sinks.get(name).cloned().unwrap_or_default();
+        if sink.restore.is_none() {
+            sink.restore = self.restore;
+        }
+        sink
+    }
+
     /// The lowest index some configured consumer (the named sinks and, if
     /// `archive` is true, the archive) still needs: entries below it may be
     /// trimmed. `None` when nothing consumes.
@@ -228,10 +242,10 @@ pub struct SinkState {
     pub dead_letter_counts: BTreeMap<String, u64>,
     /// The newest [`DEAD_LETTERS_KEPT`] dead-lettered items, oldest first.
     pub dead_letters: std::collections::VecDeque<DeadLetterItem>,
-    /// Set by `otelraft restore`: where the restored log ends, and when the
-    /// restore ran. Markers the sink holds from before the restore were
-    /// written by the lost cluster, whose indices past `upto` are not this
-    /// cluster's; see `export::prometheus::marker`.
+    /// Set by `otelraft restore`: where the restored log ends, and the
+    /// restore's id. Markers the sink holds without that id were written by
+    /// the lost cluster, whose indices past `upto` are not this cluster's;
+    /// see `export::prometheus::marker`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<SinkRestore>,
 }
@@ -242,8 +256,8 @@ pub struct SinkRestore {
     /// Last index of the restored log: the lost cluster's entries up to it
     /// are this cluster's entries too.
     pub upto: u64,
-    /// Wall-clock time of the restore, ms. Markers older than it came from
-    /// the lost cluster; newer ones from this one.
+    /// Wall-clock time of the restore, ms: the restore's id, which this
+    /// cluster's Prometheus markers carry as the `otelraft_restore` label.
     pub at_ms: i64,
 }
 

@@ -244,7 +244,7 @@ async fn a_cluster_restored_from_the_bucket_holds_what_was_acked_and_exports_it_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restore_behind_the_sink_neither_skips_new_data_nor_resends_old() {
-    let (_s3, prom, mut cluster) = start("behind").await;
+    let (s3, prom, mut cluster) = start("behind").await;
     let a = Phase::new("a", 40);
     a.send(&cluster).await;
     let exported = cluster.wait_exported(SINK, WAIT).await;
@@ -263,8 +263,28 @@ async fn a_restore_behind_the_sink_neither_skips_new_data_nor_resends_old() {
         .collect();
     let upto = *lasts.last().expect("a block boundary well behind the sink");
     destroy(&mut cluster);
-    let report = restore(&cluster, &["--upto", &upto.to_string()]);
+    let upto_arg = upto.to_string();
+    let (ok, out) = node_cli(&cluster.nodes[0], &["restore", "--upto", &upto_arg]);
+    assert!(
+        !ok && out.contains("--set-aside-later"),
+        "the later blocks would be overwritten; restore must refuse:\n{out}"
+    );
+    let report = restore(&cluster, &["--upto", &upto_arg, "--set-aside-later"]);
     assert_eq!(report["last_index"].as_u64(), Some(upto), "{report}");
+    let objects: Vec<String> = s3.objects().into_iter().map(|(k, _)| k).collect();
+    assert!(
+        objects.iter().any(|k| k.starts_with("behind/set-aside/")),
+        "later blocks set aside: {objects:?}"
+    );
+
+    // A restore that did not finish leaves a directory `serve` refuses.
+    let unfinished = &cluster.nodes[2];
+    std::fs::create_dir_all(&unfinished.data_dir).expect("data dir");
+    let marker = unfinished.data_dir.join("RESTORING");
+    std::fs::write(&marker, b"").expect("marker");
+    let (ok, out) = tokio::task::block_in_place(|| node_cli(unfinished, &["serve"]));
+    assert!(!ok && out.contains("did not finish"), "{out}");
+    std::fs::remove_file(&marker).expect("remove marker");
 
     start_all(&mut cluster);
     cluster.wait_for_leader(WAIT).await;
@@ -275,6 +295,10 @@ async fn a_restore_behind_the_sink_neither_skips_new_data_nor_resends_old() {
     c.assert_in(&prom).await;
     a.assert_in(&prom).await;
     assert_no_dead_letters(&sink);
+    // The new cluster archived the reused range itself: one history again.
+    cluster.wait_archived(WAIT).await;
+    let (ok, out) = archive_cli(&cluster.nodes[0], &["verify"]);
+    assert!(ok, "archive verify after a restore with --upto:\n{out}");
 }
 
 /// `otelraft archive replay --json <args>` with node 1's config plus `env`,

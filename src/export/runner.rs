@@ -113,12 +113,7 @@ impl<S: Sink> Exporter<S> {
     }
 
     fn sink_state(&self) -> SinkState {
-        self.node
-            .state()
-            .sinks
-            .get(self.sink.name())
-            .cloned()
-            .unwrap_or_default()
+        self.node.state().sink(self.sink.name())
     }
 
     /// Finds out whether the sink already holds the batch after the cursor,
@@ -163,20 +158,27 @@ impl<S: Sink> Exporter<S> {
     }
 
     /// The batch `(state.cursor, to]`, whatever the batch limits say: the
-    /// range the sink reported holding.
+    /// range the sink reported holding. Entries at its start may have been
+    /// trimmed from this log; the sink holds them, so the batch covers the
+    /// whole range all the same.
     async fn rebuild(&self, state: &SinkState, to: u64) -> Result<Batch, ExportError> {
+        let applied = self.node.state().last_applied.map_or(0, |l| l.index);
+        if applied < to {
+            return Err(ExportError::Protocol {
+                sink: self.sink.name().to_string(),
+                message: format!(
+                    "sink reports index {to}, which is not in the local log (applied {applied})"
+                ),
+            });
+        }
         let entries = self
             .node
             .log_store()
             .read_range(state.cursor + 1, to + 1)
             .await?;
-        if entries.last().map(|e| e.log_id.index) != Some(to) {
-            return Err(ExportError::Protocol {
-                sink: self.sink.name().to_string(),
-                message: format!("sink reports index {to}, which is not in the local log"),
-            });
-        }
-        Ok(self.sink.build(state, &entries))
+        let mut batch = self.sink.build(state, &entries);
+        batch.to = to;
+        Ok(batch)
     }
 
     fn check_leading(&self, term: u64) -> Result<(), ExportError> {
@@ -202,7 +204,7 @@ impl<S: Sink> Exporter<S> {
                 }
             }
             let sm = self.node.state();
-            let state = sm.sinks.get(self.sink.name()).cloned().unwrap_or_default();
+            let state = sm.sink(self.sink.name());
             let applied = sm.last_applied.map_or(0, |l| l.index);
             // Only ingest entries hold data; the advances this loop commits
             // must not count as new work.

@@ -10,7 +10,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::request::{MARKER_METRIC, MARKER_SINK_LABEL};
+use super::request::{MARKER_METRIC, MARKER_RESTORE_LABEL, MARKER_SINK_LABEL};
 use crate::export::http::HttpService;
 use crate::export::ExportError;
 use crate::store::SinkState;
@@ -22,11 +22,11 @@ const SKEW_MS: i64 = 3600 * 1000;
 /// The largest marker value in the sink newer than `state.marker_ms`
 /// (inclusive), as a log index; `None` if the series has no such sample.
 ///
-/// After `otelraft restore` the sink may also hold markers of the lost
-/// cluster, which wrote them before the restore and whose indices past the
-/// restore point name entries this cluster never had. Those are read
-/// separately and count only up to the restore point; this cluster's own
-/// markers are all newer than the restore (see `request::marker_ms`).
+/// After `otelraft restore` (`state.restore` set) this cluster's markers
+/// carry the restore's id as a label. The sink may also hold markers of the
+/// lost cluster, whose indices past the restore point name entries this
+/// cluster never had: those (any other or no id) count only up to the
+/// restore point, and only while the cursor is below it.
 pub async fn read_marker(
     http: &HttpService,
     sink: &str,
@@ -40,21 +40,22 @@ pub async fn read_marker(
         http,
         sink,
         query_base,
+        from_ms: state.marker_ms,
+        eval_ms: now.max(state.marker_ms + 1) + SKEW_MS,
     };
+    let sink_matcher = format!("{MARKER_SINK_LABEL}=\"{sink}\"");
     let Some(restore) = state.restore else {
-        return query.max_between(state.marker_ms, now + SKEW_MS).await;
+        return query.max_of(&sink_matcher).await;
     };
+    let id = restore.at_ms;
     let ours = query
-        .max_between(
-            state.marker_ms.max(restore.at_ms),
-            now.max(restore.at_ms) + SKEW_MS,
-        )
+        .max_of(&format!("{sink_matcher},{MARKER_RESTORE_LABEL}=\"{id}\""))
         .await?;
     if state.cursor >= restore.upto {
         return Ok(ours);
     }
     let theirs = query
-        .max_between(state.marker_ms, restore.at_ms - 1)
+        .max_of(&format!("{sink_matcher},{MARKER_RESTORE_LABEL}!=\"{id}\""))
         .await?
         .map(|index| index.min(restore.upto));
     Ok(ours.max(theirs))
@@ -64,18 +65,17 @@ struct Query<'a> {
     http: &'a HttpService,
     sink: &'a str,
     query_base: &'a str,
+    from_ms: i64,
+    eval_ms: i64,
 }
 
 impl Query<'_> {
-    /// The largest marker value with a timestamp in `[from_ms, eval_ms]`:
-    /// one instant query of `max_over_time` evaluated at `eval_ms`.
-    async fn max_between(&self, from_ms: i64, eval_ms: i64) -> Result<Option<u64>, ExportError> {
-        let eval_ms = eval_ms.max(from_ms + 1);
-        let window_ms = eval_ms - from_ms;
-        let sink = self.sink;
-        let query = format!(
-            "max_over_time({MARKER_METRIC}{{{MARKER_SINK_LABEL}=\"{sink}\"}}[{window_ms}ms])"
-        );
+    /// The largest marker value of the series `matchers` select, over
+    /// `[from_ms, eval_ms]`: one instant query of `max_over_time`.
+    async fn max_of(&self, matchers: &str) -> Result<Option<u64>, ExportError> {
+        let window_ms = (self.eval_ms - self.from_ms).max(1);
+        let query = format!("max_over_time({MARKER_METRIC}{{{matchers}}}[{window_ms}ms])");
+        let eval_ms = self.eval_ms;
         let time = format!("{}.{:03}", eval_ms / 1000, eval_ms % 1000);
         let url = format!("{}/api/v1/query", self.query_base);
         let doc = self
@@ -83,7 +83,7 @@ impl Query<'_> {
             .get_json(&url, &[("query", query), ("time", time)])
             .await?;
         parse_vector_max(&doc).map_err(|message| ExportError::Protocol {
-            sink: sink.to_string(),
+            sink: self.sink.to_string(),
             message,
         })
     }

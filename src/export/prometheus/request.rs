@@ -34,12 +34,17 @@ use crate::export::sink::{ingest_views, Batch};
 use crate::pb::log::{SeriesMark, Signal};
 use crate::pb::prometheus::{Label, Sample, TimeSeries, WriteRequest};
 use crate::raft::Entry;
-use crate::store::{SeriesMarkState, SinkState};
+use crate::store::{SeriesMarkState, SinkRestore, SinkState};
 
 /// Name of the marker series.
 pub const MARKER_METRIC: &str = "otelraft_export_cursor";
 /// Label naming the sink on the marker series.
 pub const MARKER_SINK_LABEL: &str = "otelraft_sink";
+/// Label a cluster built by `otelraft restore` adds to its marker series:
+/// the restore's id (`SinkRestore::at_ms`), so its markers never mix with
+/// those of the lost cluster, whose indices past the restore point it
+/// reuses.
+pub const MARKER_RESTORE_LABEL: &str = "otelraft_restore";
 /// Samples stamped further than this past their entry's proposal time are
 /// refused.
 pub const MAX_FUTURE_MS: i64 = 10 * 60 * 1000;
@@ -131,11 +136,16 @@ pub fn build(sink: &str, state: &SinkState, entries: &[Entry]) -> Result<Batch, 
             samples: b.samples,
         })
         .collect();
-    batch.marker_ms = marker_ms(state, batch.to, last_proposed_ms);
+    batch.marker_ms = (state.marker_ms + 1).max(last_proposed_ms);
     // The marker moves Prometheus' head too, so it counts for the
     // out-of-bounds floor of later batches.
     batch.max_sample_ms = batch.max_sample_ms.max(batch.marker_ms);
-    timeseries.push(marker_series(sink, batch.to, batch.marker_ms));
+    timeseries.push(marker_series(
+        sink,
+        state.restore,
+        batch.to,
+        batch.marker_ms,
+    ));
     let mut series: Vec<SeriesMark> = marks
         .into_iter()
         .map(|(series, m)| SeriesMark {
@@ -259,30 +269,24 @@ pub fn series_text(labels: &[(String, String)]) -> String {
     format!("{name}{{{}}}", rest.join(", "))
 }
 
-/// The marker's timestamp: after the previous marker, no earlier than the
-/// newest entry of the batch, and after a restore's time for a batch that
-/// reaches past the restore point, so a new leader can tell this cluster's
-/// markers from the lost cluster's (see `marker::read_marker`).
-fn marker_ms(state: &SinkState, to: u64, last_proposed_ms: i64) -> i64 {
-    let ms = (state.marker_ms + 1).max(last_proposed_ms);
-    match state.restore {
-        Some(r) if to > r.upto => ms.max(r.at_ms + 1),
-        _ => ms,
+fn marker_series(sink: &str, restore: Option<SinkRestore>, index: u64, ts_ms: i64) -> TimeSeries {
+    // Sorted by name, as remote write requires.
+    let mut labels = vec![Label {
+        name: "__name__".into(),
+        value: MARKER_METRIC.into(),
+    }];
+    if let Some(r) = restore {
+        labels.push(Label {
+            name: MARKER_RESTORE_LABEL.into(),
+            value: r.at_ms.to_string(),
+        });
     }
-}
-
-fn marker_series(sink: &str, index: u64, ts_ms: i64) -> TimeSeries {
+    labels.push(Label {
+        name: MARKER_SINK_LABEL.into(),
+        value: sink.into(),
+    });
     TimeSeries {
-        labels: vec![
-            Label {
-                name: "__name__".into(),
-                value: MARKER_METRIC.into(),
-            },
-            Label {
-                name: MARKER_SINK_LABEL.into(),
-                value: sink.into(),
-            },
-        ],
+        labels,
         samples: vec![Sample {
             value: index as f64,
             timestamp: ts_ms,
@@ -293,24 +297,30 @@ fn marker_series(sink: &str, index: u64, ts_ms: i64) -> TimeSeries {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SinkRestore;
 
     #[test]
-    fn markers_past_a_restore_point_are_newer_than_the_restore() {
-        let mut state = SinkState {
-            marker_ms: 1_000,
-            ..SinkState::default()
+    fn a_restored_cluster_marks_its_own_marker_series() {
+        let plain = marker_series("prom", None, 7, 1_000);
+        let names: Vec<&str> = plain.labels.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["__name__", MARKER_SINK_LABEL]);
+        let restore = SinkRestore {
+            upto: 5,
+            at_ms: 1_700_000_000_123,
         };
-        assert_eq!(marker_ms(&state, 50, 900), 1_001);
-        assert_eq!(marker_ms(&state, 50, 2_000), 2_000);
-        state.restore = Some(SinkRestore {
-            upto: 40,
-            at_ms: 5_000,
-        });
-        // Within the restored range the lost cluster's rules still hold...
-        assert_eq!(marker_ms(&state, 40, 2_000), 2_000);
-        // ...past it, the marker is this cluster's and newer than the restore.
-        assert_eq!(marker_ms(&state, 41, 2_000), 5_001);
-        assert_eq!(marker_ms(&state, 41, 9_000), 9_000);
+        let restored = marker_series("prom", Some(restore), 7, 1_000);
+        let labels: Vec<(&str, &str)> = restored
+            .labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("__name__", MARKER_METRIC),
+                (MARKER_RESTORE_LABEL, "1700000000123"),
+                (MARKER_SINK_LABEL, "prom"),
+            ]
+        );
+        assert_eq!(restored.samples[0].value, 7.0);
     }
 }
