@@ -67,6 +67,16 @@ async fn bootstrap_elects_a_leader_and_every_node_reports_the_same_membership() 
         "three members: {:?}",
         memberships[0]
     );
+    let quorum = wait_until(Duration::from_secs(30), || async {
+        let q = cluster.nodes[(leader - 1) as usize].status().await?["quorum"].clone();
+        (q["voters_reachable"] == 3).then_some(q)
+    })
+    .await
+    .expect("the leader hears from all three voters");
+    assert_eq!(quorum["voters"], 3, "{quorum}");
+    assert_eq!(quorum["quorum"], 2, "{quorum}");
+    assert_eq!(quorum["failures_tolerated_by_design"], 1, "{quorum}");
+    assert_eq!(quorum["failures_tolerated_now"], 1, "{quorum}");
     assert!(
         memberships.iter().all(|m| m == &memberships[0]),
         "membership differs: {memberships:?}"
@@ -182,6 +192,15 @@ async fn acked_records_survive_a_leader_kill_and_reach_every_node() {
         "FIGURE time from leader SIGKILL to first ack on a survivor: {} ms",
         recovery.as_millis()
     );
+
+    // With one voter down the new leader reports no margin left.
+    let margin = wait_until(Duration::from_secs(30), || async {
+        let l = cluster.wait_for_leader(Duration::from_secs(30)).await;
+        let q = cluster.nodes[(l - 1) as usize].status().await?["quorum"].clone();
+        (q["voters_reachable"] == 2 && q["failures_tolerated_now"] == 0).then_some(q)
+    })
+    .await;
+    assert!(margin.is_some(), "quorum status after a kill");
 
     // Phase 3: restart the killed node, let it catch up, then compare logs.
     cluster.node(leader).start();

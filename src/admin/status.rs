@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use openraft::Instant as _;
 use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,37 @@ pub struct ReplicationStatus {
     pub lag_entries: u64,
 }
 
+/// How many voters the cluster has, needs, and can lose.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QuorumStatus {
+    /// Voters in the membership.
+    pub voters: usize,
+    /// Voters a commit needs: a majority.
+    pub quorum: usize,
+    /// Voters that may fail, by design, with writes still committing.
+    pub failures_tolerated_by_design: usize,
+    /// Voters the leader heard from within the election timeout, itself
+    /// included. Only the leader knows; `None` elsewhere.
+    pub voters_reachable: Option<usize>,
+    /// How many more voters may fail right now before writes stop: the
+    /// reachable voters beyond the quorum. Leader only.
+    pub failures_tolerated_now: Option<usize>,
+}
+
+impl QuorumStatus {
+    /// From the voter count and, on the leader, the reachable voters.
+    pub fn new(voters: usize, voters_reachable: Option<usize>) -> Self {
+        let quorum = voters / 2 + 1;
+        QuorumStatus {
+            voters,
+            quorum,
+            failures_tolerated_by_design: voters.saturating_sub(quorum),
+            voters_reachable,
+            failures_tolerated_now: voters_reachable.map(|r| r.saturating_sub(quorum)),
+        }
+    }
+}
+
 /// Everything `admin status` shows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
@@ -59,6 +91,8 @@ pub struct Status {
     pub ready: bool,
     /// Current membership.
     pub members: Vec<MemberStatus>,
+    /// Voters, quorum and the fault-tolerance margin.
+    pub quorum: QuorumStatus,
     /// Committed totals per signal (from the applied state machine).
     pub signals: BTreeMap<String, SignalTotals>,
     /// Each sink's cursor (last delivered index) and lag in entries.
@@ -246,7 +280,22 @@ impl Status {
                     .collect()
             })
             .unwrap_or_default();
+        let voters_reachable = m.heartbeat.as_ref().map(|acks| {
+            let recent =
+                std::time::Duration::from_millis(node.config().raft.election_timeout_max_ms);
+            let followers = voters
+                .iter()
+                .filter(|id| **id != node.id())
+                .filter(|id| {
+                    acks.get(id)
+                        .and_then(|at| at.as_ref())
+                        .is_some_and(|at| at.elapsed() < recent)
+                })
+                .count();
+            followers + usize::from(voters.contains(&node.id()))
+        });
         Status {
+            quorum: QuorumStatus::new(voters.len(), voters_reachable),
             node_id: node.id(),
             name: node.config().name.clone(),
             role: role.to_string(),
@@ -310,6 +359,17 @@ impl Status {
                 m.id, m.role, m.peer_addr, m.admin_addr
             ));
         }
+        let q = &self.quorum;
+        out.push_str(&format!(
+            "quorum: {} of {} voters; tolerates {} failure(s) by design",
+            q.quorum, q.voters, q.failures_tolerated_by_design
+        ));
+        match (q.voters_reachable, q.failures_tolerated_now) {
+            (Some(r), Some(now)) => out.push_str(&format!(
+                ", {r} reachable now, {now} more failure(s) tolerated\n"
+            )),
+            _ => out.push('\n'),
+        }
         if !self.signals.is_empty() {
             out.push_str("committed:\n");
             for (signal, t) in &self.signals {
@@ -359,5 +419,32 @@ fn archive_status(node: &Node, state: &SmState) -> ArchiveStatus {
         phase: progress.phase,
         last_error: progress.last_error,
         misconfigured: progress.misconfigured,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QuorumStatus;
+
+    #[test]
+    fn the_margin_is_what_the_reachable_voters_exceed_the_quorum_by() {
+        let three = QuorumStatus::new(3, Some(3));
+        assert_eq!((three.quorum, three.failures_tolerated_by_design), (2, 1));
+        assert_eq!(three.failures_tolerated_now, Some(1));
+        assert_eq!(
+            QuorumStatus::new(3, Some(2)).failures_tolerated_now,
+            Some(0)
+        );
+        assert_eq!(
+            QuorumStatus::new(3, Some(1)).failures_tolerated_now,
+            Some(0)
+        );
+        let one = QuorumStatus::new(1, Some(1));
+        assert_eq!((one.quorum, one.failures_tolerated_by_design), (1, 0));
+        let five = QuorumStatus::new(5, None);
+        assert_eq!((five.quorum, five.failures_tolerated_by_design), (3, 2));
+        assert_eq!(five.failures_tolerated_now, None, "only the leader knows");
+        let four = QuorumStatus::new(4, Some(4));
+        assert_eq!((four.quorum, four.failures_tolerated_now), (3, Some(1)));
     }
 }
