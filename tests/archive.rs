@@ -79,17 +79,7 @@ async fn sdk_data_lands_in_contiguous_blocks_and_verify_passes() {
     .await;
     let follower = cluster.a_follower().await;
     let node = &cluster.nodes[(follower - 1) as usize];
-    let args = [
-        "--grpc",
-        &node.grpc,
-        "--http",
-        &node.http_url(),
-        "--prefix",
-        "arch",
-        "--count",
-        "400",
-    ];
-    support::run_sdk_script("send.py", args.iter().map(|a| a.to_string()).collect()).await;
+    support::send_logs_with_sdk(node, "arch", 400).await;
     let client = reqwest::Client::new();
     for i in 0..30 {
         let target = &cluster.nodes[i % 3];

@@ -18,18 +18,7 @@ async fn sdk_exporters_to_a_follower_commit_on_every_node() {
     .await;
     let follower = cluster.a_follower().await;
     let node = &cluster.nodes[(follower - 1) as usize];
-    let args = [
-        "--grpc",
-        &node.grpc,
-        "--http",
-        &node.http_url(),
-        "--prefix",
-        "sdk",
-        "--count",
-        "150",
-    ];
-    let stdout =
-        support::run_sdk_script("send.py", args.iter().map(|a| a.to_string()).collect()).await;
+    let stdout = support::send_logs_with_sdk(node, "sdk", 150).await;
     let report: serde_json::Value =
         serde_json::from_str(stdout.trim()).expect("SDK client prints JSON");
     assert_eq!(report["failures"], 0);

@@ -417,7 +417,7 @@ pub fn entry_json(entry: &LogEntry) -> Value {
                     "origin_node": r.origin_node,
                     "proposer_node": r.proposer_node,
                     "payload_bytes": r.payload.len(),
-                    "request": request_json(signal, &r.payload),
+                    "otlp": request_json(signal, &r.payload),
                 })
             }
             Some(Kind::Cursor(c)) => json!({
@@ -475,7 +475,7 @@ pub fn entry_json(entry: &LogEntry) -> Value {
 /// [`entry_json`] as one line: the log id, the kind and the signal first,
 /// the (long) OTLP request last, so a reader scanning the output finds what
 /// an entry is at the start of its line.
-fn entry_line(entry: &LogEntry) -> String {
+pub fn entry_line(entry: &LogEntry) -> String {
     #[derive(serde::Serialize)]
     struct Line<'a> {
         index: u64,
@@ -487,7 +487,7 @@ fn entry_line(entry: &LogEntry) -> String {
         #[serde(flatten)]
         rest: &'a serde_json::Map<String, Value>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        request: Option<Value>,
+        otlp: Option<Value>,
     }
     let mut value = entry_json(entry);
     let Some(fields) = value.as_object_mut() else {
@@ -498,7 +498,7 @@ fn entry_line(entry: &LogEntry) -> String {
     }
     let kind = fields.remove("kind").unwrap_or(Value::Null);
     let signal = fields.remove("signal");
-    let request = fields.remove("request");
+    let otlp = fields.remove("otlp");
     let line = Line {
         index: entry.index,
         term: entry.term,
@@ -506,7 +506,7 @@ fn entry_line(entry: &LogEntry) -> String {
         kind,
         signal,
         rest: fields,
-        request,
+        otlp,
     };
     serde_json::to_string(&line).unwrap_or_else(|_| entry_json(entry).to_string())
 }
@@ -756,14 +756,14 @@ mod tests {
             (Some("ingest"), Some("logs"))
         );
         assert_eq!(logs["records"], 3);
-        let record = &logs["request"]["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
+        let record = &logs["otlp"]["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
         let body = record["body"]["stringValue"].as_str().unwrap_or_default();
         assert!(body.len() > 50, "{logs}");
         assert!(text.contains("ip-10-0-12-34.eu-west-1.compute.internal"));
         assert_eq!(lines[2]["signal"], "metrics");
-        assert!(lines[2]["request"]["resourceMetrics"].is_array());
+        assert!(lines[2]["otlp"]["resourceMetrics"].is_array());
         assert_eq!(lines[3]["signal"], "traces");
-        assert!(lines[3]["request"]["resourceSpans"].is_array());
+        assert!(lines[3]["otlp"]["resourceSpans"].is_array());
         let kinds: Vec<&str> = lines.iter().filter_map(|l| l["kind"].as_str()).collect();
         for kind in ["blank", "membership", "cursor"] {
             assert!(kinds.contains(&kind), "{kinds:?}");

@@ -526,6 +526,23 @@ fn run_cli(cmd: &mut Command) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Runs `tests/sdk/send.py` against `node`: `count` log records over the
+/// SDK's gRPC exporter and `count` over its HTTP exporter, with bodies
+/// `<prefix>-grpc-<n>` and `<prefix>-http-<n>`. Returns its JSON report.
+pub async fn send_logs_with_sdk(node: &TestNode, prefix: &str, count: usize) -> String {
+    let args = [
+        "--grpc".to_string(),
+        node.grpc.clone(),
+        "--http".to_string(),
+        node.http_url(),
+        "--prefix".to_string(),
+        prefix.to_string(),
+        "--count".to_string(),
+        count.to_string(),
+    ];
+    run_sdk_script("send.py", args.to_vec()).await
+}
+
 /// Runs the admin CLI against `node`; returns (success, stdout+stderr).
 pub fn admin_cli(node: &TestNode, args: &[&str]) -> (bool, String) {
     run_cli(
