@@ -5,10 +5,13 @@
 //! leader proxies the call to the leader's admin address, so operators may
 //! point the CLI at any member.
 
+pub mod cli;
 pub mod client;
+pub mod handover;
+pub mod membership;
 pub mod status;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,11 +21,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use openraft::errors::{ChangeMembershipError, ClientWriteError, InitializeError, RaftError};
-use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::Node;
-use crate::raft::{Member, NodeId};
+use crate::raft::NodeId;
 
 /// Why an admin call failed; each maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,26 @@ pub enum AdminError {
         /// What failed.
         message: String,
     },
+    /// The change would put data or availability at risk; the message says
+    /// which rule refused it and what to do instead.
+    #[error("refused: {0}")]
+    Unsafe(String),
+    /// A node the call needs could not be reached.
+    #[error("cannot reach node {id}: {message}")]
+    Unreachable {
+        /// The node.
+        id: NodeId,
+        /// What failed.
+        message: String,
+    },
+    /// The leader answered a proxied call with an error; relayed unchanged.
+    #[error("{}", body.error)]
+    Relayed {
+        /// The leader's HTTP status.
+        status: u16,
+        /// The leader's error document.
+        body: ErrorBody,
+    },
     /// Raft failed in another way.
     #[error("raft: {0}")]
     Raft(String),
@@ -58,10 +80,14 @@ pub enum AdminError {
 impl AdminError {
     /// Whether repeating the same call later may succeed.
     pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            AdminError::NoLeader | AdminError::ChangeInProgress(_) | AdminError::Proxy { .. }
-        )
+        match self {
+            AdminError::NoLeader
+            | AdminError::ChangeInProgress(_)
+            | AdminError::Proxy { .. }
+            | AdminError::Unreachable { .. } => true,
+            AdminError::Relayed { body, .. } => body.retryable,
+            _ => false,
+        }
     }
 
     fn status(&self) -> StatusCode {
@@ -72,6 +98,12 @@ impl AdminError {
             }
             AdminError::UnknownNode(_) => StatusCode::NOT_FOUND,
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            // 412: the cluster is not in a state where this change is safe.
+            AdminError::Unsafe(_) => StatusCode::PRECONDITION_FAILED,
+            AdminError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::Relayed { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
             AdminError::Raft(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -107,12 +139,7 @@ pub struct InitRequest {
     pub members: Vec<MemberSpec>,
 }
 
-/// Body of calls that name one node.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct NodeRequest {
-    /// The node.
-    pub id: NodeId,
-}
+pub use membership::{JoinRequest, NodeRequest, ReplaceRequest, TransferRequest};
 
 /// Answer of a successful change.
 #[derive(Debug, Serialize, Deserialize)]
@@ -133,9 +160,12 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/admin/v1/dead-letters", get(dead_letters))
         .route("/admin/v1/init", post(init))
         .route("/admin/v1/add-learner", post(add_learner))
+        .route("/admin/v1/add-witness", post(add_witness))
         .route("/admin/v1/promote", post(promote))
         .route("/admin/v1/remove", post(remove))
+        .route("/admin/v1/replace", post(replace))
         .route("/admin/v1/transfer-leader", post(transfer_leader))
+        .route("/admin/v1/witness-handover", post(witness_handover))
         .route("/admin/v1/snapshot", post(snapshot))
         .with_state(node)
 }
@@ -152,10 +182,10 @@ pub async fn serve(
 }
 
 async fn ready(State(node): State<Arc<Node>>) -> Response {
-    if !node.is_ready() {
+    if let Err(why) = node.readiness() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no leader known or quorum not reached\n",
+            format!("not ready: {why}\n"),
         )
             .into_response();
     }
@@ -228,6 +258,14 @@ async fn init(
     if members.keys().any(|id| *id == 0) {
         return Err(AdminError::BadRequest("node id 0 is reserved".into()));
     }
+    if members
+        .values()
+        .all(|m| m.role == crate::raft::Role::Witness)
+    {
+        return Err(AdminError::Unsafe(
+            "the voters include no data node, and a witness never leads".into(),
+        ));
+    }
     match node.raft().initialize(members.clone()).await {
         Ok(()) => Ok(Json(ChangeReply {
             message: format!(
@@ -260,7 +298,7 @@ fn write_error(
 }
 
 /// Runs `local` when this node leads, otherwise proxies `path` with `body`
-/// to the leader's admin API.
+/// to the leader's admin API and relays its answer as it is.
 async fn on_leader<B, F, Fut>(
     node: &Node,
     path: &str,
@@ -275,86 +313,73 @@ where
     match node.leader() {
         None => Err(AdminError::NoLeader),
         Some((id, _)) if id == node.id() => local().await.map(Json),
-        Some((_, leader)) => client::AdminClient::new(&format!("http://{}", leader.admin_addr))
-            .post_json::<_, ChangeReply>(path, body)
-            .await
-            .map(Json)
-            .map_err(|e| match e {
-                client::ClientError::Api { status, body } => {
-                    if status == StatusCode::CONFLICT.as_u16() {
-                        AdminError::ChangeInProgress(body.error)
-                    } else if status == StatusCode::NOT_FOUND.as_u16() {
-                        AdminError::BadRequest(body.error)
-                    } else {
-                        AdminError::Raft(body.error)
-                    }
-                }
-                other => AdminError::Proxy {
-                    addr: leader.admin_addr.clone(),
-                    message: other.to_string(),
-                },
-            }),
+        Some((_, leader)) => proxy(&leader.admin_addr, path, body).await,
     }
 }
 
-/// The current membership, after checking that `id` is in it.
-fn membership_with(
-    node: &Node,
-    id: NodeId,
-) -> Result<openraft::Membership<NodeId, Member>, AdminError> {
-    let membership = node.raft_metrics().membership_config.membership().clone();
-    if membership.get_node(&id).is_none() {
-        return Err(AdminError::UnknownNode(id));
-    }
-    Ok(membership)
-}
-
-/// Commits `change` through the log and reports `message` with its index.
-async fn commit_change(
-    node: &Node,
-    change: ChangeMembers<NodeId, Member>,
-    message: String,
-) -> Result<ChangeReply, AdminError> {
-    let resp = node
-        .raft()
-        .change_membership(change, false)
+async fn proxy<B: Serialize>(
+    admin_addr: &str,
+    path: &str,
+    body: &B,
+) -> Result<Json<ChangeReply>, AdminError> {
+    client::AdminClient::new(&format!("http://{admin_addr}"))
+        .post_json::<_, ChangeReply>(path, body)
         .await
-        .map_err(write_error)?;
-    Ok(ChangeReply {
-        message,
-        log_index: Some(resp.log_id.index),
-    })
+        .map(Json)
+        .map_err(|e| match e {
+            client::ClientError::Api { status, body } => AdminError::Relayed { status, body },
+            other => AdminError::Proxy {
+                addr: admin_addr.to_string(),
+                message: other.to_string(),
+            },
+        })
+}
+
+/// When this node leads and is the one leaving, hands leadership to another
+/// data voter and sends the call there; otherwise runs it as usual.
+async fn leaving_leader<B, F, Fut>(
+    node: &Node,
+    leaving: NodeId,
+    path: &str,
+    body: &B,
+    local: F,
+) -> Result<Json<ChangeReply>, AdminError>
+where
+    B: Serialize,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<ChangeReply, AdminError>>,
+{
+    if node.leader().is_some_and(|(id, _)| id == node.id()) && leaving == node.id() {
+        let to = membership::step_aside(node, leaving).await?;
+        tracing::info!(
+            leaving,
+            new_leader = to,
+            "leader stepped aside before leaving"
+        );
+        let Some((_, member)) = node.leader().filter(|(id, _)| *id == to) else {
+            return Err(AdminError::NoLeader);
+        };
+        return proxy(&member.admin_addr, path, body).await;
+    }
+    on_leader(node, path, body, local).await
 }
 
 async fn add_learner(
     State(node): State<Arc<Node>>,
-    Json(req): Json<MemberSpec>,
+    Json(req): Json<JoinRequest>,
 ) -> Result<Json<ChangeReply>, AdminError> {
-    if req.id == 0 {
-        return Err(AdminError::BadRequest("node id 0 is reserved".into()));
-    }
-    on_leader(&node, "/admin/v1/add-learner", &req, || async {
-        let membership = node.raft_metrics().membership_config.clone();
-        if membership.membership().get_node(&req.id).is_some() {
-            return Err(AdminError::BadRequest(format!(
-                "node {} is already a member",
-                req.id
-            )));
-        }
-        let member = Member {
-            peer_addr: req.peer_addr.clone(),
-            admin_addr: req.admin_addr.clone(),
-        };
-        // blocking = true: returns once the learner has caught up.
-        let resp = node
-            .raft()
-            .add_learner(req.id, member, true)
-            .await
-            .map_err(write_error)?;
-        Ok(ChangeReply {
-            message: format!("node {} added as learner and caught up", req.id),
-            log_index: Some(resp.log_id.index),
-        })
+    on_leader(&node, "/admin/v1/add-learner", &req, || {
+        membership::add_learner(&node, req.clone())
+    })
+    .await
+}
+
+async fn add_witness(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<JoinRequest>,
+) -> Result<Json<ChangeReply>, AdminError> {
+    on_leader(&node, "/admin/v1/add-witness", &req, || {
+        membership::add_witness(&node, req.clone())
     })
     .await
 }
@@ -363,16 +388,8 @@ async fn promote(
     State(node): State<Arc<Node>>,
     Json(req): Json<NodeRequest>,
 ) -> Result<Json<ChangeReply>, AdminError> {
-    on_leader(&node, "/admin/v1/promote", &req, || async {
-        let membership = membership_with(&node, req.id)?;
-        if membership.voter_ids().any(|v| v == req.id) {
-            return Err(AdminError::BadRequest(format!(
-                "node {} is already a voter",
-                req.id
-            )));
-        }
-        let change = ChangeMembers::AddVoterIds(BTreeSet::from([req.id]));
-        commit_change(&node, change, format!("node {} promoted to voter", req.id)).await
+    on_leader(&node, "/admin/v1/promote", &req, || {
+        membership::promote(&node, req.clone())
     })
     .await
 }
@@ -381,28 +398,20 @@ async fn remove(
     State(node): State<Arc<Node>>,
     Json(req): Json<NodeRequest>,
 ) -> Result<Json<ChangeReply>, AdminError> {
-    on_leader(&node, "/admin/v1/remove", &req, || async {
-        let membership = membership_with(&node, req.id)?;
-        let change = if membership.voter_ids().any(|v| v == req.id) {
-            if membership.voter_ids().count() <= 1 {
-                return Err(AdminError::BadRequest(
-                    "cannot remove the last voter".into(),
-                ));
-            }
-            ChangeMembers::RemoveVoters(BTreeSet::from([req.id]))
-        } else {
-            ChangeMembers::RemoveNodes(BTreeSet::from([req.id]))
-        };
-        commit_change(&node, change, format!("node {} removed", req.id)).await
+    leaving_leader(&node, req.id, "/admin/v1/remove", &req, || {
+        membership::remove(&node, req.clone())
     })
     .await
 }
 
-/// Body of transfer-leader.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct TransferRequest {
-    /// The voter that should lead.
-    pub to: NodeId,
+async fn replace(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<ReplaceRequest>,
+) -> Result<Json<ChangeReply>, AdminError> {
+    leaving_leader(&node, req.old, "/admin/v1/replace", &req, || {
+        membership::replace(&node, req.clone())
+    })
+    .await
 }
 
 async fn transfer_leader(
@@ -410,31 +419,30 @@ async fn transfer_leader(
     Json(req): Json<TransferRequest>,
 ) -> Result<Json<ChangeReply>, AdminError> {
     on_leader(&node, "/admin/v1/transfer-leader", &req, || async {
-        let membership = node.raft_metrics().membership_config.clone();
-        if !membership.membership().voter_ids().any(|v| v == req.to) {
-            return Err(AdminError::UnknownNode(req.to));
+        if req.to == node.id() {
+            return Ok(ChangeReply {
+                message: format!("node {} already leads", req.to),
+                log_index: None,
+            });
         }
-        node.raft()
-            .trigger()
-            .transfer_leader(req.to)
-            .await
-            .map_err(|e| AdminError::Raft(e.to_string()))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if node.leader().is_some_and(|(id, _)| id == req.to) {
-                return Ok(ChangeReply {
-                    message: format!("node {} is now the leader", req.to),
-                    log_index: None,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Err(AdminError::Raft(format!(
-            "node {} did not take over within 10 s",
-            req.to
-        )))
+        let _op = node
+            .begin_membership_op(format!("transfer-leader {}", req.to))
+            .map_err(AdminError::ChangeInProgress)?;
+        membership::transfer(&node, req.to, Duration::from_secs(10)).await?;
+        Ok(ChangeReply {
+            message: format!("node {} is now the leader", req.to),
+            log_index: None,
+        })
     })
     .await
+}
+
+/// Not proxied: it runs on the witness, when no leader exists.
+async fn witness_handover(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<handover::HandoverRequest>,
+) -> Result<Json<ChangeReply>, AdminError> {
+    handover::run(&node, req).await.map(Json)
 }
 
 async fn snapshot(State(node): State<Arc<Node>>) -> Result<Json<ChangeReply>, AdminError> {

@@ -9,7 +9,7 @@
 //! single writer turns each append into one fsync.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,7 +24,7 @@ use crate::ingest::{IngestHandler, Receipt, SubmitError, SubmitFuture};
 use crate::metrics::{self, Metrics};
 use crate::pb::log::{command::Kind, Command, IngestRequest};
 use crate::raft::network::{NetworkFactory, PeerClients, PeerError, PeerSettings};
-use crate::raft::{Member, NodeId, Raft};
+use crate::raft::{Member, NodeId, Raft, Role};
 use crate::store::{self, LogStore, SmState, StateMachineStore};
 
 /// How long to wait between looks for a leader while a request waits.
@@ -88,12 +88,40 @@ pub struct Node {
     export_progress: crate::export::Registry,
     /// What this node's archiver is doing.
     archive_progress: crate::archive::progress::Progress,
+    /// When an append from a leader last succeeded here (ms since `started`,
+    /// plus one; 0 = never). A follower is ready only while this is fresh.
+    leader_contact: AtomicU64,
+    started: Instant,
+    /// The membership operation running on this node (as leader), if any:
+    /// operations run one at a time.
+    membership_op: std::sync::Mutex<Option<(String, Instant)>>,
+    /// On a witness: what it knows of each data voter's durable progress.
+    witness: crate::witness::Floors,
+}
+
+/// Held while a membership operation runs; frees the slot when dropped.
+pub struct MembershipOp<'a> {
+    node: &'a Node,
+}
+
+impl Drop for MembershipOp<'_> {
+    fn drop(&mut self) {
+        *self
+            .node
+            .membership_op
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+    }
 }
 
 /// The openraft settings derived from ours.
 fn raft_config(c: &NodeConfig) -> Result<openraft::Config, NodeError> {
     let r = &c.raft;
+    let witness = c.role == Role::Witness;
     let config = openraft::Config {
+        // A witness never campaigns on its own; only the documented
+        // hand-over (`admin witness-handover`) makes it a candidate.
+        enable_elect: !witness,
         cluster_name: "otelraft".to_string(),
         heartbeat_interval: r.heartbeat_interval_ms,
         election_timeout_min: r.election_timeout_min_ms,
@@ -102,7 +130,15 @@ fn raft_config(c: &NodeConfig) -> Result<openraft::Config, NodeError> {
         // Raft's own log may be purged behind snapshots: the rows the sinks
         // and the archive still need are retained apart from it (see
         // `store::tables::LOG`) and travel with snapshots.
-        max_in_snapshot_log_to_keep: r.log_keep_entries,
+        //
+        // A witness purges only on its own schedule (`witness::run`), behind
+        // every data voter, so as a temporary leader it can always replicate
+        // from its log instead of needing a snapshot.
+        max_in_snapshot_log_to_keep: if witness {
+            u64::MAX
+        } else {
+            r.log_keep_entries
+        },
         purge_batch_size: 1,
         max_payload_entries: r.max_entries_per_append,
         install_snapshot_timeout: c.peer.rpc_timeout_ms.max(10_000),
@@ -129,7 +165,9 @@ impl Node {
         if marker.exists() {
             return Err(NodeError::RestoreUnfinished { path: marker });
         }
-        let (log, sm) = store::open(&config.data_dir, metrics.clone()).await?;
+        let (log, sm) =
+            store::open_with_cache(&config.data_dir, metrics.clone(), config.db_cache_bytes())
+                .await?;
         let clients = PeerClients::new(PeerSettings {
             connect_timeout: Duration::from_millis(config.peer.connect_timeout_ms),
             rpc_timeout: Duration::from_millis(config.peer.rpc_timeout_ms),
@@ -138,7 +176,7 @@ impl Node {
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config(&config)?),
-            NetworkFactory::new(clients.clone(), log.clone()),
+            NetworkFactory::new(clients.clone(), log.clone(), config.role != Role::Witness),
             log.clone(),
             sm.clone(),
         )
@@ -156,7 +194,81 @@ impl Node {
             accepting: AtomicBool::new(true),
             export_progress: crate::export::Registry::default(),
             archive_progress: crate::archive::progress::Progress::default(),
+            leader_contact: AtomicU64::new(0),
+            started: Instant::now(),
+            membership_op: std::sync::Mutex::new(None),
+            witness: crate::witness::Floors::default(),
         }))
+    }
+
+    /// Whether this node is configured as a witness.
+    pub fn is_witness(&self) -> bool {
+        self.config.role == Role::Witness
+    }
+
+    /// A witness's view of the data voters' durable progress.
+    pub fn witness_floors(&self) -> &crate::witness::Floors {
+        &self.witness
+    }
+
+    /// Records that a leader's append just succeeded here.
+    pub fn note_leader_contact(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.leader_contact.store(ms + 1, Ordering::Relaxed);
+    }
+
+    /// How long ago a leader's append last succeeded here.
+    pub fn since_leader_contact(&self) -> Option<Duration> {
+        let at = self.leader_contact.load(Ordering::Relaxed).checked_sub(1)?;
+        Some(
+            self.started
+                .elapsed()
+                .saturating_sub(Duration::from_millis(at)),
+        )
+    }
+
+    /// Whether a leader's append reached this node within twice the
+    /// maximum election timeout: a leader was alive a moment ago.
+    pub fn has_recent_leader_contact(&self) -> bool {
+        let fresh = Duration::from_millis(self.config.raft.election_timeout_max_ms * 2);
+        self.since_leader_contact().is_some_and(|d| d <= fresh)
+    }
+
+    /// Claims the membership-operation slot for `what`, or says which
+    /// operation holds it.
+    pub fn begin_membership_op(&self, what: String) -> Result<MembershipOp<'_>, String> {
+        let mut slot = self.membership_op.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((running, since)) = slot.as_ref() {
+            return Err(format!(
+                "{running} (started {} s ago)",
+                since.elapsed().as_secs()
+            ));
+        }
+        *slot = Some((what, Instant::now()));
+        Ok(MembershipOp { node: self })
+    }
+
+    /// The members (voters and learners) the leader heard from within the
+    /// maximum election timeout, itself included; `None` when this node
+    /// does not lead.
+    pub fn reachable_members(&self) -> Option<std::collections::BTreeSet<NodeId>> {
+        let m = self.raft_metrics();
+        let acks = m.heartbeat.as_ref()?;
+        let recent = Duration::from_millis(self.config.raft.election_timeout_max_ms);
+        Some(
+            m.membership_config
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+                .filter(|id| {
+                    *id == self.id()
+                        || acks
+                            .get(id)
+                            .and_then(|at| at.as_ref())
+                            .is_some_and(|at| at.elapsed() < recent)
+                })
+                .collect(),
+        )
     }
 
     /// A copy of openraft's current metrics (role, term, indexes, membership).
@@ -214,6 +326,7 @@ impl Node {
         Member {
             peer_addr: self.config.advertise.peer.clone(),
             admin_addr: self.config.advertise.admin.clone(),
+            role: self.config.role,
         }
     }
 
@@ -264,6 +377,13 @@ impl Node {
     pub async fn write_as_leader(&self, mut request: IngestRequest) -> Result<u64, SubmitError> {
         if !self.accepting.load(Ordering::SeqCst) {
             return Err(SubmitError::ShuttingDown);
+        }
+        if self.is_witness() {
+            // It leads only to hand over to a data node; clients retry.
+            return Err(SubmitError::NoLeader {
+                reason: "the witness leads only until a data node takes over".to_string(),
+                retry_after: Duration::from_secs(1),
+            });
         }
         let retained = self.metrics.log_bytes.get();
         let budget = self.config.raft.max_log_bytes;
@@ -487,21 +607,70 @@ impl Node {
         }
     }
 
-    /// True when this node can get a request committed: it knows a leader,
-    /// and if it is the leader, a quorum acknowledged it recently.
-    pub fn is_ready(&self) -> bool {
+    /// `/health/ready`: `Ok` when this node can do its job now, else why not.
+    ///
+    /// A data node is ready when it can get a request committed: it leads
+    /// and a quorum acknowledged it recently, or it heard from a leader
+    /// recently. A witness is ready when it is voting and up to date: a
+    /// voter, in recent contact with a leader, holding every entry the
+    /// leader has reported committed.
+    pub fn readiness(&self) -> Result<(), String> {
         let m = self.raft_metrics();
-        if m.running_state.is_err() || m.current_leader.is_none() {
-            return false;
+        if m.running_state.is_err() {
+            return Err("raft has stopped".into());
+        }
+        let Some(leader) = m.current_leader else {
+            return Err("no leader known".into());
+        };
+        let fresh = Duration::from_millis(self.config.raft.election_timeout_max_ms * 2);
+        if let Some(recorded) = m.membership_config.membership().get_node(&self.id()) {
+            if recorded.role != self.config.role {
+                return Err(format!(
+                    "the membership records this node as {} but its config says role = \"{}\"",
+                    recorded.role, self.config.role
+                ));
+            }
         }
         if m.state == ServerState::Leader {
-            let fresh = Duration::from_millis(self.config.raft.election_timeout_max_ms * 2);
-            return m
+            if self.is_witness() {
+                return Err("the witness leads only until a data node takes over".into());
+            }
+            let acked = m
                 .last_quorum_acked
                 .as_ref()
                 .is_some_and(|at| at.elapsed() <= fresh);
+            return if acked {
+                Ok(())
+            } else {
+                Err("leader without a recent quorum".into())
+            };
         }
-        true
+        if !self.has_recent_leader_contact() {
+            return Err(format!("no recent contact with leader {leader}"));
+        }
+        if self.is_witness() {
+            let voter = m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == self.id());
+            if !voter {
+                return Err("the witness is not a voter yet".into());
+            }
+            let last = m.last_log_index.unwrap_or(0);
+            let committed = m.cluster_committed.map_or(0, |l| l.index);
+            if last < committed {
+                return Err(format!(
+                    "behind: holds up to index {last}, the leader committed {committed}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `/health/ready` answers 200 (see [`Node::readiness`]).
+    pub fn is_ready(&self) -> bool {
+        self.readiness().is_ok()
     }
 }
 
@@ -515,6 +684,7 @@ pub fn members_map(members: &[crate::config::InitialMember]) -> BTreeMap<NodeId,
                 Member {
                     peer_addr: m.peer_addr.clone(),
                     admin_addr: m.admin_addr.clone(),
+                    role: m.role,
                 },
             )
         })

@@ -73,6 +73,10 @@ pub struct NodeConfig {
     /// Defaults to `node-<id>`.
     #[serde(default)]
     pub name: String,
+    /// `data` (default) or `witness`: a voter that only keeps the log (see
+    /// `docs/operations.md`). A witness ignores `sinks` and `archive`.
+    #[serde(default)]
+    pub role: crate::raft::Role,
     /// Where the redb database lives.
     pub data_dir: PathBuf,
     /// Local addresses to bind.
@@ -160,6 +164,9 @@ pub struct InitialMember {
     pub peer_addr: String,
     /// Its admin `host:port`.
     pub admin_addr: String,
+    /// `data` (default) or `witness`; must match that node's own `role`.
+    #[serde(default)]
+    pub role: crate::raft::Role,
 }
 
 /// Raft timing and retention.
@@ -187,6 +194,20 @@ pub struct RaftSection {
     /// new writes (429 / UNAVAILABLE with a retry hint) until the sinks and
     /// the archive catch up and trimming frees space.
     pub max_log_bytes: u64,
+    /// Page cache of the node's database. Unset: 1 GiB on a data node
+    /// (recent entries are read back by the exporters and the archiver),
+    /// 64 MiB on a witness (it only writes).
+    pub db_cache_bytes: Option<usize>,
+}
+
+impl NodeConfig {
+    /// The database page cache this node uses (see `raft.db_cache_bytes`).
+    pub fn db_cache_bytes(&self) -> usize {
+        self.raft.db_cache_bytes.unwrap_or(match self.role {
+            crate::raft::Role::Data => 1 << 30,
+            crate::raft::Role::Witness => 64 << 20,
+        })
+    }
 }
 
 impl Default for RaftSection {
@@ -200,6 +221,7 @@ impl Default for RaftSection {
             retain_unconsumed: true,
             log_keep_entries: 10_000,
             max_log_bytes: 16 << 30,
+            db_cache_bytes: None,
         }
     }
 }
@@ -426,6 +448,19 @@ impl NodeConfig {
             }
             validate_host_port(&format!("{field}.peer_addr"), &m.peer_addr)?;
             validate_host_port(&format!("{field}.admin_addr"), &m.admin_addr)?;
+            if m.id == self.node_id && m.role != self.role {
+                return Err(ConfigError::field(
+                    &format!("{field}.role"),
+                    format!("is `{}` but this node's `role` is `{}`", m.role, self.role),
+                ));
+            }
+        }
+        let members = &self.cluster.initial_members;
+        if !members.is_empty() && members.iter().all(|m| m.role == crate::raft::Role::Witness) {
+            return Err(ConfigError::field(
+                "cluster.initial_members",
+                "needs at least one data member: a witness never leads",
+            ));
         }
         Ok(())
     }

@@ -15,6 +15,7 @@
 //! - [`store`]: redb-backed Raft log and state machine with a single group-commit writer.
 //! - [`restore`]: `otelraft restore`, a new node built from the archive after total loss.
 //! - [`trim`]: deletes log rows once every sink and the archive are done with them.
+//! - [`witness`]: a witness keeps its log until every data voter holds it.
 //! - [`peer`]: the internal gRPC service (Raft RPCs and forwarded writes).
 //! - [`bench`]: `otelraft bench`, a closed-loop OTLP load generator.
 //! - [`cluster`]: a running node: Raft plus the submit path that ingest calls.
@@ -40,3 +41,4 @@ pub mod restore;
 pub mod server;
 pub mod store;
 pub mod trim;
+pub mod witness;

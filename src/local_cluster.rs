@@ -1,7 +1,8 @@
 //! `otelraft local-cluster`: three nodes on 127.0.0.1-3 as separate
 //! processes, with embedded defaults. Each node listens on the standard OTLP
 //! ports of its own loopback address, so `127.0.0.2:4318` is node 2's OTLP
-//! HTTP endpoint. Ctrl-C stops all three.
+//! HTTP endpoint. Ctrl-C stops all three. With `--witness`, node 3 is a
+//! witness: the 2 + witness deployment.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -41,6 +42,8 @@ pub struct LocalNode {
     pub id: u64,
     /// Loopback address it binds.
     pub ip: String,
+    /// Its role.
+    pub role: crate::raft::Role,
 }
 
 impl LocalNode {
@@ -52,8 +55,9 @@ impl LocalNode {
 /// The TOML config of node `me` in a cluster of `nodes`.
 pub fn node_config(me: &LocalNode, nodes: &[LocalNode], data_dir: &Path) -> String {
     let mut s = format!(
-        "node_id = {}\ndata_dir = {:?}\n\n[listen]\notlp_grpc = \"{}\"\notlp_http = \"{}\"\npeer = \"{}\"\nadmin = \"{}\"\n\n[cluster]\nbootstrap = {}\n",
+        "node_id = {}\nrole = \"{}\"\ndata_dir = {:?}\n\n[listen]\notlp_grpc = \"{}\"\notlp_http = \"{}\"\npeer = \"{}\"\nadmin = \"{}\"\n\n[cluster]\nbootstrap = {}\n",
         me.id,
+        me.role,
         data_dir.display().to_string(),
         me.addr(4317),
         me.addr(4318),
@@ -63,10 +67,11 @@ pub fn node_config(me: &LocalNode, nodes: &[LocalNode], data_dir: &Path) -> Stri
     );
     for n in nodes {
         s.push_str(&format!(
-            "\n[[cluster.initial_members]]\nid = {}\npeer_addr = \"{}\"\nadmin_addr = \"{}\"\n",
+            "\n[[cluster.initial_members]]\nid = {}\npeer_addr = \"{}\"\nadmin_addr = \"{}\"\nrole = \"{}\"\n",
             n.id,
             n.addr(4400),
-            n.addr(4480)
+            n.addr(4480),
+            n.role
         ));
     }
     s
@@ -91,7 +96,8 @@ async fn stop(child: &mut Child, grace: Duration) {
 }
 
 /// Starts the cluster in `dir`, prints its endpoints, and runs until Ctrl-C.
-pub async fn run(dir: PathBuf) -> Result<(), LocalClusterError> {
+/// With `witness`, node 3 is a witness.
+pub async fn run(dir: PathBuf, witness: bool) -> Result<(), LocalClusterError> {
     std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
     let dir = dir
         .canonicalize()
@@ -101,6 +107,11 @@ pub async fn run(dir: PathBuf) -> Result<(), LocalClusterError> {
         .map(|id| LocalNode {
             id,
             ip: format!("127.0.0.{id}"),
+            role: if witness && id == 3 {
+                crate::raft::Role::Witness
+            } else {
+                crate::raft::Role::Data
+            },
         })
         .collect();
     let mut children = Vec::new();
@@ -128,8 +139,9 @@ pub async fn run(dir: PathBuf) -> Result<(), LocalClusterError> {
     println!("otelraft local cluster in {}", dir.display());
     for n in &nodes {
         println!(
-            "  node {}: OTLP gRPC {}  OTLP HTTP http://{}  admin http://{}  log {}/node{}.log",
+            "  node {} ({}): OTLP gRPC {}  OTLP HTTP http://{}  admin http://{}  log {}/node{}.log",
             n.id,
+            n.role,
             n.addr(4317),
             n.addr(4318),
             n.addr(4480),

@@ -1,15 +1,11 @@
 //! The `otelraft` binary: `serve`, `local-cluster`, `admin`, `inspect` and
 //! `check-config`.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use otelraft::admin::client::AdminClient;
-use otelraft::admin::status::Status;
-use otelraft::admin::{ChangeReply, InitRequest, MemberSpec, NodeRequest, TransferRequest};
 use otelraft::config::NodeConfig;
 use otelraft::restore::RestoreOptions;
 
@@ -37,6 +33,9 @@ enum Cmd {
         /// Where configs, data and logs go.
         #[arg(long, default_value = "otelraft-local")]
         dir: PathBuf,
+        /// Make node 3 a witness (2 data nodes + 1 witness).
+        #[arg(long)]
+        witness: bool,
     },
     /// Administer a running cluster through any member.
     Admin {
@@ -44,7 +43,7 @@ enum Cmd {
         #[arg(long, default_value = "http://127.0.0.1:4480")]
         endpoint: String,
         #[command(subcommand)]
-        command: AdminCmd,
+        command: otelraft::admin::cli::AdminCommand,
     },
     /// Print a stopped node's log as JSON lines.
     Inspect {
@@ -112,54 +111,6 @@ enum Cmd {
     CheckConfig {
         /// The file.
         file: PathBuf,
-    },
-}
-
-#[derive(Subcommand)]
-enum AdminCmd {
-    /// Show the node's view of the cluster.
-    Status {
-        /// Print the full JSON document.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Initialise a new cluster (default: the contacted node alone).
-    Init {
-        /// A voter as `ID=PEER_ADDR,ADMIN_ADDR`; repeat for each.
-        #[arg(long = "member")]
-        members: Vec<String>,
-    },
-    /// Add a node as a learner and wait until it has caught up.
-    AddLearner {
-        #[arg(long)]
-        id: u64,
-        #[arg(long)]
-        peer_addr: String,
-        #[arg(long)]
-        admin_addr: String,
-    },
-    /// Make a learner a voter.
-    Promote {
-        #[arg(long)]
-        id: u64,
-    },
-    /// Remove a voter or learner.
-    Remove {
-        #[arg(long)]
-        id: u64,
-    },
-    /// Hand leadership to another voter.
-    TransferLeader {
-        #[arg(long)]
-        to: u64,
-    },
-    /// Build a snapshot on the contacted node now.
-    Snapshot,
-    /// Show each sink's dead-letter record (counts and newest items) as JSON.
-    DeadLetters {
-        /// Only this sink.
-        #[arg(long)]
-        sink: Option<String>,
     },
 }
 
@@ -322,107 +273,6 @@ async fn archive(config: Option<PathBuf>, cmd: ArchiveCmd) -> Result<(), String>
     }
 }
 
-fn parse_member(s: &str) -> Result<MemberSpec, String> {
-    let (id, addrs) = s
-        .split_once('=')
-        .ok_or_else(|| format!("`{s}`: expected ID=PEER_ADDR,ADMIN_ADDR"))?;
-    let (peer, admin) = addrs
-        .split_once(',')
-        .ok_or_else(|| format!("`{s}`: expected ID=PEER_ADDR,ADMIN_ADDR"))?;
-    let id = id.parse().map_err(|_| format!("`{id}` is not a node id"))?;
-    Ok(MemberSpec {
-        id,
-        peer_addr: peer.to_string(),
-        admin_addr: admin.to_string(),
-    })
-}
-
-async fn admin(endpoint: &str, cmd: AdminCmd) -> Result<(), String> {
-    let client = AdminClient::new(endpoint);
-    let change =
-        |r: Result<ChangeReply, otelraft::admin::client::ClientError>| -> Result<(), String> {
-            let r = r.map_err(|e| e.to_string())?;
-            println!("{}", r.message);
-            Ok(())
-        };
-    match cmd {
-        AdminCmd::Status { json } => {
-            let s: Status = client
-                .get_json("/admin/v1/status")
-                .await
-                .map_err(|e| e.to_string())?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?
-                );
-            } else {
-                print!("{}", s.render_text());
-            }
-            Ok(())
-        }
-        AdminCmd::Init { members } => {
-            let members = members
-                .iter()
-                .map(|m| parse_member(m))
-                .collect::<Result<Vec<_>, _>>()?;
-            change(
-                client
-                    .post_json("/admin/v1/init", &InitRequest { members })
-                    .await,
-            )
-        }
-        AdminCmd::AddLearner {
-            id,
-            peer_addr,
-            admin_addr,
-        } => change(
-            client
-                .post_json(
-                    "/admin/v1/add-learner",
-                    &MemberSpec {
-                        id,
-                        peer_addr,
-                        admin_addr,
-                    },
-                )
-                .await,
-        ),
-        AdminCmd::Promote { id } => change(
-            client
-                .post_json("/admin/v1/promote", &NodeRequest { id })
-                .await,
-        ),
-        AdminCmd::Remove { id } => change(
-            client
-                .post_json("/admin/v1/remove", &NodeRequest { id })
-                .await,
-        ),
-        AdminCmd::TransferLeader { to } => change(
-            client
-                .post_json("/admin/v1/transfer-leader", &TransferRequest { to })
-                .await,
-        ),
-        AdminCmd::Snapshot => change(
-            client
-                .post_json("/admin/v1/snapshot", &serde_json::json!({}))
-                .await,
-        ),
-        AdminCmd::DeadLetters { sink } => {
-            let mut all: BTreeMap<String, serde_json::Value> = client
-                .get_json("/admin/v1/dead-letters")
-                .await
-                .map_err(|e| e.to_string())?;
-            if let Some(sink) = sink {
-                all.retain(|name, _| *name == sink);
-            }
-            let text = serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?;
-            println!("{text}");
-            Ok(())
-        }
-    }
-}
-
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("OTELRAFT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
@@ -445,10 +295,10 @@ async fn main() -> ExitCode {
                     .map_err(|e| e.to_string()),
             }
         }
-        Cmd::LocalCluster { dir } => otelraft::local_cluster::run(dir)
+        Cmd::LocalCluster { dir, witness } => otelraft::local_cluster::run(dir, witness)
             .await
             .map_err(|e| e.to_string()),
-        Cmd::Admin { endpoint, command } => admin(&endpoint, command).await,
+        Cmd::Admin { endpoint, command } => otelraft::admin::cli::run(&endpoint, command).await,
         Cmd::Archive { config, command } => archive(config, command).await,
         Cmd::Inspect { data_dir } => {
             let stdout = std::io::stdout();

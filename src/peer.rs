@@ -89,6 +89,9 @@ impl Peer for PeerService {
             .append_entries(rpc)
             .await
             .map_err(raft_status)?;
+        if matches!(resp, openraft::raft::AppendEntriesResponse::Success) {
+            self.node.note_leader_contact();
+        }
         json_reply(&resp)
     }
 
@@ -114,6 +117,17 @@ impl Peer for PeerService {
     ) -> Result<Response<pb::peer::JsonReply>, Status> {
         let rpc: TransferLeaderRequest<TypeConfig> =
             parse("transfer-leader request", &request.into_inner().json)?;
+        // openraft would start an election here whatever `enable_elect`
+        // says; a witness must never lead by transfer.
+        if self.node.is_witness() && *rpc.to_node_id() == self.node.id() {
+            tracing::warn!(
+                from = %rpc.from_leader(),
+                "refused leadership transfer: this node is a witness"
+            );
+            return Err(Status::failed_precondition(
+                "this node is a witness and never takes leadership",
+            ));
+        }
         json_reply(
             &self
                 .node
@@ -150,6 +164,25 @@ impl Peer for PeerService {
             .await
             .map_err(raft_status)?;
         json_reply(&resp)
+    }
+
+    async fn node_info(
+        &self,
+        _request: Request<pb::peer::NodeInfoRequest>,
+    ) -> Result<Response<pb::peer::NodeInfoReply>, Status> {
+        let m = self.node.raft_metrics();
+        Ok(Response::new(pb::peer::NodeInfoReply {
+            node_id: self.node.id(),
+            role: self.node.config().role.as_str().to_string(),
+            durable_applied_next: self
+                .node
+                .log_store()
+                .durable_applied()
+                .map_or(0, |i| i.saturating_add(1)),
+            leader: m.state == openraft::ServerState::Leader,
+            term: m.current_term,
+            recent_leader_contact: self.node.has_recent_leader_contact(),
+        }))
     }
 
     async fn forward(

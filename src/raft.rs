@@ -16,18 +16,61 @@ use crate::pb::log::Command;
 /// A member's identity. Ids are assigned by the operator and never reused.
 pub type NodeId = u64;
 
-/// What the cluster records about each member: where to reach it.
+/// What a member is for. A node declares its role in its own config; the
+/// leader checks the declaration before recording it in the membership, so
+/// the two always agree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Full log and state machine; may lead, export and archive.
+    #[default]
+    Data,
+    /// A voter that keeps the log durably and nothing else: it never
+    /// campaigns, exports, archives or serves snapshots (DESIGN.md section 3).
+    Witness,
+}
+
+impl Role {
+    /// True for the default role, which the membership JSON leaves out.
+    pub fn is_data(&self) -> bool {
+        *self == Role::Data
+    }
+
+    /// `data` or `witness`, as in configs and status.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Data => "data",
+            Role::Witness => "witness",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the cluster records about each member: where to reach it, and its
+/// role.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// `host:port` of the peer gRPC service (Raft and forwarded writes).
     pub peer_addr: String,
     /// `host:port` of the admin HTTP API (status, health, metrics).
     pub admin_addr: String,
+    /// Absent in membership records written before roles existed: data.
+    #[serde(default, skip_serializing_if = "Role::is_data")]
+    pub role: Role,
 }
 
 impl fmt::Display for Member {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "peer={} admin={}", self.peer_addr, self.admin_addr)
+        write!(
+            f,
+            "{} peer={} admin={}",
+            self.role, self.peer_addr, self.admin_addr
+        )
     }
 }
 

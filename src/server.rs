@@ -49,10 +49,20 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let peer_task = tokio::spawn(peer_server);
     node.bootstrap_if_configured().await?;
     let metrics_task = tokio::spawn(node.clone().publish_raft_metrics());
-    crate::export::spawn_exporters(&node, node.export_progress())
-        .map_err(|e| NodeError::Raft(format!("exporters: {e}")))?;
-    crate::archive::archiver::spawn(&node).map_err(|e| NodeError::Raft(format!("archive: {e}")))?;
+    if node.is_witness() {
+        if !config.sinks.is_empty() {
+            tracing::warn!(
+                "role = \"witness\": the configured sinks are ignored; a witness never exports or archives"
+            );
+        }
+    } else {
+        crate::export::spawn_exporters(&node, node.export_progress())
+            .map_err(|e| NodeError::Raft(format!("exporters: {e}")))?;
+        crate::archive::archiver::spawn(&node)
+            .map_err(|e| NodeError::Raft(format!("archive: {e}")))?;
+    }
     let trim_task = tokio::spawn(crate::trim::run(node.clone()));
+    let witness_task = tokio::spawn(crate::witness::run(node.clone()));
     let admin_task = tokio::spawn(crate::admin::serve(admin_listener, node.clone(), stopped()));
 
     let settings = IngestSettings {
@@ -70,6 +80,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let http_task = tokio::spawn(ingest::serve_http(http_listener, ingest, stopped()));
     tracing::info!(
         node_id = config.node_id,
+        role = %config.role,
         otlp_grpc = %config.listen.otlp_grpc,
         otlp_http = %config.listen.otlp_http,
         peer = %config.listen.peer,
@@ -98,6 +109,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let _ = peer_task.await;
     metrics_task.abort();
     trim_task.abort();
+    witness_task.abort();
     tracing::info!(node_id = config.node_id, "stopped");
     Ok(())
 }

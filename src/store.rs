@@ -63,8 +63,21 @@ pub async fn open(
     data_dir: &Path,
     metrics: Arc<Metrics>,
 ) -> Result<(LogStore, StateMachineStore), StoreError> {
+    open_with_cache(data_dir, metrics, DEFAULT_CACHE_BYTES).await
+}
+
+/// redb's own default page cache.
+pub const DEFAULT_CACHE_BYTES: usize = 1 << 30;
+
+/// [`open`] with a page cache of `cache_bytes` (a witness needs little).
+pub async fn open_with_cache(
+    data_dir: &Path,
+    metrics: Arc<Metrics>,
+    cache_bytes: usize,
+) -> Result<(LogStore, StateMachineStore), StoreError> {
     let data_dir = data_dir.to_path_buf();
-    let opened = tokio::task::spawn_blocking(move || tables::open_db(&data_dir)).await??;
+    let opened =
+        tokio::task::spawn_blocking(move || tables::open_db(&data_dir, cache_bytes)).await??;
     opened.figures.publish(&metrics);
     let shared = Arc::new(opened.db);
     let overlay = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
@@ -132,6 +145,11 @@ pub struct SmState {
     /// own (configured after the restore) use this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<SinkRestore>,
+    /// Ids of every node that has left the membership. Ids are never
+    /// reused: a returning machine joins under a new id, so a stale process
+    /// with an old id and old log can never be mistaken for a member.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub retired_ids: std::collections::BTreeSet<u64>,
 }
 
 impl SmState {

@@ -6,6 +6,9 @@
 //! `store::tables::LOG`), so an entry leaves the disk only after every sink
 //! and the archive hold it and Raft no longer needs it for replication.
 //! A member whose state lags trims later, never earlier.
+//!
+//! A witness consumes nothing and trims by a different rule, behind the data
+//! voters (see `witness`); here it only publishes the archive gauges.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,9 +37,12 @@ pub async fn run(node: Arc<Node>) {
             None => u64::MAX,
         };
         let m = node.metrics();
-        // The highest index no consumer needs; -1 while they need them all.
-        m.log_trim_index
-            .set(i64::try_from(below).unwrap_or(i64::MAX) - 1);
+        let witness = node.is_witness();
+        if !witness {
+            // The highest index no consumer needs; -1 while they need them all.
+            m.log_trim_index
+                .set(i64::try_from(below).unwrap_or(i64::MAX) - 1);
+        }
         let archive = &state.archive;
         m.archive_cursor
             .set(i64::try_from(archive.cursor).unwrap_or(i64::MAX));
@@ -46,7 +52,7 @@ pub async fn run(node: Arc<Node>) {
             .set(i64::try_from(archive.blocks).unwrap_or(i64::MAX));
         m.archive_bytes
             .set(i64::try_from(archive.bytes).unwrap_or(i64::MAX));
-        if below > sent {
+        if below > sent && !witness {
             match node.log_store().trim(below).await {
                 Ok(()) => sent = below,
                 Err(e) => {

@@ -280,6 +280,7 @@ async fn a_learner_that_joins_after_purge_catches_up_from_a_snapshot() {
         nodes: 4,
         voters: Some(3),
         env: vec![("OTELRAFT_RAFT__LOG_KEEP_ENTRIES".into(), "0".into())],
+        ..Default::default()
     })
     .await;
     let client = http();

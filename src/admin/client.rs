@@ -49,8 +49,9 @@ impl AdminClient {
     /// `endpoint` is `http://host:port`.
     pub fn new(endpoint: &str) -> Self {
         let http = reqwest::Client::builder()
-            // Membership calls wait for catch-up; give them room.
-            .timeout(Duration::from_secs(120))
+            // Membership calls wait for catch-up (up to 90 s) and a
+            // hand-over may also wait for an election and a transfer.
+            .timeout(Duration::from_secs(300))
             .build()
             .unwrap_or_default();
         AdminClient {

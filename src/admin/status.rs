@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use openraft::Instant as _;
 use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +17,8 @@ pub struct MemberStatus {
     pub id: NodeId,
     /// `voter` or `learner`.
     pub role: String,
+    /// `data` or `witness`.
+    pub kind: String,
     /// Peer address.
     pub peer_addr: String,
     /// Admin address.
@@ -73,6 +74,12 @@ pub struct Status {
     pub name: String,
     /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
     pub role: String,
+    /// `data` or `witness`, from this node's config.
+    pub node_role: String,
+    /// Why `/health/ready` is false, when it is.
+    pub not_ready: Option<String>,
+    /// On a witness: the data voters' durable progress it trims behind.
+    pub witness: Option<crate::witness::WitnessStatus>,
     /// The leader this node knows, if any.
     pub leader_id: Option<NodeId>,
     /// Current term.
@@ -248,6 +255,7 @@ impl Status {
                     "learner"
                 }
                 .to_string(),
+                kind: member.role.to_string(),
                 peer_addr: member.peer_addr.clone(),
                 admin_addr: member.admin_addr.clone(),
             })
@@ -280,25 +288,17 @@ impl Status {
                     .collect()
             })
             .unwrap_or_default();
-        let voters_reachable = m.heartbeat.as_ref().map(|acks| {
-            let recent =
-                std::time::Duration::from_millis(node.config().raft.election_timeout_max_ms);
-            let followers = voters
-                .iter()
-                .filter(|id| **id != node.id())
-                .filter(|id| {
-                    acks.get(id)
-                        .and_then(|at| at.as_ref())
-                        .is_some_and(|at| at.elapsed() < recent)
-                })
-                .count();
-            followers + usize::from(voters.contains(&node.id()))
-        });
+        let voters_reachable = node
+            .reachable_members()
+            .map(|r| voters.iter().filter(|v| r.contains(v)).count());
         Status {
             quorum: QuorumStatus::new(voters.len(), voters_reachable),
             node_id: node.id(),
             name: node.config().name.clone(),
             role: role.to_string(),
+            node_role: node.config().role.to_string(),
+            not_ready: node.readiness().err(),
+            witness: node.is_witness().then(|| node.witness_floors().status()),
             leader_id: m.current_leader,
             term: m.current_term,
             commit_index,
@@ -306,7 +306,7 @@ impl Status {
             last_log_index,
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
-            ready: node.is_ready(),
+            ready: node.readiness().is_ok(),
             members,
             signals: state.signals.clone(),
             sinks: sink_statuses(node, &state),
@@ -341,22 +341,26 @@ impl Status {
     /// A short human-readable rendering for `admin status`.
     pub fn render_text(&self) -> String {
         let mut out = format!(
-            "node {} ({}) role={} leader={} term={} commit={} applied={} last_log={} ready={}\n",
+            "node {} ({}, {}) role={} leader={} term={} commit={} applied={} last_log={} ready={}{}\n",
             self.node_id,
             self.name,
+            self.node_role,
             self.role,
             self.leader_id.map_or("none".to_string(), |l| l.to_string()),
             self.term,
             self.commit_index,
             self.applied_index,
             self.last_log_index,
-            self.ready
+            self.ready,
+            self.not_ready
+                .as_ref()
+                .map_or(String::new(), |why| format!(" ({why})"))
         );
         out.push_str("members:\n");
         for m in &self.members {
             out.push_str(&format!(
-                "  {} {} peer={} admin={}\n",
-                m.id, m.role, m.peer_addr, m.admin_addr
+                "  {} {} {} peer={} admin={}\n",
+                m.id, m.role, m.kind, m.peer_addr, m.admin_addr
             ));
         }
         let q = &self.quorum;
@@ -369,6 +373,19 @@ impl Status {
                 ", {r} reachable now, {now} more failure(s) tolerated\n"
             )),
             _ => out.push('\n'),
+        }
+        if let Some(w) = &self.witness {
+            let voters: Vec<String> = w
+                .data_voters
+                .iter()
+                .map(|(id, at)| format!("{id}@{}", at.map_or("?".into(), |i| i.to_string())))
+                .collect();
+            out.push_str(&format!(
+                "witness: data voters hold {}; log kept above {}\n",
+                voters.join(" "),
+                w.trim_floor
+                    .map_or("nothing yet (keeping everything)".into(), |f| f.to_string())
+            ));
         }
         if !self.signals.is_empty() {
             out.push_str("committed:\n");

@@ -713,6 +713,7 @@ pub(crate) mod tests {
             crate::raft::Member {
                 peer_addr: "a:1".into(),
                 admin_addr: "a:2".into(),
+                ..Default::default()
             },
         )]
         .into();

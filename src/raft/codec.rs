@@ -141,6 +141,7 @@ mod tests {
             Member {
                 peer_addr: "a:1".into(),
                 admin_addr: "a:2".into(),
+                role: crate::raft::Role::Witness,
             },
         )]
         .into();

@@ -185,6 +185,55 @@ impl PeerClients {
     }
 }
 
+/// What a peer says about itself (the `NodeInfo` RPC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Its configured id.
+    pub node_id: NodeId,
+    /// Its configured role.
+    pub role: crate::raft::Role,
+    /// Highest index it has durably applied.
+    pub durable_applied: Option<u64>,
+    /// Whether it leads, in `term`.
+    pub leader: bool,
+    /// Its current term.
+    pub term: u64,
+    /// Whether a leader reached it recently.
+    pub recent_leader_contact: bool,
+}
+
+impl PeerClients {
+    /// Asks the node at `addr` who it is; bounded by the RPC timeout.
+    pub async fn node_info(&self, addr: &str) -> Result<PeerInfo, PeerError> {
+        let mut client = self.client(addr)?;
+        let mut req = tonic::Request::new(pb::peer::NodeInfoRequest {});
+        req.set_timeout(self.settings.rpc_timeout);
+        let reply = client
+            .node_info(req)
+            .await
+            .map_err(|s| status_error(addr, s))?
+            .into_inner();
+        let role = match reply.role.as_str() {
+            "witness" => crate::raft::Role::Witness,
+            "data" => crate::raft::Role::Data,
+            other => {
+                return Err(PeerError::Decode {
+                    addr: addr.to_string(),
+                    message: format!("unknown role `{other}`"),
+                })
+            }
+        };
+        Ok(PeerInfo {
+            node_id: reply.node_id,
+            role,
+            durable_applied: reply.durable_applied_next.checked_sub(1),
+            leader: reply.leader,
+            term: reply.term,
+            recent_leader_contact: reply.recent_leader_contact,
+        })
+    }
+}
+
 fn status_error(addr: &str, s: tonic::Status) -> PeerError {
     PeerError::Status {
         addr: addr.to_string(),
@@ -210,13 +259,20 @@ fn from_json<T: DeserializeOwned>(addr: &str, bytes: &[u8]) -> Result<T, PeerErr
 pub struct NetworkFactory {
     clients: PeerClients,
     log: LogStore,
+    serves_snapshots: bool,
 }
 
 impl NetworkFactory {
     /// Wraps the shared pool; `log` supplies the retained entries a snapshot
-    /// carries (see `store::carry`).
-    pub fn new(clients: PeerClients, log: LogStore) -> Self {
-        NetworkFactory { clients, log }
+    /// carries (see `store::carry`). A witness passes `serves_snapshots =
+    /// false`: it holds no data to carry, and its log is kept long enough
+    /// that a data voter never needs one from it.
+    pub fn new(clients: PeerClients, log: LogStore, serves_snapshots: bool) -> Self {
+        NetworkFactory {
+            clients,
+            log,
+            serves_snapshots,
+        }
     }
 }
 
@@ -229,6 +285,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.peer_addr.clone(),
             clients: self.clients.clone(),
             log: self.log.clone(),
+            serves_snapshots: self.serves_snapshots,
         }
     }
 }
@@ -239,6 +296,7 @@ pub struct PeerNetwork {
     addr: String,
     clients: PeerClients,
     log: LogStore,
+    serves_snapshots: bool,
 }
 
 impl PeerNetwork {
@@ -340,6 +398,15 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        if !self.serves_snapshots {
+            tracing::error!(
+                target_node = self.target,
+                "a witness does not serve snapshots; node {} needs entries this witness no longer holds",
+                self.target
+            );
+            let e = std::io::Error::other("a witness does not serve snapshots");
+            return Err(StreamingError::Unreachable(Unreachable::new(&e)));
+        }
         // The state plus every entry this node still retains up to the
         // snapshot's end: the receiver may need them to export or archive.
         let carried = match snapshot.meta.last_log_id {

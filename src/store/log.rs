@@ -136,6 +136,13 @@ impl LogStore {
         tokio::task::spawn_blocking(move || inner.read_blocking(start, end, limit)).await?
     }
 
+    /// The highest applied index this node can no longer lose (see
+    /// `WriterHandle::durable_applied`). A witness trims its log only behind
+    /// every data voter's figure.
+    pub fn durable_applied(&self) -> Option<u64> {
+        self.inner.writer.durable_applied()
+    }
+
     /// Tells the writer that every consumer is done with the entries below
     /// `below`; their rows are deleted once Raft has purged them as well.
     pub async fn trim(&self, below: u64) -> Result<(), StoreError> {

@@ -260,6 +260,14 @@ pub fn apply_entry(state: &mut SmState, entry: &Entry) {
     match &entry.payload {
         EntryPayload::Blank => {}
         EntryPayload::Membership(m) => {
+            let gone: Vec<u64> = state
+                .membership
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+                .filter(|id| m.get_node(id).is_none())
+                .collect();
+            state.retired_ids.extend(gone);
             state.membership = StoredMembership::new(Some(entry.log_id), m.clone());
             state.last_content_index = entry.log_id.index;
         }

@@ -124,10 +124,13 @@ pub(super) fn open_error(path: &Path, e: DatabaseError) -> StoreError {
 
 /// Opens or creates `<dir>/otelraft.redb`, makes sure every table exists and
 /// reads the persisted meta values. Blocking.
-pub(super) fn open_db(dir: &Path) -> Result<Opened, StoreError> {
+pub(super) fn open_db(dir: &Path, cache_bytes: usize) -> Result<Opened, StoreError> {
     std::fs::create_dir_all(dir)?;
     let path: PathBuf = dir.join(DB_FILE_NAME);
-    let db = Database::create(&path).map_err(|e| open_error(&path, e))?;
+    let db = redb::Builder::new()
+        .set_cache_size(cache_bytes)
+        .create(&path)
+        .map_err(|e| open_error(&path, e))?;
 
     // Creating the tables up front means a read transaction never has to
     // treat a missing table as "empty".

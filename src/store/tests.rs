@@ -69,6 +69,7 @@ fn membership(term: u64, index: u64) -> Entry {
         Member {
             peer_addr: "127.0.0.1:1".into(),
             admin_addr: "127.0.0.1:2".into(),
+            ..Default::default()
         },
     )]
     .into();

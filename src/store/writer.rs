@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -142,9 +143,23 @@ impl Op {
 #[derive(Clone)]
 pub(super) struct WriterHandle {
     tx: mpsc::Sender<Op>,
+    durable_applied: Arc<AtomicU64>,
+}
+
+/// `durable_applied` encoding: index + 1, so 0 means "nothing applied".
+fn encode_applied(applied: Option<LogId>) -> u64 {
+    applied.map_or(0, |l| l.index.saturating_add(1))
 }
 
 impl WriterHandle {
+    /// The highest index whose applied state is on disk, made durable by an
+    /// fsync. Every entry up to it is committed and its row was written in
+    /// that or an earlier transaction (appends are queued before applies),
+    /// so this node cannot lose them. `None` before the first apply.
+    pub fn durable_applied(&self) -> Option<u64> {
+        self.durable_applied.load(Ordering::Acquire).checked_sub(1)
+    }
+
     /// Queues an operation without waiting for its outcome.
     pub async fn send(&self, op: Op) -> Result<(), StoreError> {
         self.tx
@@ -178,7 +193,9 @@ pub(super) struct WriterInit {
 /// and the queue is empty, releasing its reference to the database.
 pub(super) fn spawn(init: WriterInit) -> Result<WriterHandle, StoreError> {
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+    let durable_applied = Arc::new(AtomicU64::new(encode_applied(init.persisted_applied)));
     let writer = Writer {
+        durable_applied: durable_applied.clone(),
         db: init.db,
         overlay: init.overlay,
         metrics: init.metrics,
@@ -191,10 +208,15 @@ pub(super) fn spawn(init: WriterInit) -> Result<WriterHandle, StoreError> {
     std::thread::Builder::new()
         .name("otelraft-store-writer".into())
         .spawn(move || writer.run(rx))?;
-    Ok(WriterHandle { tx })
+    Ok(WriterHandle {
+        tx,
+        durable_applied,
+    })
 }
 
 struct Writer {
+    /// Published after each durable commit; see `WriterHandle::durable_applied`.
+    durable_applied: Arc<AtomicU64>,
     db: Arc<Database>,
     overlay: Overlay,
     metrics: Arc<Metrics>,
@@ -402,6 +424,11 @@ impl Writer {
         self.raft_first = raft_first;
         self.trim_below = trim_below;
         self.persisted_applied = persisted_applied;
+        // A durable commit also makes every earlier lazy commit durable.
+        if durable {
+            self.durable_applied
+                .store(encode_applied(persisted_applied), Ordering::Release);
+        }
         if let Some(f) = figures {
             f.publish(&self.metrics);
         }

@@ -154,6 +154,11 @@ impl TestNode {
         self.signal(libc::SIGCONT);
     }
 
+    /// The process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Whether the process is running.
     pub fn is_running(&self) -> bool {
         self.child.is_some()
@@ -241,6 +246,8 @@ pub struct Options {
     pub voters: Option<usize>,
     /// Extra `OTELRAFT_*` overrides for every node.
     pub env: Vec<(String, String)>,
+    /// Ids of the nodes configured with `role = "witness"`.
+    pub witnesses: Vec<u64>,
 }
 
 /// A set of node processes in one temp dir.
@@ -258,16 +265,27 @@ impl TestCluster {
             .collect();
         let voters = opts.voters.unwrap_or(opts.nodes);
         let mut members = String::new();
+        let role = |id: u64| {
+            if opts.witnesses.contains(&id) {
+                "witness"
+            } else {
+                "data"
+            }
+        };
         for n in nodes.iter().take(voters) {
             members.push_str(&format!(
-                "\n[[cluster.initial_members]]\nid = {}\npeer_addr = \"{}\"\nadmin_addr = \"{}\"\n",
-                n.id, n.peer, n.admin
+                "\n[[cluster.initial_members]]\nid = {}\npeer_addr = \"{}\"\nadmin_addr = \"{}\"\nrole = \"{}\"\n",
+                n.id,
+                n.peer,
+                n.admin,
+                role(n.id)
             ));
         }
         for n in nodes.iter_mut() {
             let config = format!(
-                "node_id = {id}\ndata_dir = {data:?}\n\n[listen]\notlp_grpc = \"{g}\"\notlp_http = \"{h}\"\npeer = \"{p}\"\nadmin = \"{a}\"\n\n[raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 600\nelection_timeout_max_ms = 1200\n\n[cluster]\nbootstrap = {b}\n{members}",
+                "node_id = {id}\nrole = \"{role}\"\ndata_dir = {data:?}\n\n[listen]\notlp_grpc = \"{g}\"\notlp_http = \"{h}\"\npeer = \"{p}\"\nadmin = \"{a}\"\n\n[raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 600\nelection_timeout_max_ms = 1200\n\n[cluster]\nbootstrap = {b}\n{members}",
                 id = n.id,
+                role = role(n.id),
                 data = n.data_dir.display().to_string(),
                 g = n.grpc,
                 h = n.http,

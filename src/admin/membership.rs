@@ -1,0 +1,625 @@
+//! Membership operations, run on the leader: add a learner or a witness,
+//! promote, remove, replace, transfer leadership.
+//!
+//! Every operation follows the same order: claim the node's single
+//! membership slot (so two operations never interleave), check the request
+//! against the membership and the voters the leader can reach, wait for any
+//! catch-up the change needs, and only then commit the change through
+//! openraft's joint consensus. A refusal happens before anything is
+//! written, so a refused call leaves the membership as it was.
+//!
+//! Quorum safety (see [`check_voters`]): a change is refused when either the
+//! current or the new voter set lacks a reachable quorum (it could not
+//! commit), when it would leave no data voter, and, unless forced, when it
+//! would leave the cluster unable to survive one more failure while it can
+//! today.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use openraft::ChangeMembers;
+use serde::{Deserialize, Serialize};
+
+use super::{AdminError, ChangeReply};
+use crate::cluster::Node;
+use crate::raft::{Member, NodeId, Role};
+
+/// How long a new member may take to catch up before the call gives up.
+pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long a leadership transfer may take.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A node to add: where to reach it and, optionally, the role it must have.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// Its node id: new, never used before in this cluster.
+    pub id: NodeId,
+    /// Its peer `host:port`.
+    pub peer_addr: String,
+    /// Its admin `host:port`.
+    pub admin_addr: String,
+    /// The role the caller expects; the node's own config decides, and a
+    /// mismatch is refused. `None` takes what the node declares.
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+/// Body of promote and remove.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeRequest {
+    /// The node.
+    pub id: NodeId,
+    /// Skip the refusals that exist to protect availability (not those
+    /// that protect data or that a commit could never get past).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Body of replace: `old` leaves, `new` takes its place.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplaceRequest {
+    /// The member to retire.
+    pub old: NodeId,
+    /// The node that replaces it.
+    pub new: JoinRequest,
+    /// As for remove.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Body of transfer-leader.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TransferRequest {
+    /// The data voter that should lead.
+    pub to: NodeId,
+}
+
+/// The facts a voter-set change is checked against.
+#[derive(Debug, Clone)]
+pub struct VoterChange<'a> {
+    /// Voters now.
+    pub current: &'a BTreeSet<NodeId>,
+    /// Voters after the change.
+    pub next: &'a BTreeSet<NodeId>,
+    /// Every member's role.
+    pub roles: &'a BTreeMap<NodeId, Role>,
+    /// Members the leader heard from recently (itself included).
+    pub reachable: &'a BTreeSet<NodeId>,
+}
+
+fn quorum(voters: usize) -> usize {
+    voters / 2 + 1
+}
+
+fn ids(set: &BTreeSet<NodeId>) -> String {
+    set.iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Refuses a voter-set change that would lose data, could not commit, or
+/// (unless `force`) would remove the cluster's last margin for failure.
+///
+/// Raft commits a joint change only with a quorum of the current voters and
+/// a quorum of the next ones, so both must be reachable now.
+pub fn check_voters(c: &VoterChange<'_>, force: bool) -> Result<(), AdminError> {
+    if !c
+        .next
+        .iter()
+        .any(|id| c.roles.get(id).copied().unwrap_or_default() == Role::Data)
+    {
+        return Err(AdminError::Unsafe(format!(
+            "the voters would be {{{}}}: no data voter would remain, and a witness never leads",
+            ids(c.next)
+        )));
+    }
+    let up = |set: &BTreeSet<NodeId>| set.iter().filter(|id| c.reachable.contains(id)).count();
+    let (up_now, up_next) = (up(c.current), up(c.next));
+    if up_now < quorum(c.current.len()) {
+        return Err(AdminError::Unsafe(format!(
+            "only {up_now} of the voters {{{}}} are reachable, fewer than the quorum of {}: no change can commit until more of them are back",
+            ids(c.current),
+            quorum(c.current.len())
+        )));
+    }
+    if up_next < quorum(c.next.len()) {
+        return Err(AdminError::Unsafe(format!(
+            "the cluster would lose quorum: the new voters {{{}}} need {} of them, but only {up_next} are reachable",
+            ids(c.next),
+            quorum(c.next.len())
+        )));
+    }
+    let margin_now = up_now - quorum(c.current.len());
+    let margin_next = up_next - quorum(c.next.len());
+    if margin_next == 0 && margin_now > 0 && !force {
+        return Err(AdminError::Unsafe(format!(
+            "after this change the voters {{{}}} would survive no further failure ({up_next} reachable, quorum {}), while today the cluster survives {margin_now}; add a replacement first (`admin replace`), or pass --force",
+            ids(c.next),
+            quorum(c.next.len())
+        )));
+    }
+    Ok(())
+}
+
+/// [`check_voters`] for moving from `voters` to `next`, against the members
+/// this leader can reach now.
+async fn check_next(
+    node: &Node,
+    voters: &BTreeSet<NodeId>,
+    nodes: &BTreeMap<NodeId, Member>,
+    next: &BTreeSet<NodeId>,
+    force: bool,
+) -> Result<(), AdminError> {
+    let roles: BTreeMap<NodeId, Role> = nodes.iter().map(|(id, m)| (*id, m.role)).collect();
+    check_voters(
+        &VoterChange {
+            current: voters,
+            next,
+            roles: &roles,
+            reachable: &reachable(node).await?,
+        },
+        force,
+    )
+}
+
+/// The current membership's voters and every member's role; refuses while
+/// a joint (two-step) change is still in flight.
+fn settled_membership(
+    node: &Node,
+) -> Result<(BTreeSet<NodeId>, BTreeMap<NodeId, Member>), AdminError> {
+    let m = node.raft_metrics();
+    let membership = m.membership_config.membership();
+    if membership.get_joint_config().len() > 1 {
+        return Err(AdminError::ChangeInProgress(
+            "a joint membership change has not finished yet".into(),
+        ));
+    }
+    let voters = membership.voter_ids().collect();
+    let nodes = membership
+        .nodes()
+        .map(|(id, member)| (*id, member.clone()))
+        .collect();
+    Ok((voters, nodes))
+}
+
+/// The members the leader heard from recently. A leader that took over a
+/// moment ago may not have every answer yet, so a set that lacks members is
+/// given a heartbeat round and up to two election timeouts to fill.
+async fn reachable(node: &Node) -> Result<BTreeSet<NodeId>, AdminError> {
+    let all = node
+        .raft_metrics()
+        .membership_config
+        .membership()
+        .nodes()
+        .count();
+    let deadline =
+        Instant::now() + Duration::from_millis(node.config().raft.election_timeout_max_ms * 2);
+    let mut nudged = false;
+    loop {
+        let up = node.reachable_members().ok_or(AdminError::NoLeader)?;
+        if up.len() >= all || Instant::now() >= deadline {
+            return Ok(up);
+        }
+        if !nudged {
+            let _ = node.raft().trigger().heartbeat().await;
+            nudged = true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn claim<'a>(node: &'a Node, what: String) -> Result<crate::cluster::MembershipOp<'a>, AdminError> {
+    node.begin_membership_op(what)
+        .map_err(AdminError::ChangeInProgress)
+}
+
+/// Refuses ids that are taken, reserved or retired.
+fn check_new_id(
+    node: &Node,
+    nodes: &BTreeMap<NodeId, Member>,
+    id: NodeId,
+) -> Result<(), AdminError> {
+    if id == 0 {
+        return Err(AdminError::BadRequest("node id 0 is reserved".into()));
+    }
+    if nodes.contains_key(&id) {
+        return Err(AdminError::BadRequest(format!(
+            "node {id} is already a member"
+        )));
+    }
+    if node.state().retired_ids.contains(&id) {
+        return Err(AdminError::BadRequest(format!(
+            "node id {id} belonged to a member that was removed; ids are never reused, pick a new one"
+        )));
+    }
+    Ok(())
+}
+
+/// Asks the joining node who it is, so a wrong address or a role that its
+/// config does not declare is refused before the membership changes.
+async fn verified_member(node: &Node, req: &JoinRequest) -> Result<Member, AdminError> {
+    let info =
+        node.peers()
+            .node_info(&req.peer_addr)
+            .await
+            .map_err(|e| AdminError::Unreachable {
+                id: req.id,
+                message: e.to_string(),
+            })?;
+    if info.node_id != req.id {
+        return Err(AdminError::BadRequest(format!(
+            "the node at {} is node {}, not node {}",
+            req.peer_addr, info.node_id, req.id
+        )));
+    }
+    if let Some(expected) = req.role {
+        if expected != info.role {
+            return Err(AdminError::BadRequest(format!(
+                "node {} is configured with role = \"{}\", not \"{expected}\"; change its config and restart it first",
+                req.id, info.role
+            )));
+        }
+    }
+    Ok(Member {
+        peer_addr: req.peer_addr.clone(),
+        admin_addr: req.admin_addr.clone(),
+        role: info.role,
+    })
+}
+
+/// Waits until `id` holds every entry the leader had when the wait began.
+async fn wait_caught_up(node: &Node, id: NodeId, timeout: Duration) -> Result<(), AdminError> {
+    let target = node.raft_metrics().last_log_index.unwrap_or(0);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let m = node.raft_metrics();
+        let Some(replication) = m.replication.as_ref() else {
+            return Err(AdminError::NoLeader);
+        };
+        let matched = replication
+            .get(&id)
+            .and_then(|l| l.as_ref())
+            .map_or(0, |l| l.index);
+        if matched >= target {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(AdminError::Unsafe(format!(
+                "node {id} has not caught up after {} s: it holds up to index {matched}, the leader had {target}; check its log, or retry",
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Adds `req` as a learner (when it is not one already) and waits until it
+/// has caught up. Returns the log index of the learner entry, if written.
+async fn add_and_catch_up(
+    node: &Node,
+    req: &JoinRequest,
+    nodes: &BTreeMap<NodeId, Member>,
+) -> Result<Option<u64>, AdminError> {
+    let index = if nodes.contains_key(&req.id) {
+        None
+    } else {
+        check_new_id(node, nodes, req.id)?;
+        let member = verified_member(node, req).await?;
+        let resp = node
+            .raft()
+            .add_learner(req.id, member, false)
+            .await
+            .map_err(super::write_error)?;
+        Some(resp.log_id.index)
+    };
+    wait_caught_up(node, req.id, CATCH_UP_TIMEOUT).await?;
+    Ok(index)
+}
+
+async fn commit(node: &Node, change: ChangeMembers<NodeId, Member>) -> Result<u64, AdminError> {
+    node.raft()
+        .change_membership(change, false)
+        .await
+        .map(|r| r.log_id.index)
+        .map_err(super::write_error)
+}
+
+/// Refuses `req` when its id is taken by anything but the same learner at
+/// the same addresses (an earlier call that timed out waiting for
+/// catch-up), which is waited for again.
+fn check_join(
+    node: &Node,
+    voters: &BTreeSet<NodeId>,
+    nodes: &BTreeMap<NodeId, Member>,
+    req: &JoinRequest,
+) -> Result<(), AdminError> {
+    match nodes.get(&req.id) {
+        Some(m)
+            if !voters.contains(&req.id)
+                && m.peer_addr == req.peer_addr
+                && m.admin_addr == req.admin_addr
+                && req.role.is_none_or(|r| r == m.role) =>
+        {
+            Ok(())
+        }
+        _ => check_new_id(node, nodes, req.id),
+    }
+}
+
+/// `add-learner`: the node joins without a vote and catches up.
+pub async fn add_learner(node: &Node, req: JoinRequest) -> Result<ChangeReply, AdminError> {
+    let _op = claim(node, format!("add-learner {}", req.id))?;
+    let (voters, nodes) = settled_membership(node)?;
+    check_join(node, &voters, &nodes, &req)?;
+    let index = add_and_catch_up(node, &req, &nodes).await?;
+    Ok(ChangeReply {
+        message: format!("node {} added as learner and caught up", req.id),
+        log_index: index,
+    })
+}
+
+/// Makes learner `id` a voter once it has caught up.
+async fn promote_learner(node: &Node, id: NodeId, force: bool) -> Result<ChangeReply, AdminError> {
+    let (voters, nodes) = settled_membership(node)?;
+    let Some(member) = nodes.get(&id) else {
+        return Err(AdminError::UnknownNode(id));
+    };
+    if voters.contains(&id) {
+        return Err(AdminError::BadRequest(format!(
+            "node {id} is already a voter"
+        )));
+    }
+    match wait_caught_up(node, id, CATCH_UP_TIMEOUT).await {
+        Err(AdminError::Unsafe(why)) if !force => {
+            return Err(AdminError::Unsafe(format!("{why}; or pass --force")))
+        }
+        Err(AdminError::Unsafe(_)) => {}
+        other => other?,
+    }
+    let mut next = voters.clone();
+    next.insert(id);
+    check_next(node, &voters, &nodes, &next, force).await?;
+    let index = commit(node, ChangeMembers::AddVoterIds(BTreeSet::from([id]))).await?;
+    Ok(ChangeReply {
+        message: format!("node {id} ({}) promoted to voter", member.role),
+        log_index: Some(index),
+    })
+}
+
+/// `promote`: a caught-up learner becomes a voter.
+pub async fn promote(node: &Node, req: NodeRequest) -> Result<ChangeReply, AdminError> {
+    let _op = claim(node, format!("promote {}", req.id))?;
+    promote_learner(node, req.id, req.force).await
+}
+
+/// `add-witness`: the node joins as a learner, catches up, and becomes a
+/// voting witness. Its config must say `role = "witness"`.
+pub async fn add_witness(node: &Node, mut req: JoinRequest) -> Result<ChangeReply, AdminError> {
+    let _op = claim(node, format!("add-witness {}", req.id))?;
+    req.role = Some(Role::Witness);
+    let (voters, nodes) = settled_membership(node)?;
+    check_join(node, &voters, &nodes, &req)?;
+    add_and_catch_up(node, &req, &nodes).await?;
+    promote_learner(node, req.id, false).await
+}
+
+/// What the leader must do before it can remove itself: hand over to the
+/// most up-to-date reachable data voter other than `leaving`. Holds the
+/// membership slot while it does.
+pub async fn step_aside(node: &Node, leaving: NodeId) -> Result<NodeId, AdminError> {
+    let _op = claim(
+        node,
+        format!("hand leadership away before {leaving} leaves"),
+    )?;
+    let (voters, nodes) = settled_membership(node)?;
+    let up = reachable(node).await?;
+    let m = node.raft_metrics();
+    let matched = |id: &NodeId| {
+        m.replication
+            .as_ref()
+            .and_then(|r| r.get(id).cloned().flatten())
+            .map_or(0, |l| l.index)
+    };
+    let to = voters
+        .iter()
+        .filter(|id| **id != leaving && up.contains(id))
+        .filter(|id| nodes.get(id).is_some_and(|n| n.role == Role::Data))
+        .max_by_key(|id| matched(id))
+        .copied()
+        .ok_or_else(|| {
+            AdminError::Unsafe(format!(
+                "node {leaving} leads and no other reachable data voter can take over"
+            ))
+        })?;
+    transfer(node, to, TRANSFER_TIMEOUT).await?;
+    Ok(to)
+}
+
+/// Hands leadership to `to` and waits until this node sees it lead; `to`
+/// first gets up to `catch_up` to hold every entry this node has.
+pub async fn transfer(node: &Node, to: NodeId, catch_up: Duration) -> Result<(), AdminError> {
+    let (voters, nodes) = settled_membership(node)?;
+    if !voters.contains(&to) {
+        return Err(AdminError::UnknownNode(to));
+    }
+    if nodes.get(&to).is_some_and(|n| n.role == Role::Witness) {
+        return Err(AdminError::Unsafe(format!(
+            "node {to} is a witness and never leads"
+        )));
+    }
+    let deadline = Instant::now() + TRANSFER_TIMEOUT;
+    while !reachable(node).await?.contains(&to) {
+        if Instant::now() >= deadline {
+            return Err(AdminError::Unsafe(format!(
+                "node {to} has not answered the leader recently; it cannot take over"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // openraft ignores a transfer to a node whose log is behind.
+    wait_caught_up(node, to, catch_up).await?;
+    node.raft()
+        .trigger()
+        .transfer_leader(to)
+        .await
+        .map_err(|e| AdminError::Raft(e.to_string()))?;
+    let deadline = Instant::now() + TRANSFER_TIMEOUT;
+    while Instant::now() < deadline {
+        if node.leader().is_some_and(|(id, _)| id == to) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(AdminError::Raft(format!(
+        "node {to} did not take over within {} s",
+        TRANSFER_TIMEOUT.as_secs()
+    )))
+}
+
+/// `remove`: a learner leaves at once; a voter leaves through a joint
+/// change, after the quorum checks. The caller has made sure this node is
+/// not the one leaving.
+pub async fn remove(node: &Node, req: NodeRequest) -> Result<ChangeReply, AdminError> {
+    let _op = claim(node, format!("remove {}", req.id))?;
+    let (voters, nodes) = settled_membership(node)?;
+    if !nodes.contains_key(&req.id) {
+        return Err(AdminError::UnknownNode(req.id));
+    }
+    let change = if voters.contains(&req.id) {
+        let mut next = voters.clone();
+        next.remove(&req.id);
+        check_next(node, &voters, &nodes, &next, req.force).await?;
+        ChangeMembers::RemoveVoters(BTreeSet::from([req.id]))
+    } else {
+        ChangeMembers::RemoveNodes(BTreeSet::from([req.id]))
+    };
+    let index = commit(node, change).await?;
+    Ok(ChangeReply {
+        message: format!("node {} removed; its id is retired", req.id),
+        log_index: Some(index),
+    })
+}
+
+/// `replace`: the new node joins as a learner and catches up, then one
+/// joint change swaps it in for the old one. Safe to run again after a
+/// failure part-way: a new node that is already a learner is reused.
+pub async fn replace(node: &Node, req: ReplaceRequest) -> Result<ChangeReply, AdminError> {
+    let _op = claim(node, format!("replace {} by {}", req.old, req.new.id))?;
+    let (voters, nodes) = settled_membership(node)?;
+    if !nodes.contains_key(&req.old) {
+        return Err(AdminError::UnknownNode(req.old));
+    }
+    if voters.contains(&req.new.id) {
+        return Err(AdminError::BadRequest(format!(
+            "node {} is already a voter",
+            req.new.id
+        )));
+    }
+    add_and_catch_up(node, &req.new, &nodes).await?;
+    let (voters, nodes) = settled_membership(node)?;
+    if !voters.contains(&req.old) {
+        let index = commit(node, ChangeMembers::RemoveNodes(BTreeSet::from([req.old]))).await?;
+        return Ok(ChangeReply {
+            message: format!("learner {} replaced by learner {}", req.old, req.new.id),
+            log_index: Some(index),
+        });
+    }
+    let mut next = voters.clone();
+    next.remove(&req.old);
+    next.insert(req.new.id);
+    check_next(node, &voters, &nodes, &next, req.force).await?;
+    let index = commit(node, ChangeMembers::ReplaceAllVoters(next)).await?;
+    let role = nodes.get(&req.new.id).map_or(Role::Data, |m| m.role);
+    Ok(ChangeReply {
+        message: format!(
+            "node {} replaced by node {} ({role}); id {} is retired",
+            req.old, req.new.id, req.old
+        ),
+        log_index: Some(index),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[NodeId]) -> BTreeSet<NodeId> {
+        ids.iter().copied().collect()
+    }
+
+    fn check(
+        current: &[NodeId],
+        next: &[NodeId],
+        witnesses: &[NodeId],
+        up: &[NodeId],
+        force: bool,
+    ) -> Result<(), String> {
+        let roles = current
+            .iter()
+            .chain(next)
+            .map(|id| {
+                let role = if witnesses.contains(id) {
+                    Role::Witness
+                } else {
+                    Role::Data
+                };
+                (*id, role)
+            })
+            .collect();
+        check_voters(
+            &VoterChange {
+                current: &set(current),
+                next: &set(next),
+                roles: &roles,
+                reachable: &set(up),
+            },
+            force,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn growing_and_replacing_with_every_voter_up_is_allowed() {
+        assert_eq!(check(&[1], &[1, 2], &[], &[1, 2], false), Ok(()));
+        assert_eq!(check(&[1, 2], &[1, 2, 3], &[], &[1, 2, 3], false), Ok(()));
+        // Replace a dead node 3 by 4: both quorums are reachable.
+        assert_eq!(
+            check(&[1, 2, 3], &[1, 2, 4], &[], &[1, 2, 4], false),
+            Ok(())
+        );
+        // 3 data -> 2 data + witness.
+        assert_eq!(
+            check(&[1, 2, 3], &[1, 2, 9], &[9], &[1, 2, 3, 9], false),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_change_that_cannot_reach_a_quorum_is_refused_even_when_forced() {
+        let e = check(&[1, 2, 3], &[1, 3], &[], &[1], true).unwrap_err();
+        assert!(e.contains("only 1 of the voters"), "{e}");
+        let e = check(&[1, 2, 3], &[1, 2, 3, 4], &[], &[1, 2], true).unwrap_err();
+        assert!(e.contains("would lose quorum"), "{e}");
+        // Removing one of two live voters while the third is down.
+        let e = check(&[1, 2, 3], &[1, 3], &[], &[1, 2], true).unwrap_err();
+        assert!(e.contains("would lose quorum"), "{e}");
+    }
+
+    #[test]
+    fn removing_the_last_margin_needs_force() {
+        let e = check(&[1, 2, 3], &[1, 2], &[], &[1, 2, 3], false).unwrap_err();
+        assert!(e.contains("--force"), "{e}");
+        assert_eq!(check(&[1, 2, 3], &[1, 2], &[], &[1, 2, 3], true), Ok(()));
+        // No margin to lose: removing the dead leader of a 2 + witness
+        // cluster after the hand-over is allowed as it is.
+        assert_eq!(check(&[1, 2, 9], &[2, 9], &[9], &[2, 9], false), Ok(()));
+    }
+
+    #[test]
+    fn no_change_may_leave_only_witnesses() {
+        let e = check(&[1, 9], &[9], &[9], &[1, 9], true).unwrap_err();
+        assert!(e.contains("no data voter"), "{e}");
+    }
+}
