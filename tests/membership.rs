@@ -133,6 +133,7 @@ async fn a_single_node_grows_to_three_under_load() {
     for id in [2u64, 3] {
         cluster.node(id).start();
         let n = &cluster.nodes[(id - 1) as usize];
+        n.wait_live(Duration::from_secs(30)).await;
         let ids = id.to_string();
         let out = admin_ok(&cluster, 1, &join_args("add-learner", n, &ids));
         assert!(out.contains("caught up"), "{out}");
@@ -199,6 +200,7 @@ async fn replacing_the_leader_under_load_keeps_every_acked_record() {
     load.wait_for_more(200, Duration::from_secs(30)).await;
 
     cluster.node(4).start();
+    cluster.nodes[3].wait_live(Duration::from_secs(30)).await;
     let leader_s = leader.to_string();
     let mut args = join_args("replace", &cluster.nodes[3], "4");
     args.extend(["--old", &leader_s]);
@@ -308,9 +310,14 @@ async fn two_data_nodes_and_a_witness_survive_losing_the_leader_or_the_witness()
         report.failed
     );
     assert!(!leaders.contains(&3), "the witness led: {leaders:?}");
-    let w = cluster.nodes[2].status().await.expect("witness status");
+    // The restarted witness learns both data voters' progress again.
+    let w = wait_until(Duration::from_secs(30), || async {
+        let w = cluster.nodes[2].status().await?;
+        (w["witness"]["trim_floor"].as_u64() > Some(0)).then_some(w)
+    })
+    .await;
+    let w = w.unwrap_or_else(|| panic!("no witness trim floor\n{}", cluster.logs()));
     assert_eq!(w["node_role"], "witness");
-    assert!(w["witness"]["trim_floor"].as_u64() > Some(0), "{w}");
     assert!(!leaders.is_empty());
 
     // What the witness costs beside a data node, from /proc.
@@ -490,6 +497,7 @@ async fn changes_that_would_lose_quorum_or_overlap_are_refused() {
     // A data node cannot join as a witness.
     cluster.node(down).start();
     cluster.node(4).start();
+    cluster.nodes[3].wait_live(Duration::from_secs(30)).await;
     let (ok, out) = admin_cli(
         &cluster.nodes[(via - 1) as usize],
         &join_args("add-witness", &cluster.nodes[3], "4"),

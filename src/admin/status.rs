@@ -291,13 +291,14 @@ impl Status {
         let voters_reachable = node
             .reachable_members()
             .map(|r| voters.iter().filter(|v| r.contains(v)).count());
+        let readiness = node.readiness();
         Status {
             quorum: QuorumStatus::new(voters.len(), voters_reachable),
             node_id: node.id(),
             name: node.config().name.clone(),
             role: role.to_string(),
             node_role: node.config().role.to_string(),
-            not_ready: node.readiness().err(),
+            not_ready: readiness.clone().err(),
             witness: node.is_witness().then(|| node.witness_floors().status()),
             leader_id: m.current_leader,
             term: m.current_term,
@@ -306,7 +307,7 @@ impl Status {
             last_log_index,
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
-            ready: node.readiness().is_ok(),
+            ready: readiness.is_ok(),
             members,
             signals: state.signals.clone(),
             sinks: sink_statuses(node, &state),

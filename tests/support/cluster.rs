@@ -154,6 +154,23 @@ impl TestNode {
         self.signal(libc::SIGCONT);
     }
 
+    /// Waits until the started process answers `/health/live`, so a
+    /// command that needs it does not race its start-up.
+    pub async fn wait_live(&self, timeout: Duration) {
+        let url = format!("{}/health/live", self.admin_url());
+        let up = wait_until(timeout, || async {
+            let r = reqwest::get(&url).await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
+        assert!(
+            up.is_some(),
+            "node {} did not come up within {timeout:?}\n{}",
+            self.id,
+            self.log_tail()
+        );
+    }
+
     /// The process id while running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
