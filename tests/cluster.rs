@@ -310,6 +310,7 @@ async fn a_learner_that_joins_after_purge_catches_up_from_a_snapshot() {
 
     cluster.node(4).start();
     let n4 = &cluster.nodes[3];
+    n4.wait_live(Duration::from_secs(30)).await;
     let (ok, out) = admin_cli(
         &cluster.nodes[0],
         &[

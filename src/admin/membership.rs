@@ -239,15 +239,21 @@ fn check_new_id(
 
 /// Asks the joining node who it is, so a wrong address or a role that its
 /// config does not declare is refused before the membership changes.
+/// A node that is still starting gets a few seconds to answer.
 async fn verified_member(node: &Node, req: &JoinRequest) -> Result<Member, AdminError> {
-    let info =
-        node.peers()
-            .node_info(&req.peer_addr)
-            .await
-            .map_err(|e| AdminError::Unreachable {
-                id: req.id,
-                message: e.to_string(),
-            })?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let info = loop {
+        match node.peers().node_info(&req.peer_addr).await {
+            Ok(info) => break info,
+            Err(e) if Instant::now() >= deadline => {
+                return Err(AdminError::Unreachable {
+                    id: req.id,
+                    message: e.to_string(),
+                })
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
     if info.node_id != req.id {
         return Err(AdminError::BadRequest(format!(
             "the node at {} is node {}, not node {}",
