@@ -563,8 +563,19 @@ impl Node {
         if !self.accepting.load(Ordering::SeqCst) {
             return Err(SubmitError::ShuttingDown);
         }
-        let _reservation = self.reserve(request.payload.len())?;
+        let reservation = self.reserve(request.payload.len())?;
+        #[cfg(feature = "broken-ack-for-tests")]
+        {
+            // Deliberately wrong (see Cargo.toml): acknowledge, then commit.
+            tokio::spawn(async move {
+                let _reservation = reservation;
+                let _ = self.commit_anywhere(request).await;
+            });
+            return Ok(Receipt { log_index: 0 });
+        }
+        #[allow(unreachable_code)]
         let log_index = self.commit_anywhere(request).await?;
+        drop(reservation);
         Ok(Receipt { log_index })
     }
 

@@ -88,6 +88,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         "node started"
     );
 
+    #[cfg(feature = "broken-ack-for-tests")]
+    tracing::error!(
+        "built with the broken-ack-for-tests feature: requests are acknowledged BEFORE they commit; \
+         this build exists only for the jepsen-like checker's self-test"
+    );
+
     shutdown.await;
     tracing::info!(
         node_id = config.node_id,

@@ -1,4 +1,5 @@
-//! A strict, in-process Loki receiver for integration tests.
+//! A strict, in-process Loki receiver for integration tests and for the
+//! jepsen-like harness's checker (which includes this file).
 //!
 //! It serves Loki's push endpoint (`POST /loki/api/v1/push`, block-snappy
 //! protobuf or JSON) and Loki 3's OTLP endpoint (`POST /otlp/v1/logs`),
@@ -109,6 +110,12 @@ impl LokiReceiver {
     /// Binds 127.0.0.1:0 and serves on the current tokio runtime until the
     /// runtime shuts down.
     pub async fn start() -> LokiReceiver {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Binds `addr` (the jepsen-like harness binds its sinks' address) and
+    /// serves on the current tokio runtime until the runtime shuts down.
+    pub async fn start_on(addr: &str) -> LokiReceiver {
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::default()),
             down: AtomicBool::new(false),
@@ -118,7 +125,7 @@ impl LokiReceiver {
             .route("/otlp/v1/logs", post(otlp_logs))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind loki receiver");
         let addr = listener.local_addr().expect("loki receiver address");

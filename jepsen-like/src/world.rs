@@ -1,0 +1,330 @@
+//! The running system under test: node processes by slot, the proxies' delay
+//! knobs, and the client target list, with the primitive actions the
+//! nemesis composes (cut, kill, pause, slow, replace) and the final heal.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::nodes::{
+    status, InitialMember, NodeError, NodeProc, NodeSettings, Role, PEER_PROXY_PORT,
+};
+use crate::proxy::Delay;
+use crate::topology::{
+    inner_if, ip, run_in, slot_host, slot_ns, TopologyError, HARNESS_HOST, SINKS,
+};
+use crate::workload::Targets;
+
+/// Ports of the sinks: the Prometheus recording proxy, Loki, S3.
+pub const PROM_PORT: u16 = 9091;
+/// The strict Loki receiver's port.
+pub const LOKI_PORT: u16 = 3100;
+/// s3s-fs's port.
+pub const S3_PORT: u16 = 9000;
+
+/// The system under test.
+pub struct World {
+    /// How nodes are configured and where their files go.
+    pub settings: NodeSettings,
+    /// The node living in each slot (index = slot - 1).
+    pub slots: Vec<Option<NodeProc>>,
+    /// The delay knob of each slot's peer proxy (index = slot - 1).
+    pub delays: Vec<Delay>,
+    /// Where clients send.
+    pub targets: Targets,
+    /// The next unused node id.
+    pub next_id: u64,
+    /// For status calls.
+    pub http: reqwest::Client,
+}
+
+impl World {
+    /// Creates the initial members in slots 1..=voters; with `witness`, the
+    /// last one is a witness. Starts them and waits for a leader.
+    pub async fn bootstrap(&mut self, voters: usize, witness: bool) -> Result<(), NodeError> {
+        let members: Vec<InitialMember> = (1..=voters)
+            .map(|s| {
+                let role = if witness && s == voters {
+                    Role::Witness
+                } else {
+                    Role::Data
+                };
+                (s as u64, s, role)
+            })
+            .collect();
+        for &(id, slot, role) in &members {
+            let mut p = self.settings.create(id, slot, role, id == 1, &members)?;
+            p.start(&self.settings.otelraft, &self.settings.env)?;
+            self.slots[slot - 1] = Some(p);
+        }
+        self.next_id = voters as u64 + 1;
+        self.publish_targets();
+        self.wait_for_leader(Duration::from_secs(60)).await?;
+        Ok(())
+    }
+
+    /// Every member's (id, ip).
+    pub fn member_addrs(&self) -> Vec<(u64, Ipv4Addr)> {
+        self.slots
+            .iter()
+            .flatten()
+            .map(|p| (p.id, p.ip()))
+            .collect()
+    }
+
+    /// Tells the clients the current members.
+    pub fn publish_targets(&self) {
+        self.targets.set(self.member_addrs());
+    }
+
+    /// The node with id `id`.
+    pub fn node_mut(&mut self, id: u64) -> Option<&mut NodeProc> {
+        self.slots.iter_mut().flatten().find(|p| p.id == id)
+    }
+
+    /// The node with id `id`.
+    pub fn node(&self, id: u64) -> Option<&NodeProc> {
+        self.slots.iter().flatten().find(|p| p.id == id)
+    }
+
+    /// Every member's admin URL.
+    pub fn admin_urls(&self) -> Vec<(u64, String)> {
+        self.slots
+            .iter()
+            .flatten()
+            .map(|p| (p.id, p.admin_url()))
+            .collect()
+    }
+
+    /// The node that answers as leader with the highest term, with its status.
+    pub async fn leader(&self) -> Option<(u64, Value)> {
+        leader_of(&self.http, &self.admin_urls()).await
+    }
+
+    /// Polls until some node answers as leader.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<u64, NodeError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some((id, _)) = self.leader().await {
+                return Ok(id);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(NodeError::Timeout(format!(
+                    "no leader within {timeout:?}; node logs are in {}",
+                    self.settings.dir.display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The slot of node `id`.
+    pub fn slot_of(&self, id: u64) -> Option<usize> {
+        self.node(id).map(|p| p.slot)
+    }
+
+    /// Drops all traffic between slot `a` and slot `b`, both ways.
+    pub fn cut(&self, a: usize, b: usize) -> Result<(), TopologyError> {
+        drop_between(&slot_ns(a), ip(slot_host(b)))?;
+        drop_between(&slot_ns(b), ip(slot_host(a)))
+    }
+
+    /// Drops all traffic between slot `a` and the clients.
+    pub fn cut_clients(&self, a: usize) -> Result<(), TopologyError> {
+        drop_between(&slot_ns(a), ip(crate::topology::CLIENTS.1))
+    }
+
+    /// Drops a random `percent` of the packets slot `a` receives from
+    /// anything but the harness.
+    pub fn lose(&self, a: usize, percent: u32) -> Result<(), TopologyError> {
+        let p = format!("{:.2}", f64::from(percent) / 100.0);
+        let harness = ip(HARNESS_HOST).to_string();
+        run_in(
+            &slot_ns(a),
+            "iptables",
+            &[
+                "-A",
+                "INPUT",
+                "!",
+                "-s",
+                &harness,
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                &p,
+                "-j",
+                "DROP",
+            ],
+        )
+        .map(drop)
+    }
+
+    /// Limits what slot `a` sends to `kbit` kbit/s (tc tbf).
+    pub fn throttle(&self, a: usize, kbit: u32) -> Result<(), TopologyError> {
+        let ns = slot_ns(a);
+        run_in(
+            &ns,
+            "tc",
+            &[
+                "qdisc",
+                "add",
+                "dev",
+                &inner_if(&ns),
+                "root",
+                "tbf",
+                "rate",
+                &format!("{kbit}kbit"),
+                "burst",
+                "32kbit",
+                "latency",
+                "400ms",
+            ],
+        )
+        .map(drop)
+    }
+
+    /// Cuts the nodes off from the sinks named by `ports`.
+    pub fn sink_outage(&self, ports: &[u16]) -> Result<(), TopologyError> {
+        let list = ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let harness = ip(HARNESS_HOST).to_string();
+        run_in(
+            SINKS.0,
+            "iptables",
+            &[
+                "-A",
+                "INPUT",
+                "-p",
+                "tcp",
+                "!",
+                "-s",
+                &harness,
+                "-m",
+                "multiport",
+                "--dports",
+                &list,
+                "-j",
+                "DROP",
+            ],
+        )
+        .map(drop)
+    }
+
+    /// Replaces member `old` with a node of a fresh id in a free slot, through
+    /// the admin API of any member (a follower passes the call on). On
+    /// success the old node is stopped and its slot freed.
+    pub async fn replace(&mut self, old: u64) -> Result<String, String> {
+        let free = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .ok_or("no free slot")?
+            + 1;
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut fresh = self
+            .settings
+            .create(id, free, Role::Data, false, &[])
+            .map_err(|e| e.to_string())?;
+        fresh
+            .start(&self.settings.otelraft, &self.settings.env)
+            .map_err(|e| e.to_string())?;
+        let addr = fresh.ip();
+        let body = serde_json::json!({
+            "old": old,
+            "new": {
+                "id": id,
+                "peer_addr": format!("{addr}:{PEER_PROXY_PORT}"),
+                "admin_addr": format!("{addr}:4480"),
+            },
+        });
+        let via = self
+            .admin_urls()
+            .into_iter()
+            .find(|(n, _)| *n != old)
+            .map(|(_, u)| u)
+            .ok_or("no member to ask")?;
+        let admin = otelraft::admin::client::AdminClient::new(&via);
+        self.slots[free - 1] = Some(fresh);
+        match admin
+            .post_json::<_, Value>("/admin/v1/replace", &body)
+            .await
+        {
+            Ok(_) => {
+                if let Some(slot) = self.slot_of(old) {
+                    if let Some(mut p) = self.slots[slot - 1].take() {
+                        p.stop(Duration::from_secs(5));
+                    }
+                }
+                self.publish_targets();
+                Ok(format!("replaced n{old} by n{id} (slot {free})"))
+            }
+            Err(e) => {
+                // A refused replace may still have added the learner; take it
+                // out so it does not linger as a member with no process.
+                let _ = admin
+                    .post_json::<_, Value>(
+                        "/admin/v1/remove",
+                        &serde_json::json!({"id": id, "force": true}),
+                    )
+                    .await;
+                if let Some(mut p) = self.slots[free - 1].take() {
+                    p.kill();
+                }
+                Err(format!("replace n{old} by n{id} refused: {e}"))
+            }
+        }
+    }
+
+    /// Undoes every fault: rules and qdiscs removed, delays zeroed, paused
+    /// nodes resumed, stopped members restarted.
+    pub fn heal_everything(&mut self, topo: &crate::topology::Topology) -> Result<(), String> {
+        topo.heal_all().map_err(|e| e.to_string())?;
+        for d in &self.delays {
+            d.set_ms(0);
+        }
+        let otelraft = self.settings.otelraft.clone();
+        let env = self.settings.env.clone();
+        for p in self.slots.iter_mut().flatten() {
+            if p.is_paused() {
+                p.resume();
+            }
+            if !p.is_running() {
+                p.start(&otelraft, &env).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn drop_between(ns: &str, other: Ipv4Addr) -> Result<(), TopologyError> {
+    let other = other.to_string();
+    run_in(ns, "iptables", &["-A", "INPUT", "-s", &other, "-j", "DROP"])?;
+    run_in(
+        ns,
+        "iptables",
+        &["-A", "OUTPUT", "-d", &other, "-j", "DROP"],
+    )?;
+    Ok(())
+}
+
+/// Of the nodes at `urls`, the one that answers as leader with the highest
+/// term, and its status.
+pub async fn leader_of(http: &reqwest::Client, urls: &[(u64, String)]) -> Option<(u64, Value)> {
+    let answers = futures::future::join_all(
+        urls.iter()
+            .map(|(id, u)| async move { (*id, status(http, u).await) }),
+    )
+    .await;
+    answers
+        .into_iter()
+        .filter_map(|(id, s)| s.map(|s| (id, s)))
+        .filter(|(_, s)| s["role"] == "leader")
+        .max_by_key(|(_, s)| s["term"].as_u64().unwrap_or(0))
+}
