@@ -200,7 +200,8 @@ pub fn holdings_of_entries<'a>(entries: impl Iterator<Item = &'a Value>) -> Hold
     h
 }
 
-/// Entries at the same index whose content differs between two logs.
+/// Indexes at which two sources (logs or the archive) hold different
+/// entries: any rendered field differing (term, leader, kind, payload).
 pub fn divergent(a: &[Value], b: &[Value]) -> Vec<u64> {
     let by_index: HashMap<u64, &Value> = a
         .iter()
@@ -210,7 +211,7 @@ pub fn divergent(a: &[Value], b: &[Value]) -> Vec<u64> {
         .filter_map(|e| {
             let i = e["index"].as_u64()?;
             let other = by_index.get(&i)?;
-            (other["term"] != e["term"] || other["otlp"] != e["otlp"]).then_some(i)
+            (*other != e).then_some(i)
         })
         .collect()
 }

@@ -14,6 +14,7 @@
 //! - [`stats`]: availability, latency, recovery after each heal.
 //! - [`plot`]: the SVG of acks, latency and export lag with faults shaded.
 //! - [`run`]: one run from set-up to report.
+//! - [`table`]: the markdown table of several runs' results.
 
 mod checker;
 mod history;
@@ -26,6 +27,7 @@ mod proxy;
 mod run;
 mod sinks;
 mod stats;
+mod table;
 mod topology;
 mod workload;
 mod world;
@@ -51,6 +53,11 @@ enum Cmd {
     Run(run::RunArgs),
     /// Remove namespaces, links and processes a killed run left behind.
     Clean,
+    /// Print a markdown table of runs' results (run directories as arguments).
+    Table {
+        /// Run directories, each with a results.json.
+        dirs: Vec<PathBuf>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -61,6 +68,13 @@ fn main() -> std::process::ExitCode {
             topology::cleanup_leftovers();
             std::process::ExitCode::SUCCESS
         }
+        Cmd::Table { dirs } => match table::print(&dirs) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("jepsen-like: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        },
         Cmd::Run(args) => {
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -82,6 +82,7 @@ pub struct NodeProc {
     log: PathBuf,
     child: Option<Child>,
     paused: bool,
+    killed: bool,
 }
 
 impl NodeProc {
@@ -134,6 +135,7 @@ impl NodeProc {
             .map_err(io(format!("start node {}", self.id)))?;
         self.child = Some(child);
         self.paused = false;
+        self.killed = false;
         Ok(())
     }
 
@@ -146,14 +148,32 @@ impl NodeProc {
         }
     }
 
+    /// Whether the last stop was the harness's own doing.
+    pub fn killed_by_nemesis(&self) -> bool {
+        self.killed
+    }
+
+    /// How the process ended, if it has.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// SIGKILL, and reap.
     pub fn kill(&mut self) {
+        self.killed = true;
         self.signal(libc::SIGCONT);
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
         self.paused = false;
+    }
+
+    /// Whether its log contains `needle`.
+    pub fn log_mentions(&self, needle: &str) -> bool {
+        std::fs::read_to_string(&self.log).is_ok_and(|t| t.contains(needle))
     }
 
     /// SIGTERM (the node drains), SIGKILL after `grace`.
@@ -250,6 +270,7 @@ impl NodeSettings {
             log: dir.join("node.log"),
             child: None,
             paused: false,
+            killed: false,
         })
     }
 }

@@ -64,6 +64,8 @@ pub struct RunArgs {
 
 /// Seconds the load runs on after the final heal, to measure recovery.
 const TAIL_SECS: u64 = 6;
+/// The file that marks a directory as a run's own (safe to replace).
+const RUN_MARKER: &str = ".jepsen-like-run";
 /// Quiet seconds before the first fault.
 const WARMUP_MS: u64 = 3_000;
 
@@ -75,6 +77,13 @@ pub async fn main(args: RunArgs) -> ExitCode {
         eprintln!("jepsen-like: must run as root (network namespaces, iptables, tc)");
         return ExitCode::FAILURE;
     }
+    let _lock = match single_instance() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("jepsen-like: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let outcome = tokio::select! {
         r = run(args.clone()) => r,
         _ = interrupted() => Err("interrupted; everything the run created was removed".to_string()),
@@ -82,11 +91,16 @@ pub async fn main(args: RunArgs) -> ExitCode {
     // Whatever happened, nothing of the run outlives it.
     crate::topology::cleanup_leftovers();
     match outcome {
-        Ok(valid) if valid != args.expect_invalid => ExitCode::SUCCESS,
-        Ok(valid) => {
+        Ok(v) if !args.expect_invalid && v.valid => ExitCode::SUCCESS,
+        // The self-test must catch lost acks specifically, after a clean
+        // drain: any other invalidity would prove nothing about the checker.
+        Ok(v) if args.expect_invalid && v.drained && v.lost > 0 => ExitCode::SUCCESS,
+        Ok(v) => {
             eprintln!(
-                "jepsen-like: the run was {} but --expect-invalid was {}",
-                if valid { "valid" } else { "INVALID" },
+                "jepsen-like: the run was {} (lost {}, drained {}) but --expect-invalid was {}",
+                if v.valid { "valid" } else { "INVALID" },
+                v.lost,
+                v.drained,
                 args.expect_invalid
             );
             ExitCode::FAILURE
@@ -96,6 +110,19 @@ pub async fn main(args: RunArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Holds an exclusive lock for the run: a second run would delete the
+/// first one's namespaces.
+fn single_instance() -> Result<std::fs::File, String> {
+    use std::os::fd::AsRawFd;
+    let path = "/run/jepsen-like.lock";
+    let f = std::fs::File::create(path).map_err(|e| format!("create {path}: {e}"))?;
+    // SAFETY: flock(2) on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(format!("another jepsen-like run holds {path}"));
+    }
+    Ok(f)
 }
 
 async fn interrupted() {
@@ -289,7 +316,14 @@ fn shared_toml() -> String {
     )
 }
 
-async fn run(args: RunArgs) -> Result<bool, String> {
+/// The verdict `main` turns into an exit code.
+struct Verdicts {
+    valid: bool,
+    drained: bool,
+    lost: u64,
+}
+
+async fn run(args: RunArgs) -> Result<Verdicts, String> {
     let kinds = parse_nemesis(&args.nemesis)?;
     let witness = match args.topology.as_str() {
         "three" => false,
@@ -325,8 +359,19 @@ async fn run(args: RunArgs) -> Result<bool, String> {
             }
         ))
     });
-    let _ = std::fs::remove_dir_all(&out);
+    // Processes of a killed run may still write into this directory.
+    crate::topology::cleanup_leftovers();
+    if out.exists() {
+        if !out.join(RUN_MARKER).exists() {
+            return Err(format!(
+                "{} exists and is not a jepsen-like run directory; not removing it",
+                out.display()
+            ));
+        }
+        std::fs::remove_dir_all(&out).map_err(|e| format!("remove {}: {e}", out.display()))?;
+    }
     std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
+    std::fs::write(out.join(RUN_MARKER), "").map_err(|e| e.to_string())?;
     let out = out.canonicalize().map_err(|e| e.to_string())?;
     tracing::info!(out = %out.display(), seed = args.seed, nemesis = %args.nemesis, time_s = args.time, "run starts");
 
@@ -364,6 +409,7 @@ async fn run(args: RunArgs) -> Result<bool, String> {
         targets: targets.clone(),
         next_id: 1,
         http: reqwest::Client::new(),
+        crashes: Vec::new(),
     };
     world
         .bootstrap(voters, witness)
@@ -435,7 +481,18 @@ async fn run(args: RunArgs) -> Result<bool, String> {
     // The logs are read from stopped nodes.
     let mut w = world.into_inner();
     let final_leader = drained.as_ref().ok().copied();
-    let (logs, archive_entries) = collect_logs(&mut w, final_leader).await?;
+    // An unreadable observer makes the run invalid; the history is still
+    // written.
+    let (logs, archive_entries, collect_error) = match collect_logs(&mut w, final_leader).await {
+        Ok((l, a)) => (l, a, None),
+        Err(e) => (Vec::new(), Vec::new(), Some(e)),
+    };
+    let mut crashes = std::mem::take(&mut w.crashes);
+    for p in w.slots.iter().flatten() {
+        if p.log_mentions("panicked") {
+            crashes.push(format!("n{} panicked (see its node.log)", p.id));
+        }
+    }
 
     let history = History {
         ops,
@@ -472,15 +529,25 @@ async fn run(args: RunArgs) -> Result<bool, String> {
         None,
         &committed,
     ));
+    // Every source of entries (the archive, each data member's log) must
+    // agree on every index that two of them hold.
+    let mut sources: Vec<(String, &[Value])> =
+        vec![("archive".to_string(), archive_entries.as_slice())];
+    sources.extend(logs.iter().map(|(id, l)| (format!("n{id}"), l.as_slice())));
     let mut divergent = Vec::new();
-    for (i, (a_id, a)) in logs.iter().enumerate() {
-        for (b_id, b) in logs.iter().skip(i + 1) {
+    for (i, (a_name, a)) in sources.iter().enumerate() {
+        for (b_name, b) in sources.iter().skip(i + 1) {
             for index in checker::divergent(a, b) {
-                divergent.push(json!({"index": index, "nodes": [a_id, b_id]}));
+                divergent.push(json!({"index": index, "sources": [a_name, b_name]}));
             }
         }
     }
-    let valid = verdicts.iter().all(Verdict::valid) && divergent.is_empty() && drained.is_ok();
+    let lost: u64 = verdicts.iter().map(|v| v.lost).sum();
+    let valid = verdicts.iter().all(Verdict::valid)
+        && divergent.is_empty()
+        && drained.is_ok()
+        && crashes.is_empty()
+        && collect_error.is_none();
     let summary = crate::stats::summarize(&history);
     let results = json!({
         "valid": valid,
@@ -492,6 +559,8 @@ async fn run(args: RunArgs) -> Result<bool, String> {
         "summary": summary,
         "checks": verdicts,
         "divergent_entries": divergent,
+        "crashes": crashes,
+        "collect_error": collect_error,
         "drained": drained.as_ref().map(|_| true).unwrap_or(false),
         "drain_error": drained.as_ref().err(),
         "drain_s": drain_s,
@@ -503,7 +572,11 @@ async fn run(args: RunArgs) -> Result<bool, String> {
     });
     write_report(&out, &history, &results, &args)?;
     print_summary(&results, &out);
-    Ok(valid)
+    Ok(Verdicts {
+        valid,
+        drained: drained.is_ok(),
+        lost,
+    })
 }
 
 fn parse_nemesis(spec: &str) -> Result<Vec<FaultKind>, String> {
@@ -562,6 +635,9 @@ async fn sample(targets: Targets, clock: Clock, stop: Arc<AtomicBool>) -> Vec<Sa
 async fn wait_drained(w: &World, timeout: Duration) -> Result<u64, String> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last = String::from("no leader answered");
+    // Two consecutive polls must agree, so a stale leader's answer alone
+    // cannot end the wait.
+    let mut confirmed: Option<(u64, u64)> = None;
     while tokio::time::Instant::now() < deadline {
         if let Some((id, st)) = w.leader().await {
             let sinks_done = st["sinks"].as_object().is_some_and(|m| {
@@ -582,8 +658,14 @@ async fn wait_drained(w: &World, timeout: Duration) -> Result<u64, String> {
                 }
             }
             if sinks_done && archive_done && behind.is_empty() {
-                return Ok(id);
+                if confirmed == Some((id, commit)) {
+                    return Ok(id);
+                }
+                confirmed = Some((id, commit));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
             }
+            confirmed = None;
             last = format!(
                 "leader n{id}: sinks {}, archive {}, members behind {behind:?}",
                 st["sinks"], st["archive"]["lag_entries"]
@@ -751,6 +833,12 @@ fn print_summary(r: &Value, out: &Path) {
     }
     if r["drained"] != true {
         println!("NOT DRAINED: {}", r["drain_error"]);
+    }
+    if r["crashes"].as_array().is_some_and(|d| !d.is_empty()) {
+        println!("CRASHES: {}", r["crashes"]);
+    }
+    if !r["collect_error"].is_null() {
+        println!("LOGS UNREADABLE: {}", r["collect_error"]);
     }
     if r["divergent_entries"]
         .as_array()

@@ -106,6 +106,11 @@ impl PromRecorder {
 }
 
 /// Forwards any request; records accepted remote writes.
+///
+/// Once the body is read, forwarding and recording run in their own task:
+/// if the exporter's connection drops (its leader killed, its timeout hit)
+/// hyper cancels this handler, but a write Prometheus stored must still be
+/// recorded, or the checker would report it lost.
 async fn forward(
     State(rec): State<PromRecorder>,
     method: Method,
@@ -117,6 +122,19 @@ async fn forward(
         Ok(b) => b,
         Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     };
+    match tokio::spawn(forward_and_record(rec, method, uri, headers, body)).await {
+        Ok(response) => response,
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn forward_and_record(
+    rec: PromRecorder,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let is_write = method == Method::POST && uri.path() == "/api/v1/write";
     // A write the proxy cannot decode is refused before Prometheus sees it:
     // the harness must know every sample it lets through.

@@ -108,7 +108,12 @@ pub fn run_in(ns: &str, program: &str, args: &[&str]) -> Result<String, Topology
 /// The created network; dropping it removes everything.
 pub struct Topology {
     namespaces: Vec<String>,
+    /// The host's bridge-nf-call-iptables before the run, to restore.
+    bridge_nf: Option<String>,
 }
+
+/// Whether bridged frames traverse the host's iptables (br_netfilter).
+const BRIDGE_NF: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
 
 impl Topology {
     /// Creates the bridge and the namespaces for `slots` node slots plus the
@@ -117,6 +122,7 @@ impl Topology {
         cleanup_leftovers();
         let mut topo = Topology {
             namespaces: Vec::new(),
+            bridge_nf: None,
         };
         run("ip", &["link", "add", BRIDGE, "type", "bridge"])?;
         run(
@@ -131,8 +137,12 @@ impl Topology {
         )?;
         run("ip", &["link", "set", BRIDGE, "up"])?;
         // Bridged frames must not pass the host's own iptables (a Docker
-        // host, say, drops forwarded traffic by policy).
-        let _ = std::fs::write("/proc/sys/net/bridge/bridge-nf-call-iptables", "0");
+        // host, say, drops forwarded traffic by policy). The host's setting
+        // is put back when the topology is dropped.
+        topo.bridge_nf = std::fs::read_to_string(BRIDGE_NF).ok();
+        if topo.bridge_nf.is_some() {
+            let _ = std::fs::write(BRIDGE_NF, "0");
+        }
         let mut hosts: Vec<(String, u8)> =
             (1..=slots).map(|s| (slot_ns(s), slot_host(s))).collect();
         hosts.push((CLIENTS.0.to_string(), CLIENTS.1));
@@ -165,17 +175,25 @@ impl Topology {
 
     /// Removes every rule and qdisc the nemesis added, in every namespace.
     pub fn heal_all(&self) -> Result<(), TopologyError> {
+        // Every namespace is healed even if one fails; the first error is
+        // returned after.
+        let mut first = Ok(());
         for ns in &self.namespaces {
-            run_in(ns, "iptables", &["-F"])?;
+            if let Err(e) = run_in(ns, "iptables", &["-w", "-F"]) {
+                first = first.and(Err(e));
+            }
             // Deleting a root qdisc that is not there fails; that is fine.
             let _ = run_in(ns, "tc", &["qdisc", "del", "dev", &inner_if(ns), "root"]);
         }
-        Ok(())
+        first
     }
 }
 
 impl Drop for Topology {
     fn drop(&mut self) {
+        if let Some(v) = &self.bridge_nf {
+            let _ = std::fs::write(BRIDGE_NF, v.trim());
+        }
         cleanup_leftovers();
     }
 }

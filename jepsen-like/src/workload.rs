@@ -245,8 +245,13 @@ fn classify_grpc(s: tonic::Status) -> (Outcome, String) {
     let msg = s.message().to_string();
     let outcome = match s.code() {
         Code::InvalidArgument | Code::ResourceExhausted if !is_retry_hint(&s) => Outcome::Fail,
-        // Refused by the client's own connector: no byte was sent.
-        Code::Unavailable if msg.contains("tcp connect error") => Outcome::Fail,
+        // Refused by the client's own connector: no byte was sent. (A
+        // server's "internal error" may quote a connect error of its own.)
+        Code::Unavailable
+            if msg.contains("tcp connect error") && !msg.contains("internal error") =>
+        {
+            Outcome::Fail
+        }
         Code::Unavailable | Code::ResourceExhausted => refusal_outcome(&msg),
         _ => Outcome::Unknown,
     };

@@ -37,6 +37,8 @@ pub struct World {
     pub next_id: u64,
     /// For status calls.
     pub http: reqwest::Client,
+    /// Members that exited without the nemesis killing them.
+    pub crashes: Vec<String>,
 }
 
 impl World {
@@ -138,28 +140,17 @@ impl World {
     /// Drops a random `percent` of the packets slot `a` receives from
     /// anything but the harness.
     pub fn lose(&self, a: usize, percent: u32) -> Result<(), TopologyError> {
-        let p = format!("{:.2}", f64::from(percent) / 100.0);
-        let harness = ip(HARNESS_HOST).to_string();
-        run_in(
-            &slot_ns(a),
-            "iptables",
-            &[
-                "-A",
-                "INPUT",
-                "!",
-                "-s",
-                &harness,
-                "-m",
-                "statistic",
-                "--mode",
-                "random",
-                "--probability",
-                &p,
-                "-j",
-                "DROP",
-            ],
+        let ns = slot_ns(a);
+        // Only on the veth: loopback carries the proxy-to-node hop.
+        iptables(
+            &ns,
+            &format!(
+                "-A INPUT -i {} ! -s {} -m statistic --mode random --probability {:.2} -j DROP",
+                inner_if(&ns),
+                ip(HARNESS_HOST),
+                f64::from(percent) / 100.0
+            ),
         )
-        .map(drop)
     }
 
     /// Limits what slot `a` sends to `kbit` kbit/s (tc tbf).
@@ -193,27 +184,13 @@ impl World {
             .map(u16::to_string)
             .collect::<Vec<_>>()
             .join(",");
-        let harness = ip(HARNESS_HOST).to_string();
-        run_in(
+        iptables(
             SINKS.0,
-            "iptables",
-            &[
-                "-A",
-                "INPUT",
-                "-p",
-                "tcp",
-                "!",
-                "-s",
-                &harness,
-                "-m",
-                "multiport",
-                "--dports",
-                &list,
-                "-j",
-                "DROP",
-            ],
+            &format!(
+                "-A INPUT -p tcp ! -s {} -m multiport --dports {list} -j DROP",
+                ip(HARNESS_HOST)
+            ),
         )
-        .map(drop)
     }
 
     /// Replaces member `old` with a node of a fresh id in a free slot, through
@@ -257,17 +234,24 @@ impl World {
             .await
         {
             Ok(_) => {
-                if let Some(slot) = self.slot_of(old) {
-                    if let Some(mut p) = self.slots[slot - 1].take() {
-                        p.stop(Duration::from_secs(5));
-                    }
-                }
-                self.publish_targets();
+                self.retire(old);
                 Ok(format!("replaced n{old} by n{id} (slot {free})"))
             }
             Err(e) => {
-                // A refused replace may still have added the learner; take it
-                // out so it does not linger as a member with no process.
+                // The call failing does not mean the change did not commit
+                // (a timeout, a lost answer): the leader's membership decides.
+                let voters = self.voters().await;
+                if voters
+                    .as_ref()
+                    .is_some_and(|v| v.contains(&id) && !v.contains(&old))
+                {
+                    self.retire(old);
+                    return Ok(format!(
+                        "replaced n{old} by n{id} (slot {free}); the call said: {e}"
+                    ));
+                }
+                // Not done: take the learner out so it does not linger as a
+                // member with no process.
                 let _ = admin
                     .post_json::<_, Value>(
                         "/admin/v1/remove",
@@ -282,10 +266,40 @@ impl World {
         }
     }
 
+    /// Stops a member that left and frees its slot.
+    fn retire(&mut self, old: u64) {
+        if let Some(slot) = self.slot_of(old) {
+            if let Some(mut p) = self.slots[slot - 1].take() {
+                p.stop(Duration::from_secs(5));
+            }
+        }
+        self.publish_targets();
+    }
+
+    /// The voters in the leader's membership.
+    async fn voters(&self) -> Option<Vec<u64>> {
+        let (_, st) = self.leader().await?;
+        Some(
+            st["members"]
+                .as_array()?
+                .iter()
+                .filter(|m| m["role"] == "voter")
+                .filter_map(|m| m["id"].as_u64())
+                .collect(),
+        )
+    }
+
     /// Undoes every fault: rules and qdiscs removed, delays zeroed, paused
     /// nodes resumed, stopped members restarted.
+    ///
+    /// Every step is tried even if an earlier one failed. A member that is
+    /// down although the nemesis did not kill it crashed: that is recorded
+    /// in `crashes` (and makes the run invalid) before it is restarted.
     pub fn heal_everything(&mut self, topo: &crate::topology::Topology) -> Result<(), String> {
-        topo.heal_all().map_err(|e| e.to_string())?;
+        let mut errors = Vec::new();
+        if let Err(e) = topo.heal_all() {
+            errors.push(e.to_string());
+        }
         for d in &self.delays {
             d.set_ms(0);
         }
@@ -295,23 +309,36 @@ impl World {
             if p.is_paused() {
                 p.resume();
             }
+            if let Some(status) = p.exit_status() {
+                if !p.killed_by_nemesis() {
+                    self.crashes
+                        .push(format!("n{} exited by itself: {status}", p.id));
+                }
+            }
             if !p.is_running() {
-                p.start(&otelraft, &env).map_err(|e| e.to_string())?;
+                if let Err(e) = p.start(&otelraft, &env) {
+                    errors.push(e.to_string());
+                }
             }
         }
-        Ok(())
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
     }
 }
 
 fn drop_between(ns: &str, other: Ipv4Addr) -> Result<(), TopologyError> {
-    let other = other.to_string();
-    run_in(ns, "iptables", &["-A", "INPUT", "-s", &other, "-j", "DROP"])?;
-    run_in(
-        ns,
-        "iptables",
-        &["-A", "OUTPUT", "-d", &other, "-j", "DROP"],
-    )?;
-    Ok(())
+    iptables(ns, &format!("-A INPUT -s {other} -j DROP"))?;
+    iptables(ns, &format!("-A OUTPUT -d {other} -j DROP"))
+}
+
+/// Adds one iptables rule in `ns`, waiting for the xtables lock.
+fn iptables(ns: &str, rule: &str) -> Result<(), TopologyError> {
+    let mut args = vec!["-w"];
+    args.extend(rule.split_whitespace());
+    run_in(ns, "iptables", &args).map(drop)
 }
 
 /// Of the nodes at `urls`, the one that answers as leader with the highest
