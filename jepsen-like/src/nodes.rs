@@ -177,12 +177,12 @@ impl NodeProc {
     }
 
     /// SIGTERM (the node drains), SIGKILL after `grace`.
-    pub fn stop(&mut self, grace: Duration) {
+    pub async fn stop(&mut self, grace: Duration) {
         self.signal(libc::SIGCONT);
         self.signal(libc::SIGTERM);
-        let deadline = std::time::Instant::now() + grace;
-        while self.is_running() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.is_running() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.kill();
     }

@@ -682,7 +682,7 @@ async fn collect_logs(
     leader: Option<u64>,
 ) -> Result<(Vec<(u64, Vec<Value>)>, Vec<Value>), String> {
     for p in w.slots.iter_mut().flatten() {
-        p.stop(Duration::from_secs(10));
+        p.stop(Duration::from_secs(10)).await;
     }
     let mut logs = Vec::new();
     for p in w
@@ -701,11 +701,15 @@ async fn collect_logs(
         .or_else(|| w.slots.iter().flatten().next())
         .map(|p| p.config.clone())
         .ok_or("no member left to read the archive with")?;
-    let out = Command::new(&w.settings.otelraft)
+    let out = tokio::process::Command::new(&w.settings.otelraft)
         .args(["archive", "cat", "--all", "--config"])
         .arg(&config)
         .envs(w.settings.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .map_err(|_| "archive cat did not finish within 120 s".to_string())?
         .map_err(|e| format!("archive cat: {e}"))?;
     if !out.status.success() {
         return Err(format!(

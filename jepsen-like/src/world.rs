@@ -234,7 +234,7 @@ impl World {
             .await
         {
             Ok(_) => {
-                self.retire(old);
+                self.retire(old).await;
                 Ok(format!("replaced n{old} by n{id} (slot {free})"))
             }
             Err(e) => {
@@ -245,7 +245,7 @@ impl World {
                     .as_ref()
                     .is_some_and(|v| v.contains(&id) && !v.contains(&old))
                 {
-                    self.retire(old);
+                    self.retire(old).await;
                     return Ok(format!(
                         "replaced n{old} by n{id} (slot {free}); the call said: {e}"
                     ));
@@ -267,10 +267,10 @@ impl World {
     }
 
     /// Stops a member that left and frees its slot.
-    fn retire(&mut self, old: u64) {
+    async fn retire(&mut self, old: u64) {
         if let Some(slot) = self.slot_of(old) {
             if let Some(mut p) = self.slots[slot - 1].take() {
-                p.stop(Duration::from_secs(5));
+                p.stop(Duration::from_secs(5)).await;
             }
         }
         self.publish_targets();
