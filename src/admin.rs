@@ -167,6 +167,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/admin/v1/transfer-leader", post(transfer_leader))
         .route("/admin/v1/witness-handover", post(witness_handover))
         .route("/admin/v1/snapshot", post(snapshot))
+        .route("/admin/v1/drain", post(drain))
         .with_state(node)
 }
 
@@ -443,6 +444,11 @@ async fn witness_handover(
     Json(req): Json<handover::HandoverRequest>,
 ) -> Result<Json<ChangeReply>, AdminError> {
     handover::run(&node, req).await.map(Json)
+}
+
+/// Not proxied: it drains the node it is sent to.
+async fn drain(State(node): State<Arc<Node>>) -> Json<crate::drain::DrainReport> {
+    Json(crate::drain::drain(&node).await)
 }
 
 async fn snapshot(State(node): State<Arc<Node>>) -> Result<Json<ChangeReply>, AdminError> {

@@ -20,6 +20,7 @@ use openraft::{RaftMetrics, ServerState, SnapshotPolicy};
 use tokio::sync::Semaphore;
 
 use crate::config::NodeConfig;
+use crate::drain::{DrainReport, InFlight};
 use crate::ingest::{IngestHandler, Receipt, SubmitError, SubmitFuture};
 use crate::metrics::{self, Metrics};
 use crate::pb::log::{command::Kind, Command, IngestRequest};
@@ -83,7 +84,21 @@ pub struct Node {
     metrics: Arc<Metrics>,
     /// Bytes of requests this node has accepted but not yet answered.
     inflight: Arc<Semaphore>,
+    /// False once a drain began: new local requests are refused.
     accepting: AtomicBool,
+    /// False once a draining leader stops taking forwarded writes.
+    forwarded_open: AtomicBool,
+    /// Local OTLP requests between acceptance and answer.
+    local_requests: Arc<InFlight>,
+    /// Forwarded writes this node, as leader, is committing.
+    forwarded_requests: Arc<InFlight>,
+    /// The outcome of the drain, once one ran (see `drain::drain`).
+    drain: tokio::sync::Mutex<Option<DrainReport>>,
+    /// False while a node that must join (`cluster.join`, empty storage)
+    /// has not yet been found absent from the cluster: until then it
+    /// answers no vote and no append, because the cluster may still count
+    /// it as a voter that had entries and votes this empty store lacks.
+    admitted: AtomicBool,
     /// What this node's exporters are doing (leader only does anything).
     export_progress: crate::export::Registry,
     /// What this node's archiver is doing.
@@ -183,7 +198,16 @@ impl Node {
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
         let inflight = Arc::new(Semaphore::new(config.ingest.max_inflight_bytes));
+        metrics
+            .log_budget_bytes
+            .set(i64::try_from(config.raft.max_log_bytes).unwrap_or(i64::MAX));
+        let empty = !raft
+            .is_initialized()
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let admitted = AtomicBool::new(!empty || config.cluster.join.is_empty());
         Ok(Arc::new(Node {
+            admitted,
             config,
             raft,
             log,
@@ -192,6 +216,10 @@ impl Node {
             metrics,
             inflight,
             accepting: AtomicBool::new(true),
+            forwarded_open: AtomicBool::new(true),
+            local_requests: Arc::default(),
+            forwarded_requests: Arc::default(),
+            drain: tokio::sync::Mutex::new(None),
             export_progress: crate::export::Registry::default(),
             archive_progress: crate::archive::progress::Progress::default(),
             leader_contact: AtomicU64::new(0),
@@ -335,6 +363,54 @@ impl Node {
         self.accepting.store(false, Ordering::SeqCst);
     }
 
+    /// Whether this node may take part in Raft (see the `admitted` field).
+    pub fn is_admitted(&self) -> bool {
+        self.admitted.load(Ordering::SeqCst)
+    }
+
+    /// Lets this node take part in Raft: `join` found it absent from the
+    /// cluster (or a learner, which never votes), or it bootstraps.
+    pub fn admit(&self) {
+        self.admitted.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a drain has begun.
+    pub fn is_draining(&self) -> bool {
+        !self.accepting.load(Ordering::SeqCst)
+    }
+
+    /// Refuses forwarded writes from now on, as a leader that is about to
+    /// hand over (see `drain`).
+    pub fn close_forwarded_writes(&self) {
+        self.forwarded_open.store(false, Ordering::SeqCst);
+    }
+
+    /// Local OTLP requests in progress.
+    pub fn local_requests(&self) -> &Arc<InFlight> {
+        &self.local_requests
+    }
+
+    /// Forwarded writes in progress on this leader.
+    pub fn forwarded_requests(&self) -> &Arc<InFlight> {
+        &self.forwarded_requests
+    }
+
+    /// Where `drain::drain` keeps its single outcome.
+    pub(crate) fn drain_slot(&self) -> &tokio::sync::Mutex<Option<DrainReport>> {
+        &self.drain
+    }
+
+    /// Whether this node is the Raft leader now.
+    pub fn is_leader(&self) -> bool {
+        self.raft_metrics().state == ServerState::Leader
+    }
+
+    /// Becomes `Some(clean)` once storage has closed, after the node and
+    /// every task holding it are gone (see `server::run`).
+    pub fn storage_closed(&self) -> tokio::sync::watch::Receiver<Option<bool>> {
+        self.log.closed()
+    }
+
     /// The leader this node currently knows, with its address.
     pub fn leader(&self) -> Option<(NodeId, Member)> {
         let m = self.raft_metrics();
@@ -346,10 +422,19 @@ impl Node {
     /// Initialises a new cluster with `members` as voters, when
     /// `cluster.bootstrap` is set and storage is empty. Idempotent across
     /// restarts: an initialised node does nothing.
+    ///
+    /// With `cluster.join` set the decision is `join::run`'s, which first
+    /// makes sure no listed member holds a cluster already.
     pub async fn bootstrap_if_configured(&self) -> Result<(), NodeError> {
-        if !self.config.cluster.bootstrap {
+        if !self.config.cluster.bootstrap || !self.config.cluster.join.is_empty() {
             return Ok(());
         }
+        self.bootstrap_now().await
+    }
+
+    /// Initialises a new cluster with `cluster.initial_members` unless this
+    /// node's storage already holds one.
+    pub async fn bootstrap_now(&self) -> Result<(), NodeError> {
         let initialized = self
             .raft
             .is_initialized()
@@ -375,9 +460,8 @@ impl Node {
     /// once it is committed and applied. `NoLeader` means nothing was
     /// proposed here, so the caller may retry elsewhere.
     pub async fn write_as_leader(&self, mut request: IngestRequest) -> Result<u64, SubmitError> {
-        if !self.accepting.load(Ordering::SeqCst) {
-            return Err(SubmitError::ShuttingDown);
-        }
+        // No "accepting" check here: a request that got past it in
+        // `submit_owned` must be allowed to finish while the node drains.
         if self.is_witness() {
             // It leads only to hand over to a data node; clients retry.
             return Err(SubmitError::NoLeader {
@@ -555,11 +639,21 @@ impl Node {
     /// The leader's side of a forwarded write: the leader's own in-flight
     /// budget applies to it as to its local clients.
     pub async fn accept_forwarded(&self, request: IngestRequest) -> Result<u64, SubmitError> {
+        let _in_flight = self.forwarded_requests.enter();
+        if !self.forwarded_open.load(Ordering::SeqCst) {
+            return Err(SubmitError::NoLeader {
+                reason: format!("node {} is handing over leadership", self.id()),
+                retry_after: Duration::from_secs(1),
+            });
+        }
         let _reservation = self.reserve(request.payload.len())?;
         self.write_as_leader(request).await
     }
 
     async fn submit_owned(self: Arc<Self>, request: IngestRequest) -> Result<Receipt, SubmitError> {
+        // Counted before the check, so a drain that saw the count at zero
+        // after refusing new requests cannot miss this one (see `drain`).
+        let in_flight = self.local_requests.enter();
         if !self.accepting.load(Ordering::SeqCst) {
             return Err(SubmitError::ShuttingDown);
         }
@@ -568,6 +662,7 @@ impl Node {
         {
             // Deliberately wrong (see Cargo.toml): acknowledge, then commit.
             tokio::spawn(async move {
+                let _in_flight = in_flight;
                 let _reservation = reservation;
                 let _ = self.commit_anywhere(request).await;
             });
@@ -576,6 +671,7 @@ impl Node {
         #[allow(unreachable_code)]
         let log_index = self.commit_anywhere(request).await?;
         drop(reservation);
+        drop(in_flight);
         Ok(Receipt { log_index })
     }
 
@@ -626,6 +722,9 @@ impl Node {
     /// voter, in recent contact with a leader, holding every entry the
     /// leader has reported committed.
     pub fn readiness(&self) -> Result<(), String> {
+        if self.is_draining() {
+            return Err("draining: this node takes no new requests".into());
+        }
         let m = self.raft_metrics();
         if m.running_state.is_err() {
             return Err("raft has stopped".into());

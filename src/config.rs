@@ -98,6 +98,9 @@ pub struct NodeConfig {
     /// Member-to-member RPC settings.
     #[serde(default)]
     pub peer: PeerSection,
+    /// How a stopping node hands over (SIGTERM, `admin drain`).
+    #[serde(default)]
+    pub drain: DrainSection,
     /// Export destinations, by sink name. None: the node runs and retains
     /// the data in its log.
     #[serde(default)]
@@ -152,6 +155,12 @@ pub struct ClusterSection {
     pub bootstrap: bool,
     /// Voters of a freshly bootstrapped cluster (must include this node).
     pub initial_members: Vec<InitialMember>,
+    /// Admin `host:port` of members to ask for a place in the cluster. A
+    /// node with empty storage asks them to add it as a learner and
+    /// promote it; a node with storage never asks (it rejoins as it was).
+    /// With `bootstrap` as well, the node initialises a new cluster only if
+    /// every listed member answers and none holds a cluster yet.
+    pub join: Vec<String>,
 }
 
 /// One voter of the initial membership.
@@ -272,6 +281,22 @@ impl Default for PeerSection {
             rpc_timeout_ms: 2_000,
             max_message_bytes: 1 << 30,
         }
+    }
+}
+
+/// Graceful stop settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DrainSection {
+    /// Longest a drain waits for in-flight requests and the leadership
+    /// hand-off before the node stops anyway. Keep the service manager's
+    /// stop timeout above it.
+    pub timeout_ms: u64,
+}
+
+impl Default for DrainSection {
+    fn default() -> Self {
+        DrainSection { timeout_ms: 30_000 }
     }
 }
 
@@ -433,6 +458,12 @@ impl NodeConfig {
                 ));
             }
         }
+        for (n, addr) in self.cluster.join.iter().enumerate() {
+            validate_host_port(&format!("cluster.join[{n}]"), addr)?;
+        }
+        if self.drain.timeout_ms == 0 {
+            return Err(ConfigError::field("drain.timeout_ms", "must be positive"));
+        }
         self.archive.validate()?;
         for (name, sink) in &self.sinks {
             sink.validate(name)?;
@@ -465,10 +496,57 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// The configuration as TOML, for `check-config` style printing.
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    /// The effective configuration as TOML with every secret replaced by
+    /// `<redacted>`, for `check-config`.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut value = match toml::Value::try_from(self) {
+            Ok(v) => v,
+            Err(e) => return format!("# cannot render: {e}"),
+        };
+        redact(&mut value, "");
+        toml::to_string_pretty(&value).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
+}
+
+/// Marks values whose key names a credential. Header values are redacted
+/// when the header name does (`Authorization`, `X-Api-Key`, ...).
+fn redact(value: &mut toml::Value, path: &str) {
+    let toml::Value::Table(table) = value else {
+        return;
+    };
+    for (key, v) in table.iter_mut() {
+        let child = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        if let toml::Value::Table(_) = v {
+            redact(v, &child);
+            continue;
+        }
+        let in_headers = path.ends_with(".headers");
+        let secret = is_secret_name(key) || (in_headers && is_secret_header(key));
+        if secret && v.as_str().is_some_and(|s| !s.is_empty()) {
+            *v = toml::Value::String("<redacted>".to_string());
+        }
+    }
+}
+
+fn is_secret_name(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["secret", "password", "token"]
+        .iter()
+        .any(|w| k.contains(w))
+        && !k.ends_with("_file")
+}
+
+fn is_secret_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == "authorization"
+        || n == "cookie"
+        || ["token", "key", "secret", "password", "auth"]
+            .iter()
+            .any(|w| n.contains(w))
 }
 
 fn validate_host_port(field: &str, addr: &str) -> Result<(), ConfigError> {
@@ -618,5 +696,39 @@ admin = "127.0.0.1:4480"
         let err = NodeConfig::from_toml_and_env(&wildcard, "t", env(&[]))
             .expect_err("wildcard advertise");
         assert!(err.to_string().contains("advertise.peer"), "{err}");
+        let err = NodeConfig::from_toml_and_env(
+            &format!("{MINIMAL}\n[cluster]\njoin = [\"otelraft-0\"]\n"),
+            "t",
+            env(&[]),
+        )
+        .expect_err("join without a port");
+        assert!(err.to_string().contains("cluster.join[0]"), "{err}");
+    }
+
+    #[test]
+    fn printed_config_hides_secrets_but_keeps_the_rest() {
+        let text = format!(
+            "{MINIMAL}\n[sinks.loki]\nkind = \"loki\"\nendpoint = \"http://127.0.0.1:3100/loki/api/v1/push\"\n\
+             [sinks.loki.headers]\nAuthorization = \"Bearer hunter2-token\"\nX-Scope-OrgID = \"tenant-a\"\n\
+             [archive.s3]\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\nallow_http = true\n\
+             access_key_id = \"AKIDEXAMPLE\"\nsecret_access_key = \"s3cr3t-value\"\n"
+        );
+        let c = NodeConfig::from_toml_and_env(&text, "t", env(&[])).expect("valid");
+        let printed = c.to_redacted_toml();
+        for secret in ["hunter2-token", "s3cr3t-value"] {
+            assert!(!printed.contains(secret), "{secret} leaked:\n{printed}");
+        }
+        for kept in [
+            "AKIDEXAMPLE",
+            "tenant-a",
+            "http://127.0.0.1:9000",
+            "<redacted>",
+        ] {
+            assert!(printed.contains(kept), "{kept} missing:\n{printed}");
+        }
+        // What is printed is itself a valid config once the secret is set.
+        let reparsed = NodeConfig::from_toml_and_env(&printed, "printed", env(&[]))
+            .expect("printed config parses");
+        assert_eq!(reparsed.node_id, c.node_id);
     }
 }

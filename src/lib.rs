@@ -21,6 +21,8 @@
 //! - [`cluster`]: a running node: Raft plus the submit path that ingest calls.
 //! - [`admin`]: admin HTTP API (status, membership, health, metrics) and its CLI client.
 //! - [`metrics`]: the node's own Prometheus metrics.
+//! - [`drain`]: graceful stop: refuse new requests, finish accepted ones, hand off leadership.
+//! - [`join`]: a node with empty storage asks the cluster for a place (or bootstraps, safely).
 //! - [`server`]: `otelraft serve`: binds every listener of a node and drains on shutdown.
 //! - [`local_cluster`]: `otelraft local-cluster`, three processes on 127.0.0.1.
 
@@ -29,9 +31,11 @@ pub mod archive;
 pub mod bench;
 pub mod cluster;
 pub mod config;
+pub mod drain;
 pub mod export;
 pub mod ingest;
 pub mod inspect;
+pub mod join;
 pub mod local_cluster;
 pub mod metrics;
 pub mod pb;

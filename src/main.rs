@@ -107,7 +107,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Validate a config file and print the effective settings.
+    /// Validate a config file and print the effective settings, secrets
+    /// redacted.
     CheckConfig {
         /// The file.
         file: PathBuf,
@@ -350,7 +351,7 @@ async fn main() -> ExitCode {
             .await
         }
         Cmd::CheckConfig { file } => NodeConfig::load(&file)
-            .map(|c| print!("{}", c.to_toml()))
+            .map(|c| print!("{}", c.to_redacted_toml()))
             .map_err(|e| e.to_string()),
     };
     match result {

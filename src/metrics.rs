@@ -94,6 +94,9 @@ pub struct Metrics {
     pub log_bytes: Gauge,
     /// First index still present in the local log.
     pub log_first_index: Gauge,
+    /// `raft.max_log_bytes`: at this many retained bytes the leader refuses
+    /// writes until trimming frees space (for dashboards and alerts).
+    pub log_budget_bytes: Gauge,
     /// Each sink's replicated cursor (last handled log index).
     pub export_cursor: Family<SinkLabels, Gauge>,
     /// Applied entries past each sink's cursor.
@@ -175,6 +178,7 @@ impl Metrics {
             log_entries: Gauge::default(),
             log_bytes: Gauge::default(),
             log_first_index: Gauge::default(),
+            log_budget_bytes: Gauge::default(),
             export_cursor: Family::default(),
             export_lag_entries: Family::default(),
             export_lag_bytes: Family::default(),
@@ -360,6 +364,11 @@ impl Metrics {
             "archive_expired_blocks",
             "Blocks deleted by archive retention",
             m.archive_expired_blocks.clone(),
+        );
+        r.register(
+            "log_budget_bytes",
+            "Retained log bytes at which the leader refuses writes (raft.max_log_bytes)",
+            m.log_budget_bytes.clone(),
         );
         r.register(
             "log_trim_index",

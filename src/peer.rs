@@ -63,12 +63,28 @@ pub fn submit_status(e: &SubmitError) -> Status {
     }
 }
 
+impl PeerService {
+    /// Raft RPCs are refused until the node is admitted (see
+    /// `Node::is_admitted`); nothing else is.
+    fn check_admitted(&self) -> Result<(), Status> {
+        if self.node.is_admitted() {
+            Ok(())
+        } else {
+            Err(Status::unavailable(format!(
+                "node {} has empty storage and has not been admitted to the cluster yet (cluster.join)",
+                self.node.id()
+            )))
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn append_entries(
         &self,
         request: Request<pb::peer::AppendEntriesRequest>,
     ) -> Result<Response<pb::peer::JsonReply>, Status> {
+        self.check_admitted()?;
         let msg = request.into_inner();
         let header: AppendHeader = parse("append header", &msg.header_json)?;
         let entries = msg
@@ -99,6 +115,7 @@ impl Peer for PeerService {
         &self,
         request: Request<pb::peer::JsonMessage>,
     ) -> Result<Response<pb::peer::JsonReply>, Status> {
+        self.check_admitted()?;
         let rpc: VoteRequest<TypeConfig> = parse("vote request", &request.into_inner().json)?;
         json_reply(&self.node.raft().vote(rpc).await.map_err(raft_status)?)
     }
@@ -107,6 +124,7 @@ impl Peer for PeerService {
         &self,
         request: Request<pb::peer::JsonMessage>,
     ) -> Result<Response<pb::peer::JsonReply>, Status> {
+        self.check_admitted()?;
         let rpc: VoteRequest<TypeConfig> = parse("pre-vote request", &request.into_inner().json)?;
         json_reply(&self.node.raft().pre_vote(rpc).await.map_err(raft_status)?)
     }
@@ -115,6 +133,7 @@ impl Peer for PeerService {
         &self,
         request: Request<pb::peer::JsonMessage>,
     ) -> Result<Response<pb::peer::JsonReply>, Status> {
+        self.check_admitted()?;
         let rpc: TransferLeaderRequest<TypeConfig> =
             parse("transfer-leader request", &request.into_inner().json)?;
         // openraft would start an election here whatever `enable_elect`
@@ -142,6 +161,7 @@ impl Peer for PeerService {
         &self,
         request: Request<Streaming<pb::peer::SnapshotChunk>>,
     ) -> Result<Response<pb::peer::JsonReply>, Status> {
+        self.check_admitted()?;
         let mut stream = request.into_inner();
         let first = stream
             .next()

@@ -1,8 +1,10 @@
 //! `otelraft serve`: starts every listener of one node and stops them
 //! together.
 //!
-//! Shutdown order: stop accepting OTLP, let in-flight requests finish their
-//! commits (the receivers drain gracefully), then stop Raft and storage.
+//! Shutdown order: drain (refuse new OTLP requests, finish the accepted
+//! ones, hand off leadership; see `drain`), stop the listeners, stop Raft,
+//! then wait for every holder of the node to let go so the database closes
+//! cleanly and the next start needs no repair.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -49,6 +51,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let peer_task = tokio::spawn(peer_server);
     node.bootstrap_if_configured().await?;
     let metrics_task = tokio::spawn(node.clone().publish_raft_metrics());
+    let mut tasks = Vec::new();
     if node.is_witness() {
         if !config.sinks.is_empty() {
             tracing::warn!(
@@ -56,14 +59,22 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             );
         }
     } else {
-        crate::export::spawn_exporters(&node, node.export_progress())
-            .map_err(|e| NodeError::Raft(format!("exporters: {e}")))?;
-        crate::archive::archiver::spawn(&node)
-            .map_err(|e| NodeError::Raft(format!("archive: {e}")))?;
+        tasks.extend(
+            crate::export::spawn_exporters(&node, node.export_progress())
+                .map_err(|e| NodeError::Raft(format!("exporters: {e}")))?,
+        );
+        tasks.extend(
+            crate::archive::archiver::spawn(&node)
+                .map_err(|e| NodeError::Raft(format!("archive: {e}")))?,
+        );
     }
-    let trim_task = tokio::spawn(crate::trim::run(node.clone()));
-    let witness_task = tokio::spawn(crate::witness::run(node.clone()));
+    tasks.push(metrics_task);
+    tasks.push(tokio::spawn(crate::trim::run(node.clone())));
+    tasks.push(tokio::spawn(crate::witness::run(node.clone())));
     let admin_task = tokio::spawn(crate::admin::serve(admin_listener, node.clone(), stopped()));
+    // After the peer and admin servers: the leader verifies a joining node
+    // by calling it back.
+    tasks.push(tokio::spawn(crate::join::run(node.clone())));
 
     let settings = IngestSettings {
         node_id: config.node_id,
@@ -95,11 +106,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     );
 
     shutdown.await;
-    tracing::info!(
-        node_id = config.node_id,
-        "shutting down: draining in-flight requests"
-    );
-    node.stop_accepting();
+    tracing::info!(node_id = config.node_id, "shutting down: draining");
+    crate::drain::drain(&node).await;
     let _ = stop_tx.send(true);
     for (what, task) in [("OTLP gRPC", grpc_task), ("OTLP HTTP", http_task)] {
         match task.await {
@@ -113,11 +121,35 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         tracing::warn!(error = %e, "raft shutdown");
     }
     let _ = peer_task.await;
-    metrics_task.abort();
-    trim_task.abort();
-    witness_task.abort();
+    // Raft has stopped: the background tasks can do nothing more, and each
+    // holds the node, which must go for the database to close.
+    for task in tasks {
+        task.abort();
+        let _ = task.await;
+    }
+    close_storage(node).await;
     tracing::info!(node_id = config.node_id, "stopped");
     Ok(())
+}
+
+/// Waits for the leader-only tasks (exporters, archiver) to see Raft stop
+/// and let go of the node, then for the database to close.
+async fn close_storage(node: Arc<Node>) {
+    let mut closed = node.storage_closed();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while Arc::strong_count(&node) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let holders = Arc::strong_count(&node);
+    drop(node);
+    let outcome = tokio::time::timeout_at(deadline, closed.wait_for(|c| c.is_some())).await;
+    match outcome.ok().and_then(|r| r.ok().and_then(|c| *c)) {
+        Some(true) => tracing::info!("storage closed cleanly"),
+        _ => tracing::warn!(
+            holders,
+            "storage still open at exit; the next start repairs the database"
+        ),
+    }
 }
 
 fn tokio_stream_from(

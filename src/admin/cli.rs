@@ -80,6 +80,11 @@ pub enum AdminCommand {
     },
     /// Build a snapshot on the contacted node now.
     Snapshot,
+    /// Drain the contacted node before stopping it: it refuses new OTLP
+    /// requests (clients retry elsewhere), finishes the accepted ones and,
+    /// if it leads, hands leadership over. The process keeps running until
+    /// it is stopped; use it as a pre-stop hook.
+    Drain,
     /// Show each sink's dead-letter record (counts and newest items) as JSON.
     DeadLetters {
         /// Only this sink.
@@ -214,6 +219,18 @@ pub async fn run(endpoint: &str, cmd: AdminCommand) -> Result<(), String> {
                 .post_json("/admin/v1/snapshot", &serde_json::json!({}))
                 .await,
         ),
+        AdminCommand::Drain => {
+            let report: crate::drain::DrainReport = client
+                .post_json("/admin/v1/drain", &serde_json::json!({}))
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{}", report.message);
+            if report.complete {
+                Ok(())
+            } else {
+                Err(report.message)
+            }
+        }
         AdminCommand::DeadLetters { sink } => {
             let mut all: BTreeMap<String, serde_json::Value> = client
                 .get_json("/admin/v1/dead-letters")

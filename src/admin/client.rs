@@ -48,10 +48,15 @@ pub struct AdminClient {
 impl AdminClient {
     /// `endpoint` is `http://host:port`.
     pub fn new(endpoint: &str) -> Self {
+        // Membership calls wait for catch-up (up to 90 s) and a hand-over
+        // may also wait for an election and a transfer.
+        Self::with_timeout(endpoint, Duration::from_secs(300))
+    }
+
+    /// As [`AdminClient::new`], with `timeout` per call (for quick probes).
+    pub fn with_timeout(endpoint: &str, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
-            // Membership calls wait for catch-up (up to 90 s) and a
-            // hand-over may also wait for an election and a transfer.
-            .timeout(Duration::from_secs(300))
+            .timeout(timeout)
             .build()
             .unwrap_or_default();
         AdminClient {

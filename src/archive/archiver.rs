@@ -46,26 +46,26 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(30);
 /// Opens the archive and starts its tasks: the archiver (acts only while
 /// this node leads) and the store probe (every node). Does nothing but set
 /// the phase when the archive is disabled.
-pub fn spawn(node: &Arc<Node>) -> Result<(), ArchiveError> {
+/// Returns the tasks, which run until aborted.
+pub fn spawn(node: &Arc<Node>) -> Result<Vec<tokio::task::JoinHandle<()>>, ArchiveError> {
     let config = node.config().archive.clone();
     let progress = node.archive_progress();
     if !config.enabled {
         progress.update(|p| p.phase = "disabled".to_string());
-        return Ok(());
+        return Ok(Vec::new());
     }
     let archive = Archive::open(&config)?;
     progress.update(|p| {
         p.phase = "idle".to_string();
         p.location = archive.location.clone();
     });
-    tokio::spawn(probe(node.clone(), archive.clone(), config.clone()));
+    let probe = tokio::spawn(probe(node.clone(), archive.clone(), config.clone()));
     let archiver = Archiver {
         node: node.clone(),
         archive,
         config,
     };
-    tokio::spawn(archiver.run());
-    Ok(())
+    Ok(vec![probe, tokio::spawn(archiver.run())])
 }
 
 /// Lists the archive prefix now and then, so bad credentials or a missing

@@ -44,24 +44,38 @@ const IDLE_WAIT: Duration = Duration::from_millis(500);
 
 /// Starts one exporter task per configured sink, plus the task that keeps
 /// the export gauges current. Every node runs them; they act only while the
-/// node leads.
-pub fn spawn_exporters(node: &Arc<Node>, registry: &Registry) -> Result<(), ExportError> {
+/// node leads. Returns the tasks, which run until aborted.
+pub fn spawn_exporters(
+    node: &Arc<Node>,
+    registry: &Registry,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, ExportError> {
+    let mut tasks = Vec::new();
     for (name, config) in &node.config().sinks {
         registry.register(name, config.kind);
-        spawn_one(node, registry, config, AnySink::new(name, config)?);
+        tasks.push(spawn_one(
+            node,
+            registry,
+            config,
+            AnySink::new(name, config)?,
+        ));
     }
-    tokio::spawn(publish_gauges(node.clone(), registry.clone()));
-    Ok(())
+    tasks.push(tokio::spawn(publish_gauges(node.clone(), registry.clone())));
+    Ok(tasks)
 }
 
-fn spawn_one<S: Sink>(node: &Arc<Node>, registry: &Registry, config: &SinkConfig, sink: S) {
+fn spawn_one<S: Sink>(
+    node: &Arc<Node>,
+    registry: &Registry,
+    config: &SinkConfig,
+    sink: S,
+) -> tokio::task::JoinHandle<()> {
     let exporter = Exporter {
         node: node.clone(),
         registry: registry.clone(),
         config: config.clone(),
         sink,
     };
-    tokio::spawn(exporter.run());
+    tokio::spawn(exporter.run())
 }
 
 struct Exporter<S> {

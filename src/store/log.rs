@@ -69,6 +69,12 @@ impl LogStore {
         }
     }
 
+    /// Becomes `Some(clean)` once every store handle is dropped and the
+    /// writer has stopped (see `WriterHandle::closed`).
+    pub fn closed(&self) -> tokio::sync::watch::Receiver<Option<bool>> {
+        self.inner.writer.closed()
+    }
+
     /// Reads the entries in `start..end_exclusive` that the log holds (purged
     /// ones are simply absent), for inspection and export while the node runs.
     pub async fn read_range(

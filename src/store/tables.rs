@@ -127,8 +127,15 @@ pub(super) fn open_error(path: &Path, e: DatabaseError) -> StoreError {
 pub(super) fn open_db(dir: &Path, cache_bytes: usize) -> Result<Opened, StoreError> {
     std::fs::create_dir_all(dir)?;
     let path: PathBuf = dir.join(DB_FILE_NAME);
+    let warned = std::sync::atomic::AtomicBool::new(false);
+    let shown = path.display().to_string();
     let db = redb::Builder::new()
         .set_cache_size(cache_bytes)
+        .set_repair_callback(move |_| {
+            if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(path = %shown, "database was not closed cleanly; repairing it");
+            }
+        })
         .create(&path)
         .map_err(|e| open_error(&path, e))?;
 

@@ -25,7 +25,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use openraft::storage::IOFlushed;
 use redb::{Database, Durability, Table};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::tables::{self, meta_key, snap_key, LOG, META, SNAPSHOT};
 use super::StoreError;
@@ -144,6 +144,7 @@ impl Op {
 pub(super) struct WriterHandle {
     tx: mpsc::Sender<Op>,
     durable_applied: Arc<AtomicU64>,
+    closed: watch::Receiver<Option<bool>>,
 }
 
 /// `durable_applied` encoding: index + 1, so 0 means "nothing applied".
@@ -158,6 +159,13 @@ impl WriterHandle {
     /// so this node cannot lose them. `None` before the first apply.
     pub fn durable_applied(&self) -> Option<u64> {
         self.durable_applied.load(Ordering::Acquire).checked_sub(1)
+    }
+
+    /// Becomes `Some(clean)` once the writer has stopped; `clean` says the
+    /// database file was closed with it (nothing else still held it), so the
+    /// next open needs no repair. Holding the receiver keeps nothing open.
+    pub fn closed(&self) -> watch::Receiver<Option<bool>> {
+        self.closed.clone()
     }
 
     /// Queues an operation without waiting for its outcome.
@@ -194,7 +202,9 @@ pub(super) struct WriterInit {
 pub(super) fn spawn(init: WriterInit) -> Result<WriterHandle, StoreError> {
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     let durable_applied = Arc::new(AtomicU64::new(encode_applied(init.persisted_applied)));
+    let (closed_tx, closed) = watch::channel(None);
     let writer = Writer {
+        closed: closed_tx,
         durable_applied: durable_applied.clone(),
         db: init.db,
         overlay: init.overlay,
@@ -211,10 +221,13 @@ pub(super) fn spawn(init: WriterInit) -> Result<WriterHandle, StoreError> {
     Ok(WriterHandle {
         tx,
         durable_applied,
+        closed,
     })
 }
 
 struct Writer {
+    /// Told when the writer stops; see `WriterHandle::closed`.
+    closed: watch::Sender<Option<bool>>,
     /// Published after each durable commit; see `WriterHandle::durable_applied`.
     durable_applied: Arc<AtomicU64>,
     db: Arc<Database>,
@@ -264,6 +277,28 @@ impl Writer {
                 op.complete(&outcome);
             }
         }
+        // Every handle is gone, so nothing can be queued any more. Lazy
+        // commits (the commit index, the state machine) become durable
+        // here, then the database closes, which marks the file clean: the
+        // next start needs no repair pass.
+        if self.failed.is_none() {
+            let synced = (|| -> Result<(), redb::Error> {
+                let mut txn = self.db.begin_write()?;
+                txn.set_durability(Durability::Immediate)?;
+                txn.commit()?;
+                Ok(())
+            })();
+            if let Err(e) = synced {
+                tracing::warn!(error = %e, "final storage sync failed");
+            }
+        }
+        let Writer { db, closed, .. } = self;
+        let last_holder = Arc::strong_count(&db) == 1;
+        drop(db);
+        if !last_holder {
+            tracing::warn!("storage writer stopped while the database is still open elsewhere");
+        }
+        let _ = closed.send(Some(last_holder));
         tracing::debug!("storage writer stopped: every handle dropped");
     }
 

@@ -144,6 +144,33 @@ impl TestNode {
         }
     }
 
+    /// SIGTERM without waiting; see [`TestNode::wait_exit`].
+    pub fn terminate(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Waits up to `timeout` for the process to exit and reaps it; returns
+    /// its exit status, or None if it is still running (it is left so).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let c = self.child.as_mut()?;
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The node's whole log output so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
     /// SIGSTOP.
     pub fn pause(&self) {
         self.signal(libc::SIGSTOP);
@@ -265,6 +292,10 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Ids of the nodes configured with `role = "witness"`.
     pub witnesses: Vec<u64>,
+    /// Form the cluster with `cluster.join` instead of a static membership:
+    /// node 1 has `bootstrap` and lists only itself, every node joins
+    /// through all the others. No node is started; the test starts them.
+    pub join: bool,
 }
 
 /// A set of node processes in one temp dir.
@@ -298,9 +329,34 @@ impl TestCluster {
                 role(n.id)
             ));
         }
+        let join_list = format!(
+            "join = [{}]\n",
+            nodes
+                .iter()
+                .map(|n| format!("\"{}\"", n.admin))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         for n in nodes.iter_mut() {
+            let cluster_section = if opts.join {
+                let own = if n.id == 1 {
+                    format!(
+                        "\n[[cluster.initial_members]]\nid = 1\npeer_addr = \"{}\"\nadmin_addr = \"{}\"\nrole = \"{}\"\n",
+                        n.peer,
+                        n.admin,
+                        role(1)
+                    )
+                } else {
+                    String::new()
+                };
+                format!("bootstrap = {}\n{join_list}{own}", n.id == 1)
+            } else if n.id == 1 {
+                format!("bootstrap = true\n{members}")
+            } else {
+                "bootstrap = false\n".to_string()
+            };
             let config = format!(
-                "node_id = {id}\nrole = \"{role}\"\ndata_dir = {data:?}\n\n[listen]\notlp_grpc = \"{g}\"\notlp_http = \"{h}\"\npeer = \"{p}\"\nadmin = \"{a}\"\n\n[raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 600\nelection_timeout_max_ms = 1200\n\n[cluster]\nbootstrap = {b}\n{members}",
+                "node_id = {id}\nrole = \"{role}\"\ndata_dir = {data:?}\n\n[listen]\notlp_grpc = \"{g}\"\notlp_http = \"{h}\"\npeer = \"{p}\"\nadmin = \"{a}\"\n\n[raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 600\nelection_timeout_max_ms = 1200\n\n[cluster]\n{cluster_section}",
                 id = n.id,
                 role = role(n.id),
                 data = n.data_dir.display().to_string(),
@@ -308,11 +364,12 @@ impl TestCluster {
                 h = n.http,
                 p = n.peer,
                 a = n.admin,
-                b = n.id == 1,
-                members = if n.id == 1 { members.as_str() } else { "" },
             );
             std::fs::write(&n.config_path, config).expect("write config");
             n.env = opts.env.clone();
+        }
+        if opts.join {
+            return TestCluster { dir, nodes };
         }
         for n in nodes.iter_mut().take(voters) {
             n.start();
