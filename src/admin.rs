@@ -267,6 +267,9 @@ async fn init(
             "the voters include no data node, and a witness never leads".into(),
         ));
     }
+    // An explicit init is the operator's word that this node starts the
+    // cluster: it takes part in Raft from now on (see `Node::is_admitted`).
+    node.admit();
     match node.raft().initialize(members.clone()).await {
         Ok(()) => Ok(Json(ChangeReply {
             message: format!(
@@ -446,9 +449,15 @@ async fn witness_handover(
     handover::run(&node, req).await.map(Json)
 }
 
-/// Not proxied: it drains the node it is sent to.
-async fn drain(State(node): State<Arc<Node>>) -> Json<crate::drain::DrainReport> {
-    Json(crate::drain::drain(&node).await)
+/// Not proxied: it drains the node it is sent to. The drain runs in its
+/// own task, so a client that hangs up cannot stop it half-way.
+async fn drain(
+    State(node): State<Arc<Node>>,
+) -> Result<Json<crate::drain::DrainReport>, AdminError> {
+    tokio::spawn(async move { crate::drain::drain(&node).await })
+        .await
+        .map(Json)
+        .map_err(|e| AdminError::Raft(format!("drain task: {e}")))
 }
 
 async fn snapshot(State(node): State<Arc<Node>>) -> Result<Json<ChangeReply>, AdminError> {

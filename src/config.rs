@@ -461,8 +461,11 @@ impl NodeConfig {
         for (n, addr) in self.cluster.join.iter().enumerate() {
             validate_host_port(&format!("cluster.join[{n}]"), addr)?;
         }
-        if self.drain.timeout_ms == 0 {
-            return Err(ConfigError::field("drain.timeout_ms", "must be positive"));
+        if self.drain.timeout_ms < self.ingest.commit_timeout_ms {
+            return Err(ConfigError::field(
+                "drain.timeout_ms",
+                "must be at least ingest.commit_timeout_ms, or a drain could cut off requests still waiting for their commit",
+            ));
         }
         self.archive.validate()?;
         for (name, sink) in &self.sinks {

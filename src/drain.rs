@@ -7,10 +7,11 @@
 //!    hint, so load balancers and OTLP exporters move to other members.
 //! 2. Requests this node already accepted finish: each was counted before it
 //!    checked whether the node was accepting, so none slips past the wait.
-//! 3. As leader, forwarded writes are refused as "not leader": nothing was
-//!    proposed for them, and the follower that forwarded one waits for the
-//!    next leader instead of failing its client. Forwarded writes already
-//!    accepted finish.
+//! 3. Forwarded writes are refused as "not leader": nothing was proposed
+//!    for them, and the follower that forwarded one waits for the next
+//!    leader instead of failing its client. Forwarded writes already
+//!    accepted finish. The node stops campaigning and refuses leadership
+//!    transfers, so it cannot become a leader that takes no writes.
 //! 4. Leadership moves only then, so no proposal of this leader is left
 //!    waiting for an answer that a deposed leader could no longer give.
 
@@ -92,11 +93,12 @@ pub struct DrainReport {
     pub message: String,
 }
 
-/// Drains `node` (see the module doc). Idempotent: a second call waits for
-/// the first and returns its report.
+/// Drains `node` (see the module doc). A second call waits for the first
+/// and returns its report, unless the node leads again (an election it had
+/// already entered when the drain began), in which case it hands off again.
 pub async fn drain(node: &Node) -> DrainReport {
     let mut done = node.drain_slot().lock().await;
-    if let Some(report) = done.as_ref() {
+    if let Some(report) = done.as_ref().filter(|_| !node.is_leader()) {
         return report.clone();
     }
     let report = run(node).await;
@@ -109,6 +111,11 @@ async fn run(node: &Node) -> DrainReport {
     let deadline = started + Duration::from_millis(node.config().drain.timeout_ms);
     tracing::info!(node_id = node.id(), "draining: refusing new requests");
     node.stop_accepting();
+    // A draining node must not become leader: it would take forwarded
+    // writes it cannot finish. It stops campaigning, refuses leadership
+    // transfers (see `peer`), and takes no forwarded write from now on.
+    node.raft().runtime_config().elect(false);
+    node.close_forwarded_writes();
     let local_done = node.local_requests().wait_idle(deadline).await;
 
     let mut handed_off_to = None;
@@ -120,7 +127,6 @@ async fn run(node: &Node) -> DrainReport {
         ));
     }
     if node.is_leader() {
-        node.close_forwarded_writes();
         if !node.forwarded_requests().wait_idle(deadline).await {
             problems.push(format!(
                 "{} forwarded requests still unfinished",

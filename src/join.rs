@@ -8,11 +8,12 @@
 //!   no membership change.
 //! - A node the cluster lists as a learner is promoted (a crash between the
 //!   two steps of a join left it there).
-//! - A node the cluster lists as a voter while its own storage is empty lost
-//!   its disk. Rejoining under the same id would let it vote without the
-//!   entries it once acknowledged, so it refuses and says what to do. Until
-//!   a node with empty storage is found absent from the cluster it answers
-//!   no Raft RPC at all (`Node::is_admitted`).
+//! - A node the cluster lists (as a voter or a learner) while its own
+//!   storage is empty lost its disk. Rejoining under the same id would let
+//!   it vote without the entries it once acknowledged, or run its log
+//!   backwards under the leader, so it refuses and says what to do. Until a
+//!   node with empty storage is found absent from the leader's own
+//!   membership it answers no Raft RPC at all (`Node::is_admitted`).
 //! - A node the cluster does not list asks to be added as a learner (a
 //!   witness: as a witness) and then promoted.
 //! - A node with `cluster.bootstrap` initialises a new cluster only when
@@ -117,27 +118,8 @@ async fn attempt(node: &Node) -> Step {
         };
     };
 
-    let listed = cluster.members.iter().find(|m| m.id == me);
-    let voter = listed.is_some_and(|m| m.role == "voter");
-    if !voter {
-        // Absent, or a learner (which never votes): nothing this store
-        // lacks can be counted on by the cluster.
-        node.admit();
-    }
-    if voter {
-        return if initialized {
-            // Our own log will show it once the leader reaches us.
-            Step::Wait("the cluster lists this node as a voter; catching up".into())
-        } else {
-            Step::Refused(format!(
-                "the cluster lists node {me} as a voter but this node's storage is empty: its \
-                 data was lost. Remove it with `otelraft admin remove --id {me} --force`, then start \
-                 this node with a new node_id (ids are never reused)"
-            ))
-        };
-    }
-    // Ask the leader directly when the member we surveyed names it; any
-    // member would pass the call on.
+    // Decide on the leader's own view: a lagging member may not list this
+    // node yet, or still list it as a learner.
     let via = cluster
         .leader_id
         .and_then(|l| cluster.members.iter().find(|m| m.id == l))
@@ -145,6 +127,34 @@ async fn attempt(node: &Node) -> Step {
     let Some(via) = via else {
         return Step::Wait("the cluster has no leader right now".into());
     };
+    let leader_view = AdminClient::with_timeout(&format!("http://{via}"), Duration::from_secs(3))
+        .get_json::<Status>("/admin/v1/status")
+        .await;
+    let cluster = match leader_view {
+        Ok(s) if s.role == "leader" => s,
+        Ok(_) => return Step::Wait(format!("{via} no longer leads")),
+        Err(e) => return Step::Wait(format!("asking the leader at {via}: {e}")),
+    };
+    let listed = cluster.members.iter().find(|m| m.id == me);
+    if !initialized {
+        if let Some(m) = listed {
+            // Empty storage but a member: its disk was lost. As a voter it
+            // could vote without the entries it acknowledged; as a learner
+            // its log would run backwards under the leader's feet.
+            return Step::Refused(format!(
+                "the cluster lists node {me} as a {} but this node's storage is empty: its \
+                 data was lost. Remove it with `otelraft admin remove --id {me} --force`, then \
+                 start this node with a new node_id (ids are never reused)",
+                m.role
+            ));
+        }
+        // Absent from the leader's membership: nothing this empty store
+        // lacks can be counted on by the cluster.
+        node.admit();
+    } else if listed.is_some_and(|m| m.role == "voter") {
+        // Our own log will show it once the leader reaches us.
+        return Step::Wait("the cluster lists this node as a voter; catching up".into());
+    }
     let client = AdminClient::new(&format!("http://{via}"));
     let config = node.config();
     let join = JoinRequest {

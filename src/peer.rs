@@ -137,7 +137,8 @@ impl Peer for PeerService {
         let rpc: TransferLeaderRequest<TypeConfig> =
             parse("transfer-leader request", &request.into_inner().json)?;
         // openraft would start an election here whatever `enable_elect`
-        // says; a witness must never lead by transfer.
+        // says; a witness must never lead by transfer, nor a draining node
+        // (it takes no writes and is about to stop).
         if self.node.is_witness() && *rpc.to_node_id() == self.node.id() {
             tracing::warn!(
                 from = %rpc.from_leader(),
@@ -145,6 +146,12 @@ impl Peer for PeerService {
             );
             return Err(Status::failed_precondition(
                 "this node is a witness and never takes leadership",
+            ));
+        }
+        if self.node.is_draining() && *rpc.to_node_id() == self.node.id() {
+            tracing::warn!(from = %rpc.from_leader(), "refused leadership transfer: this node is draining");
+            return Err(Status::failed_precondition(
+                "this node is draining and takes no leadership",
             ));
         }
         json_reply(

@@ -41,13 +41,19 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             let _ = rx.wait_for(|s| *s).await;
         }
     };
+    // The peer service stops only after Raft: until then the node still
+    // follows, and a leader that could not hand off still answers.
+    let (peer_stop_tx, mut peer_stop_rx) = watch::channel(false);
+    let peer_stopped = async move {
+        let _ = peer_stop_rx.wait_for(|s| *s).await;
+    };
 
     let peer_server = tonic::transport::Server::builder()
         .add_service(PeerService::server(
             node.clone(),
             config.peer.max_message_bytes,
         ))
-        .serve_with_incoming_shutdown(tokio_stream_from(peer_listener), stopped());
+        .serve_with_incoming_shutdown(tokio_stream_from(peer_listener), peer_stopped);
     let peer_task = tokio::spawn(peer_server);
     node.bootstrap_if_configured().await?;
     let metrics_task = tokio::spawn(node.clone().publish_raft_metrics());
@@ -109,18 +115,27 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     tracing::info!(node_id = config.node_id, "shutting down: draining");
     crate::drain::drain(&node).await;
     let _ = stop_tx.send(true);
+    // Accepted requests finished during the drain; what is left is bounded
+    // so the service manager's stop timeout is not overrun.
+    let bound = std::time::Duration::from_secs(10);
     for (what, task) in [("OTLP gRPC", grpc_task), ("OTLP HTTP", http_task)] {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(server = what, error = %e, "server stopped with an error"),
-            Err(e) => tracing::warn!(server = what, error = %e, "server task failed"),
+        match tokio::time::timeout(bound, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(server = what, error = %e, "server stopped with an error")
+            }
+            Ok(Err(e)) => tracing::warn!(server = what, error = %e, "server task failed"),
+            Err(_) => tracing::warn!(server = what, "server still busy; stopping anyway"),
         }
     }
-    let _ = admin_task.await;
+    if tokio::time::timeout(bound, admin_task).await.is_err() {
+        tracing::warn!("admin server still busy; stopping anyway");
+    }
     if let Err(e) = node.raft().shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }
-    let _ = peer_task.await;
+    let _ = peer_stop_tx.send(true);
+    let _ = tokio::time::timeout(bound, peer_task).await;
     // Raft has stopped: the background tasks can do nothing more, and each
     // holds the node, which must go for the database to close.
     for task in tasks {
