@@ -1,42 +1,62 @@
-//! `otelraft bench`: a closed-loop OTLP logs load generator. Each worker
-//! sends one request, waits for its acknowledgement, and sends the next, so
-//! every counted record was acknowledged after a quorum commit.
+//! `otelraft bench`: an OTLP load generator for logs or metrics over HTTP
+//! or gRPC. Each worker sends one request, waits for its acknowledgement,
+//! and sends the next (closed loop), so every counted record was
+//! acknowledged after a quorum commit. With `rate`, workers pace themselves
+//! to that many records per second in total and latency is measured from
+//! each request's scheduled time, so a slow server cannot hide queueing.
 //!
-//! It reports acknowledged records/s, payload MB/s, ack latency percentiles,
-//! refusals by status, and, given the members' admin endpoints, the fsyncs
-//! the cluster performed per acknowledged request.
+//! It reports acknowledged records/s, payload MB/s, ack latency p50, p99
+//! and max, refusals by HTTP/gRPC status and by the server's own reason,
+//! and, given the members' admin endpoints, fsyncs per acknowledged request
+//! and the members' CPU seconds per million records (each member reads its
+//! own `/proc/self/stat` into `process_cpu_seconds_total`).
 
+pub mod payload;
 pub mod realistic;
+pub mod scrape;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use prost::Message;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use tonic::transport::Channel;
+
+pub use payload::{logs_request, metrics_request, Payload};
+
+/// Which OTLP signal to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    /// Log records (one record per body).
+    Logs,
+    /// Gauge data points (one per record, each its own series).
+    Metrics,
+}
 
 /// What to send and where.
 #[derive(Debug, Clone)]
 pub struct BenchSpec {
     /// OTLP HTTP base URLs (`http://host:4318`) or gRPC endpoints
-    /// (`http://host:4317`); requests rotate across them.
+    /// (`http://host:4317`); workers are spread across them.
     pub targets: Vec<String>,
     /// Use OTLP gRPC instead of HTTP.
     pub grpc: bool,
-    /// Concurrent closed-loop workers.
+    /// Logs or metrics.
+    pub signal: Signal,
+    /// Concurrent workers.
     pub concurrency: usize,
-    /// Log records per request.
+    /// Records (log records or data points) per request.
     pub records: usize,
-    /// Bytes of body per record.
+    /// Bytes of body per log record, or of padding attribute per point.
     pub record_bytes: usize,
     /// How long to send.
     pub duration: Duration,
-    /// Admin base URLs to read `otelraft_storage_fsyncs_total` from.
+    /// Records per second to offer in total; `None` sends as fast as the
+    /// acknowledgements come back.
+    pub rate: Option<f64>,
+    /// Admin base URLs of the members, for fsyncs, CPU and refusals.
     pub admin: Vec<String>,
     /// Send varied service logs ([`realistic::logs`], a pool of distinct
     /// requests) instead of one request of `record_bytes` bodies repeated;
@@ -71,6 +91,18 @@ impl BenchError {
 /// The measured outcome.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchReport {
+    /// The signal sent.
+    pub signal: Signal,
+    /// `grpc` or `http`.
+    pub transport: &'static str,
+    /// Workers.
+    pub concurrency: usize,
+    /// Records per request.
+    pub records_per_request: usize,
+    /// Encoded size of one request.
+    pub request_bytes: usize,
+    /// The offered rate, if paced.
+    pub offered_records_per_second: Option<f64>,
     /// Seconds actually measured.
     pub seconds: f64,
     /// Requests acknowledged.
@@ -85,70 +117,18 @@ pub struct BenchReport {
     pub latency_ms_p99: f64,
     /// Maximum.
     pub latency_ms_max: f64,
-    /// Refused or failed requests by status.
+    /// Refused or failed requests by HTTP/gRPC status, as the client saw them.
     pub refusals: BTreeMap<String, u64>,
+    /// Refused requests by the servers' reason (`otelraft_ingest_requests_refused_total`).
+    pub server_refusals: BTreeMap<String, u64>,
     /// Durable commits summed over the given members during the run.
     pub fsyncs: Option<u64>,
     /// `fsyncs / acked_requests`.
     pub fsyncs_per_acked_request: Option<f64>,
-    /// Encoded size of one request.
-    pub request_bytes: usize,
-}
-
-/// An OTLP logs request with one record per body, under a
-/// `service.name = otelraft-bench` resource. Shared with the tests.
-pub fn logs_request(bodies: &[String]) -> ExportLogsServiceRequest {
-    let log_records = bodies
-        .iter()
-        .enumerate()
-        .map(|(i, body)| LogRecord {
-            time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
-            severity_text: "INFO".into(),
-            severity_number: 9,
-            body: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(body.clone())),
-            }),
-            ..Default::default()
-        })
-        .collect();
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(Resource {
-                attributes: vec![KeyValue {
-                    key: "service.name".into(),
-                    value: Some(AnyValue {
-                        value: Some(any_value::Value::StringValue("otelraft-bench".into())),
-                    }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            scope_logs: vec![ScopeLogs {
-                log_records,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-}
-
-async fn fsync_total(client: &reqwest::Client, admin: &[String]) -> Option<u64> {
-    let mut total = 0.0;
-    for base in admin {
-        let text = client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("otelraft_storage_fsyncs_total "))?;
-        total += line.split_whitespace().nth(1)?.parse::<f64>().ok()?;
-    }
-    Some(total as u64)
+    /// CPU seconds the given members used during the run, summed.
+    pub server_cpu_seconds: Option<f64>,
+    /// `server_cpu_seconds` per million acknowledged records.
+    pub server_cpu_seconds_per_million_records: Option<f64>,
 }
 
 struct WorkerResult {
@@ -157,28 +137,92 @@ struct WorkerResult {
     acked_bytes: u64,
 }
 
+/// A gRPC client of the signal's service.
+#[derive(Clone)]
+enum GrpcClient {
+    Logs(LogsServiceClient<Channel>),
+    Metrics(MetricsServiceClient<Channel>),
+}
+
+impl GrpcClient {
+    async fn connect(target: &str, signal: Signal) -> Result<Self, BenchError> {
+        let channel = Channel::from_shared(target.to_string())
+            .map_err(|e| BenchError::Target {
+                target: target.to_string(),
+                message: e.to_string(),
+            })?
+            .connect()
+            .await
+            .map_err(|e| BenchError::Target {
+                target: target.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(match signal {
+            Signal::Logs => GrpcClient::Logs(
+                LogsServiceClient::new(channel).max_encoding_message_size(usize::MAX),
+            ),
+            Signal::Metrics => GrpcClient::Metrics(
+                MetricsServiceClient::new(channel).max_encoding_message_size(usize::MAX),
+            ),
+        })
+    }
+
+    async fn send(&mut self, payload: &Payload) -> Result<(), String> {
+        let status = match (self, payload) {
+            (GrpcClient::Logs(c), Payload::Logs(req, _)) => c.export(req.clone()).await.err(),
+            (GrpcClient::Metrics(c), Payload::Metrics(req, _)) => c.export(req.clone()).await.err(),
+            _ => return Err("client and payload signals differ".to_string()),
+        };
+        match status {
+            None => Ok(()),
+            Some(s) => Err(format!("grpc {:?}", s.code())),
+        }
+    }
+}
+
+async fn send_http(
+    client: &reqwest::Client,
+    target: &str,
+    payload: &Payload,
+) -> Result<(), String> {
+    match client
+        .post(format!("{target}{}", payload.path()))
+        .header("content-type", "application/x-protobuf")
+        .body(payload.body().clone())
+        .send()
+        .await
+    {
+        Ok(resp) if resp.status().is_success() => Ok(()),
+        Ok(resp) => Err(format!("http {}", resp.status().as_u16())),
+        Err(e) => Err(format!(
+            "transport {}",
+            if e.is_timeout() { "timeout" } else { "error" }
+        )),
+    }
+}
+
+fn payloads(spec: &BenchSpec) -> Vec<Payload> {
+    match (spec.signal, spec.realistic) {
+        (Signal::Logs, true) => (0..REALISTIC_POOL)
+            .map(|seed| Payload::logs(realistic::logs(seed, spec.records)))
+            .collect(),
+        (Signal::Logs, false) => vec![Payload::logs(logs_request(&vec![
+            "x".repeat(
+                spec.record_bytes
+            );
+            spec.records
+        ]))],
+        (Signal::Metrics, _) => vec![Payload::metrics(metrics_request(
+            spec.records,
+            spec.record_bytes,
+        ))],
+    }
+}
+
 /// Runs the benchmark.
 pub async fn run(spec: BenchSpec) -> Result<BenchReport, BenchError> {
-    let requests: Vec<ExportLogsServiceRequest> = if spec.realistic {
-        (0..REALISTIC_POOL)
-            .map(|seed| realistic::logs(seed, spec.records))
-            .collect()
-    } else {
-        vec![logs_request(&vec![
-            "x".repeat(spec.record_bytes);
-            spec.records
-        ])]
-    };
-    let pool: Arc<Vec<(ExportLogsServiceRequest, Bytes)>> = Arc::new(
-        requests
-            .into_iter()
-            .map(|r| {
-                let body = Bytes::from(r.encode_to_vec());
-                (r, body)
-            })
-            .collect(),
-    );
-    let request_bytes = pool.iter().map(|(_, b)| b.len()).sum::<usize>() / pool.len().max(1);
+    let pool: Arc<Vec<Payload>> = Arc::new(payloads(&spec));
+    let request_bytes = pool.iter().map(|p| p.body().len()).sum::<usize>() / pool.len().max(1);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(spec.concurrency)
@@ -190,17 +234,15 @@ pub async fn run(spec: BenchSpec) -> Result<BenchReport, BenchError> {
     let mut grpc_clients = Vec::new();
     if spec.grpc {
         for t in &spec.targets {
-            let c = LogsServiceClient::connect(t.clone())
-                .await
-                .map_err(|e| BenchError::Target {
-                    target: t.clone(),
-                    message: e.to_string(),
-                })?
-                .max_encoding_message_size(usize::MAX);
-            grpc_clients.push(c);
+            grpc_clients.push(GrpcClient::connect(t, spec.signal).await?);
         }
     }
-    let fsyncs_before = fsync_total(&http, &spec.admin).await;
+    // Each worker sends a request every `interval` when paced.
+    let interval = spec
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(spec.concurrency as f64 * spec.records as f64 / r));
+    let before = scrape::counters(&http, &spec.admin).await;
     let started = Instant::now();
     let deadline = started + spec.duration;
     let spec_concurrency = spec.concurrency;
@@ -209,7 +251,7 @@ pub async fn run(spec: BenchSpec) -> Result<BenchReport, BenchError> {
         let http = http.clone();
         let pool = pool.clone();
         let target = spec.targets[w % spec.targets.len()].clone();
-        let grpc = grpc_clients.get(w % grpc_clients.len().max(1)).cloned();
+        let mut grpc = grpc_clients.get(w % grpc_clients.len().max(1)).cloned();
         tasks.push(tokio::spawn(async move {
             let mut r = WorkerResult {
                 latencies_us: Vec::new(),
@@ -217,40 +259,41 @@ pub async fn run(spec: BenchSpec) -> Result<BenchReport, BenchError> {
                 acked_bytes: 0,
             };
             let mut next = w;
-            while Instant::now() < deadline {
-                let (req, body) = &pool[next % pool.len()];
+            // Workers start spread over one interval, not all at once.
+            let mut scheduled = interval.map_or(started, |i| {
+                started + i.mul_f64(w as f64 / spec_concurrency as f64)
+            });
+            while scheduled < deadline {
+                if interval.is_some() {
+                    tokio::time::sleep_until(scheduled.into()).await;
+                }
+                let payload = &pool[next % pool.len()];
                 next += spec_concurrency;
-                let t0 = Instant::now();
-                let outcome = match &grpc {
-                    Some(c) => match c.clone().export(req.clone()).await {
-                        Ok(_) => Ok(()),
-                        Err(s) => Err(format!("grpc {:?}", s.code())),
-                    },
-                    None => match http
-                        .post(format!("{target}/v1/logs"))
-                        .header("content-type", "application/x-protobuf")
-                        .body(body.clone())
-                        .send()
-                        .await
-                    {
-                        Ok(resp) if resp.status().is_success() => Ok(()),
-                        Ok(resp) => Err(format!("http {}", resp.status().as_u16())),
-                        Err(e) => Err(format!(
-                            "transport {}",
-                            if e.is_timeout() { "timeout" } else { "error" }
-                        )),
-                    },
+                let t0 = if interval.is_some() {
+                    scheduled
+                } else {
+                    Instant::now()
+                };
+                let outcome = match &mut grpc {
+                    Some(c) => c.send(payload).await,
+                    None => send_http(&http, &target, payload).await,
                 };
                 match outcome {
                     Ok(()) => {
                         r.latencies_us.push(t0.elapsed().as_micros() as u64);
-                        r.acked_bytes += body.len() as u64;
+                        r.acked_bytes += payload.body().len() as u64;
                     }
                     Err(reason) => {
                         *r.refusals.entry(reason).or_default() += 1;
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        if interval.is_none() {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
                     }
                 }
+                scheduled = match interval {
+                    Some(i) => scheduled + i,
+                    None => Instant::now(),
+                };
             }
             r
         }));
@@ -268,7 +311,7 @@ pub async fn run(spec: BenchSpec) -> Result<BenchReport, BenchError> {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let fsyncs_after = fsync_total(&http, &spec.admin).await;
+    let after = scrape::counters(&http, &spec.admin).await;
     latencies.sort_unstable();
     let pct = |p: f64| -> f64 {
         if latencies.is_empty() {
@@ -278,23 +321,38 @@ pub async fn run(spec: BenchSpec) -> Result<BenchReport, BenchError> {
         latencies[i] as f64 / 1000.0
     };
     let acked = latencies.len() as u64;
-    let fsyncs = match (fsyncs_before, fsyncs_after) {
-        (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+    let records = acked as f64 * spec.records as f64;
+    let server = match (before, after) {
+        (Some(b), Some(a)) => Some(b.delta(&a)),
         _ => None,
     };
+    let fsyncs = server.as_ref().map(|d| d.fsyncs.max(0.0) as u64);
+    let cpu = server.as_ref().map(|d| d.cpu_seconds.max(0.0));
     Ok(BenchReport {
+        signal: spec.signal,
+        transport: if spec.grpc { "grpc" } else { "http" },
+        concurrency: spec.concurrency,
+        records_per_request: spec.records,
+        request_bytes,
+        offered_records_per_second: spec.rate,
         seconds,
         acked_requests: acked,
-        records_per_second: (acked as f64 * spec.records as f64) / seconds,
+        records_per_second: records / seconds,
         payload_mb_per_second: acked_bytes as f64 / seconds / 1e6,
         latency_ms_p50: pct(0.50),
         latency_ms_p99: pct(0.99),
         latency_ms_max: latencies.last().map_or(0.0, |l| *l as f64 / 1000.0),
         refusals,
+        server_refusals: server
+            .map(|d| d.refused.into_iter().map(|(k, v)| (k, v as u64)).collect())
+            .unwrap_or_default(),
         fsyncs,
         fsyncs_per_acked_request: fsyncs
             .filter(|_| acked > 0)
             .map(|f| f as f64 / acked as f64),
-        request_bytes,
+        server_cpu_seconds: cpu,
+        server_cpu_seconds_per_million_records: cpu
+            .filter(|_| records > 0.0)
+            .map(|c| c / records * 1e6),
     })
 }

@@ -51,7 +51,8 @@ enum Cmd {
         #[arg(long)]
         data_dir: PathBuf,
     },
-    /// Closed-loop OTLP logs load: acked records/s, latency, fsyncs per ack.
+    /// OTLP load (logs or metrics, HTTP or gRPC): acked records/s, MB/s,
+    /// latency, refusals, fsyncs per ack, server CPU per million records.
     Bench {
         /// OTLP endpoint(s), e.g. http://127.0.0.1:4318 (HTTP) or
         /// http://127.0.0.1:4317 with --grpc; requests rotate across them.
@@ -60,6 +61,14 @@ enum Cmd {
         /// Send over OTLP gRPC instead of HTTP.
         #[arg(long)]
         grpc: bool,
+        /// Which signal to send.
+        #[arg(long, value_enum, default_value_t = otelraft::bench::Signal::Logs)]
+        signal: otelraft::bench::Signal,
+        /// Offer this many records/s in total instead of sending as fast as
+        /// acknowledgements return; latency then counts from each
+        /// request's scheduled time.
+        #[arg(long)]
+        rate: Option<f64>,
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
         /// Log records per request.
@@ -71,7 +80,8 @@ enum Cmd {
         /// Seconds to run.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
-        /// Admin URL(s) of the members, to count fsyncs.
+        /// Admin URL(s) of the members: fsyncs, CPU seconds and refusal
+        /// reasons are read from their /metrics.
         #[arg(long = "admin")]
         admin: Vec<String>,
         /// Varied service logs from a pool of distinct requests (for
@@ -310,6 +320,8 @@ async fn main() -> ExitCode {
         Cmd::Bench {
             targets,
             grpc,
+            signal,
+            rate,
             concurrency,
             records,
             record_bytes,
@@ -320,6 +332,8 @@ async fn main() -> ExitCode {
             let spec = otelraft::bench::BenchSpec {
                 targets,
                 grpc,
+                signal,
+                rate,
                 concurrency,
                 records,
                 record_bytes,

@@ -4,6 +4,8 @@
 //! record into it; nothing here knows about Raft or storage, so every layer
 //! may depend on it.
 
+pub mod process;
+
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -378,11 +380,16 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// Renders every metric in the Prometheus text exposition format.
+    /// Renders every metric in the Prometheus text exposition format,
+    /// followed by the standard `process_*` metrics.
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
+        // `encode` ends with the OpenMetrics `# EOF` line; the process
+        // metrics go before it.
+        let eof = out.rfind("# EOF").unwrap_or(out.len());
+        out.insert_str(eof, &process::render());
         out
     }
 }
