@@ -89,6 +89,7 @@ for size in 1024 65536; do
     done
 done
 stop_all
+rm -rf "$WORK/etcd"
 
 # --- NATS JetStream ----------------------------------------------------------
 for i in 1 2 3; do
@@ -117,6 +118,7 @@ for size in 1024 65536; do
     done
 done
 stop_all
+rm -rf "$WORK/nats"
 
 # --- otelraft ------------------------------------------------------------------
 "$OTELRAFT" local-cluster --dir "$WORK/otelraft" >"$WORK/otelraft.log" 2>&1 &

@@ -95,7 +95,7 @@ async fn create_stream(
         subjects: vec![subject.to_string()],
         num_replicas: replicas,
         storage: async_nats::jetstream::stream::StorageType::File,
-        max_bytes: 8 << 30,
+        max_bytes: 2 << 30,
         discard: async_nats::jetstream::stream::DiscardPolicy::Old,
         ..Default::default()
     };
