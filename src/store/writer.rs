@@ -277,21 +277,10 @@ impl Writer {
                 op.complete(&outcome);
             }
         }
-        // Every handle is gone, so nothing can be queued any more. Lazy
-        // commits (the commit index, the state machine) become durable
-        // here, then the database closes, which marks the file clean: the
-        // next start needs no repair pass.
-        if self.failed.is_none() {
-            let synced = (|| -> Result<(), redb::Error> {
-                let mut txn = self.db.begin_write()?;
-                txn.set_durability(Durability::Immediate)?;
-                txn.commit()?;
-                Ok(())
-            })();
-            if let Err(e) = synced {
-                tracing::warn!(error = %e, "final storage sync failed");
-            }
-        }
+        // Every handle is gone, so nothing can be queued any more. Dropping
+        // the last reference closes the database: redb makes any pending
+        // non-durable commit (the commit index, the state machine) durable
+        // and marks the file clean, so the next start needs no repair.
         let Writer { db, closed, .. } = self;
         let last_holder = Arc::strong_count(&db) == 1;
         drop(db);
