@@ -413,7 +413,9 @@ impl Node {
 
     /// The leader this node currently knows, with its address.
     pub fn leader(&self) -> Option<(NodeId, Member)> {
-        let m = self.raft_metrics();
+        // Borrowed, not cloned: this runs on every request.
+        let rx = self.raft.metrics();
+        let m = rx.borrow_watched();
         let id = m.current_leader?;
         let member = m.membership_config.membership().get_node(&id)?.clone();
         Some((id, member))

@@ -200,6 +200,7 @@ impl Archiver {
         // When this node first saw the current first unarchived index, for
         // ranges without an ingest stamp to age them by.
         let mut first_seen: Option<(u64, Instant)> = None;
+        let mut open: Option<OpenBlock> = None;
         let mut retention_due = Instant::now();
         loop {
             {
@@ -228,25 +229,14 @@ impl Archiver {
             }
             let first = archive.next_index();
             let applied = state.last_applied.map_or(0, |l| l.index);
-            let rows = self
-                .node
-                .log_store()
-                .raw_rows(first, applied, self.config.block_max_bytes)
-                .await?;
-            let Some(&(last, _)) = rows.last() else {
-                return Err(ArchiveError::Missing(format!(
-                    "log has no entry at index {first} to archive"
-                )));
+            let block = match open.take() {
+                Some(block) if block.first == first => block,
+                _ => OpenBlock::new(first),
             };
-            if rows[0].0 != first {
-                return Err(ArchiveError::Missing(format!(
-                    "log starts at {} but the archive needs {first}",
-                    rows[0].0
-                )));
-            }
-            let size: usize = rows.iter().map(|(_, b)| b.len()).sum();
-            let full = size >= self.config.block_max_bytes;
-            let age = match oldest_proposal_age(&rows) {
+            let block = self.measure(block, applied).await?;
+            let (last, full, proposed) = (block.last, block.full, block.proposed_unix_nanos);
+            open = Some(block);
+            let age = match proposed.and_then(age_since) {
                 Some(age) => age,
                 None => match first_seen {
                     Some((index, at)) if index == first => at.elapsed(),
@@ -257,6 +247,11 @@ impl Archiver {
                 },
             };
             let max_age = Duration::from_millis(self.config.block_max_age_ms);
+            let Some(last) = last else {
+                // Nothing applied past the cursor yet.
+                let _ = tokio::time::timeout(IDLE_WAIT, rx.changed()).await;
+                continue;
+            };
             if !full && age < max_age {
                 self.set_phase("sealing");
                 let wait = (max_age - age).min(IDLE_WAIT);
@@ -276,6 +271,47 @@ impl Archiver {
                 .await
                 .map_err(ArchiveError::NotLeader)?;
         }
+    }
+
+    /// Extends `block` with the committed rows after its last measured one,
+    /// up to `applied`, stopping at the row that fills it.
+    ///
+    /// Committed rows never change, so each row is read once per block: the
+    /// check after every commit costs the new rows, not the whole unsealed
+    /// range (which made it quadratic in the block size).
+    async fn measure(&self, mut block: OpenBlock, applied: u64) -> Result<OpenBlock, ArchiveError> {
+        let from = block.last.map_or(block.first, |l| l + 1);
+        if block.full || applied < from {
+            return Ok(block);
+        }
+        let budget = self.config.block_max_bytes.saturating_sub(block.bytes);
+        let rows = self
+            .node
+            .log_store()
+            .raw_rows(from, applied, budget)
+            .await?;
+        match rows.first() {
+            Some(&(index, _)) if index == from => {}
+            Some(&(index, _)) => {
+                return Err(ArchiveError::Missing(format!(
+                    "log starts at {index} but the archive needs {from}"
+                )))
+            }
+            None => {
+                return Err(ArchiveError::Missing(format!(
+                    "log has no entry at index {from} to archive"
+                )))
+            }
+        }
+        for (index, bytes) in &rows {
+            block.bytes += bytes.len();
+            block.last = Some(*index);
+            if block.proposed_unix_nanos.is_none() {
+                block.proposed_unix_nanos = proposal_stamp(bytes);
+            }
+        }
+        block.full = block.bytes >= self.config.block_max_bytes;
+        Ok(block)
     }
 
     /// Uploads the pending block (or finds it already stored) and records
@@ -457,17 +493,44 @@ fn retention_interval(config: &ArchiveConfig) -> Duration {
     (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600))
 }
 
-/// Age of the oldest ingest entry in `rows`, by its proposal stamp.
-fn oldest_proposal_age(rows: &[(u64, Bytes)]) -> Option<Duration> {
-    let proposed = rows.iter().find_map(|(_, bytes)| {
-        let entry = codec::decode(bytes.clone()).ok()?;
-        match entry.payload {
-            openraft::EntryPayload::Normal(Command {
-                kind: Some(Kind::Ingest(r)),
-            }) => Some(r.proposed_unix_nanos),
-            _ => None,
+/// The unsealed run of committed entries from `first`, as far as the
+/// archiver has measured it.
+struct OpenBlock {
+    first: u64,
+    /// The last row measured; `None` before the first read.
+    last: Option<u64>,
+    /// Stored bytes of `first..=last`.
+    bytes: usize,
+    /// Proposal stamp of the first ingest entry in the run: the oldest.
+    proposed_unix_nanos: Option<u64>,
+    /// Reached `block_max_bytes`; no further rows belong to this block.
+    full: bool,
+}
+
+impl OpenBlock {
+    fn new(first: u64) -> Self {
+        Self {
+            first,
+            last: None,
+            bytes: 0,
+            proposed_unix_nanos: None,
+            full: false,
         }
-    })?;
+    }
+}
+
+/// The proposal stamp of a stored row, if it is an ingest entry.
+fn proposal_stamp(row: &Bytes) -> Option<u64> {
+    match codec::decode(row.clone()).ok()?.payload {
+        openraft::EntryPayload::Normal(Command {
+            kind: Some(Kind::Ingest(r)),
+        }) => Some(r.proposed_unix_nanos),
+        _ => None,
+    }
+}
+
+/// Time since a proposal stamp (zero for a stamp from the future).
+fn age_since(proposed_unix_nanos: u64) -> Option<Duration> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
-    Some(now.saturating_sub(Duration::from_nanos(proposed)))
+    Some(now.saturating_sub(Duration::from_nanos(proposed_unix_nanos)))
 }
