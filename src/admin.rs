@@ -151,11 +151,62 @@ pub struct ChangeReply {
 }
 
 /// Builds the admin router for `node`.
+///
+/// The health endpoints are always open. With `[auth]`, `/admin/v1/*`
+/// needs an admin token, and `/metrics` too with `auth.protect_metrics`.
 pub fn router(node: Arc<Node>) -> Router {
+    let mut api = api_routes();
+    let mut metrics_route = Router::new().route("/metrics", get(metrics));
+    if node.tokens().is_some() {
+        let guard = axum::middleware::from_fn_with_state(node.clone(), require_admin_token);
+        api = api.route_layer(guard.clone());
+        if node.config().auth.protect_metrics {
+            metrics_route = metrics_route.route_layer(guard);
+        }
+    }
     Router::new()
         .route("/health/live", get(|| async { "ok\n" }))
         .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics))
+        .merge(metrics_route)
+        .merge(api)
+        .with_state(node)
+}
+
+/// Refuses an admin call without an admin token: 401, or 403 for an
+/// ingest token.
+async fn require_admin_token(
+    State(node): State<Arc<Node>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(tokens) = node.tokens() else {
+        return next.run(request).await;
+    };
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    match tokens.check(header, crate::auth::Scope::Admin) {
+        Ok(()) => next.run(request).await,
+        Err(e) => {
+            tracing::warn!(path = %request.uri().path(), reason = %e, "admin call refused");
+            let status = if e.forbidden() {
+                StatusCode::FORBIDDEN
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            let body = ErrorBody {
+                error: e.to_string(),
+                retryable: false,
+            };
+            (status, [(header::WWW_AUTHENTICATE, "Bearer")], Json(body)).into_response()
+        }
+    }
+}
+
+/// The `/admin/v1/*` routes.
+fn api_routes() -> Router<Arc<Node>> {
+    Router::new()
         .route("/admin/v1/status", get(status))
         .route("/admin/v1/dead-letters", get(dead_letters))
         .route("/admin/v1/init", post(init))
@@ -168,12 +219,12 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/admin/v1/witness-handover", post(witness_handover))
         .route("/admin/v1/snapshot", post(snapshot))
         .route("/admin/v1/drain", post(drain))
-        .with_state(node)
 }
 
-/// Serves the admin API on `listener` until `shutdown` resolves.
+/// Serves the admin API on `listener` (plain or TLS) until `shutdown`
+/// resolves.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: crate::tls::Incoming,
     node: Arc<Node>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -317,16 +368,22 @@ where
     match node.leader() {
         None => Err(AdminError::NoLeader),
         Some((id, _)) if id == node.id() => local().await.map(Json),
-        Some((_, leader)) => proxy(&leader.admin_addr, path, body).await,
+        Some((_, leader)) => proxy(node, &leader.admin_addr, path, body).await,
     }
 }
 
 async fn proxy<B: Serialize>(
+    node: &Node,
     admin_addr: &str,
     path: &str,
     body: &B,
 ) -> Result<Json<ChangeReply>, AdminError> {
-    client::AdminClient::new(&format!("http://{admin_addr}"))
+    let proxy_error = |message: String| AdminError::Proxy {
+        addr: admin_addr.to_string(),
+        message,
+    };
+    node.admin_client(admin_addr, client::MEMBERSHIP_TIMEOUT)
+        .map_err(|e| proxy_error(e.to_string()))?
         .post_json::<_, ChangeReply>(path, body)
         .await
         .map(Json)
@@ -363,7 +420,7 @@ where
         let Some((_, member)) = node.leader().filter(|(id, _)| *id == to) else {
             return Err(AdminError::NoLeader);
         };
-        return proxy(&member.admin_addr, path, body).await;
+        return proxy(node, &member.admin_addr, path, body).await;
     }
     on_leader(node, path, body, local).await
 }

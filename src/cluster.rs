@@ -57,6 +57,12 @@ pub enum NodeError {
         /// The marker file.
         path: std::path::PathBuf,
     },
+    /// The token settings could not be used.
+    #[error("{0}")]
+    Auth(#[from] crate::auth::AuthConfigError),
+    /// The TLS files could not be used.
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// A server stopped with an error.
     #[error("{what} server failed: {message}")]
     Server {
@@ -81,6 +87,10 @@ pub struct Node {
     log: LogStore,
     sm: StateMachineStore,
     clients: PeerClients,
+    /// How this node calls other members' admin APIs (`None`: plaintext).
+    client_tls: Option<crate::tls::ClientTls>,
+    /// The ingest and admin tokens (`None`: `[auth]` is off).
+    tokens: Option<Arc<crate::auth::Tokens>>,
     metrics: Arc<Metrics>,
     /// Bytes of requests this node has accepted but not yet answered.
     inflight: Arc<Semaphore>,
@@ -183,10 +193,17 @@ impl Node {
         let (log, sm) =
             store::open_with_cache(&config.data_dir, metrics.clone(), config.db_cache_bytes())
                 .await?;
+        let client_tls = if config.tls.enabled {
+            Some(crate::tls::material::TlsFiles::load(&config.tls)?.client())
+        } else {
+            None
+        };
+        let tokens = crate::auth::Tokens::load(&config.auth)?.map(Arc::new);
         let clients = PeerClients::new(PeerSettings {
             connect_timeout: Duration::from_millis(config.peer.connect_timeout_ms),
             rpc_timeout: Duration::from_millis(config.peer.rpc_timeout_ms),
             max_message_bytes: config.peer.max_message_bytes,
+            tls: client_tls.clone(),
         });
         let raft = Raft::new(
             config.node_id,
@@ -213,6 +230,8 @@ impl Node {
             log,
             sm,
             clients,
+            client_tls,
+            tokens,
             metrics,
             inflight,
             accepting: AtomicBool::new(true),
@@ -347,6 +366,42 @@ impl Node {
     /// The peer channel pool.
     pub fn peers(&self) -> &PeerClients {
         &self.clients
+    }
+
+    /// A client for another member's admin API at `addr` (host:port), over
+    /// TLS with this node's certificate when the cluster runs TLS.
+    pub fn admin_client(
+        &self,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<crate::admin::client::AdminClient, crate::admin::client::ClientError> {
+        let authorization = self.tokens.as_ref().and_then(|t| t.member_authorization());
+        crate::admin::client::AdminClient::for_member(
+            addr,
+            timeout,
+            self.client_tls.as_ref(),
+            authorization,
+        )
+    }
+
+    /// The token sets, when `[auth]` is on.
+    pub fn tokens(&self) -> Option<&Arc<crate::auth::Tokens>> {
+        self.tokens.as_ref()
+    }
+
+    /// Whether `id` is in this node's membership (voter or learner), or
+    /// this node has no membership yet (it is joining and must hear from
+    /// whoever leads).
+    pub fn knows_member(&self, id: NodeId) -> bool {
+        let rx = self.raft.metrics();
+        let m = rx.borrow_watched();
+        let membership = m.membership_config.membership();
+        membership.nodes().next().is_none() || membership.get_node(&id).is_some()
+    }
+
+    /// Whether the cluster runs TLS (and members authenticate each other).
+    pub fn tls_enabled(&self) -> bool {
+        self.client_tls.is_some()
     }
 
     /// What this node describes itself as in a membership.

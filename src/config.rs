@@ -109,6 +109,12 @@ pub struct NodeConfig {
     /// is configured).
     #[serde(default)]
     pub archive: ArchiveConfig,
+    /// TLS on every listener and mutual TLS between members.
+    #[serde(default)]
+    pub tls: crate::tls::TlsSection,
+    /// Bearer tokens for the OTLP ports and the admin API.
+    #[serde(default)]
+    pub auth: crate::auth::AuthSection,
 }
 
 /// Bind addresses.
@@ -328,7 +334,7 @@ impl NodeConfig {
             let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            if rest == "CONFIG" || rest == "LOG" {
+            if rest == "CONFIG" || rest == "LOG" || rest == "ADMIN_TOKEN" {
                 continue; // consumed by the command line, not config fields
             }
             apply_override(&mut value, rest, &raw)?;
@@ -354,6 +360,28 @@ impl NodeConfig {
         config.archive.resolve(&data_dir);
         config.validate()?;
         Ok(config)
+    }
+
+    /// With `tls.enabled`: the files exist and parse, the key goes with the
+    /// certificate, and the certificate chains to the CA, names this node
+    /// and covers the hosts other members dial. Errors name the field.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        if !self.tls.enabled {
+            return Ok(());
+        }
+        if self.tls.handshake_timeout_ms == 0 {
+            return Err(ConfigError::field(
+                "tls.handshake_timeout_ms",
+                "must be positive",
+            ));
+        }
+        let files = crate::tls::material::TlsFiles::load(&self.tls)?;
+        let hosts: Vec<&str> = [&self.advertise.peer, &self.advertise.admin]
+            .into_iter()
+            .filter_map(|addr| host_of(addr))
+            .collect();
+        files.check_node(self.node_id, &hosts)?;
+        Ok(())
     }
 
     /// Checks relations between fields that types alone cannot express.
@@ -467,6 +495,8 @@ impl NodeConfig {
                 "must be at least ingest.commit_timeout_ms, or a drain could cut off requests still waiting for their commit",
             ));
         }
+        self.validate_tls()?;
+        crate::auth::Tokens::load(&self.auth)?;
         self.archive.validate()?;
         for (name, sink) in &self.sinks {
             sink.validate(name)?;
@@ -550,6 +580,12 @@ fn is_secret_header(name: &str) -> bool {
         || ["token", "key", "secret", "password", "auth"]
             .iter()
             .any(|w| n.contains(w))
+}
+
+/// The host of a `host:port` address, without IPv6 brackets.
+fn host_of(addr: &str) -> Option<&str> {
+    let (host, _) = addr.rsplit_once(':')?;
+    Some(host.trim_start_matches('[').trim_end_matches(']'))
 }
 
 fn validate_host_port(field: &str, addr: &str) -> Result<(), ConfigError> {

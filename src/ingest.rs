@@ -54,6 +54,8 @@ pub struct IngestSettings {
     /// Largest accepted request, in bytes, after decompression. Enforced while
     /// reading and while decompressing, so no request allocates more.
     pub max_request_bytes: usize,
+    /// Tokens a request must carry; `None`: open.
+    pub auth: Option<Arc<crate::auth::Tokens>>,
 }
 
 impl IngestSettings {
@@ -69,6 +71,7 @@ impl Default for IngestSettings {
             node_label_key: "otelraft.node".to_string(),
             node_label_value: String::new(),
             max_request_bytes: Self::DEFAULT_MAX_REQUEST_BYTES,
+            auth: None,
         }
     }
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use openraft::type_config::async_runtime::WatchReceiver;
 
-use crate::admin::client::{AdminClient, ClientError};
+use crate::admin::client::{AdminClient, ClientError, MEMBERSHIP_TIMEOUT};
 use crate::admin::status::Status;
 use crate::admin::{ChangeReply, JoinRequest, NodeRequest};
 use crate::cluster::Node;
@@ -127,9 +127,10 @@ async fn attempt(node: &Node) -> Step {
     let Some(via) = via else {
         return Step::Wait("the cluster has no leader right now".into());
     };
-    let leader_view = AdminClient::with_timeout(&format!("http://{via}"), Duration::from_secs(3))
-        .get_json::<Status>("/admin/v1/status")
-        .await;
+    let leader_view = match node.admin_client(&via, Duration::from_secs(3)) {
+        Ok(client) => client.get_json::<Status>("/admin/v1/status").await,
+        Err(e) => Err(e),
+    };
     let cluster = match leader_view {
         Ok(s) if s.role == "leader" => s,
         Ok(_) => return Step::Wait(format!("{via} no longer leads")),
@@ -155,7 +156,10 @@ async fn attempt(node: &Node) -> Step {
         // Our own log will show it once the leader reaches us.
         return Step::Wait("the cluster lists this node as a voter; catching up".into());
     }
-    let client = AdminClient::new(&format!("http://{via}"));
+    let client = match node.admin_client(&via, MEMBERSHIP_TIMEOUT) {
+        Ok(client) => client,
+        Err(e) => return Step::Wait(format!("asking the leader at {via}: {e}")),
+    };
     let config = node.config();
     let join = JoinRequest {
         id: me,
@@ -213,8 +217,11 @@ async fn survey(node: &Node) -> (Option<Status>, Vec<String>) {
     let mut best: Option<Status> = None;
     let mut unreachable = Vec::new();
     for addr in node.config().cluster.join.iter().filter(|a| *a != own) {
-        let client = AdminClient::with_timeout(&format!("http://{addr}"), Duration::from_secs(3));
-        match client.get_json::<Status>("/admin/v1/status").await {
+        let answer = match node.admin_client(addr, Duration::from_secs(3)) {
+            Ok(client) => client.get_json::<Status>("/admin/v1/status").await,
+            Err(e) => Err(e),
+        };
+        match answer {
             Ok(status) if status.members.is_empty() => {}
             Ok(status) => {
                 let better = match &best {

@@ -25,10 +25,15 @@
 //! - [`join`]: a node with empty storage asks the cluster for a place (or bootstraps, safely).
 //! - [`server`]: `otelraft serve`: binds every listener of a node and drains on shutdown.
 //! - [`local_cluster`]: `otelraft local-cluster`, three processes on 127.0.0.1.
+//! - [`tls`]: TLS on every listener, mutual TLS and node identity between members.
+//! - [`certs`]: `otelraft certs`, a development CA and member certificates.
+//! - [`auth`]: bearer tokens for the OTLP ports and the admin API.
 
 pub mod admin;
 pub mod archive;
+pub mod auth;
 pub mod bench;
+pub mod certs;
 pub mod cluster;
 pub mod config;
 pub mod drain;
@@ -44,5 +49,6 @@ pub mod raft;
 pub mod restore;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod trim;
 pub mod witness;

@@ -36,12 +36,38 @@ enum Cmd {
         /// Make node 3 a witness (2 data nodes + 1 witness).
         #[arg(long)]
         witness: bool,
+        /// TLS on every listener, mutual TLS between the nodes; a
+        /// development CA and certificates are made in DIR/tls.
+        #[arg(long)]
+        tls: bool,
     },
     /// Administer a running cluster through any member.
     Admin {
-        /// A member's admin endpoint.
+        /// A member's admin endpoint (https:// when the cluster runs TLS).
         #[arg(long, default_value = "http://127.0.0.1:4480")]
         endpoint: String,
+        /// The cluster CA (PEM) to verify an https:// endpoint with.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// A client certificate (PEM) from the cluster CA to present.
+        #[arg(long, requires = "key", requires = "ca")]
+        cert: Option<PathBuf>,
+        /// The key of --cert (PEM).
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        /// An admin token, when the cluster runs with `[auth]` (prefer
+        /// --token-file or the environment: arguments are visible to other
+        /// local users).
+        #[arg(
+            long,
+            env = "OTELRAFT_ADMIN_TOKEN",
+            hide_env_values = true,
+            conflicts_with = "token_file"
+        )]
+        token: Option<String>,
+        /// A file whose first line is an admin token.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
         #[command(subcommand)]
         command: otelraft::admin::cli::AdminCommand,
     },
@@ -116,6 +142,26 @@ enum Cmd {
         /// Print the report as JSON at the end.
         #[arg(long)]
         json: bool,
+    },
+    /// Create a development CA (unless DIR/ca.pem exists) and a
+    /// certificate per node, for `[tls]`.
+    Certs {
+        /// Where the files go.
+        #[arg(long, default_value = "otelraft-certs")]
+        dir: PathBuf,
+        /// Node ids, e.g. 1,2,3.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        nodes: Vec<u64>,
+        /// Extra host names or IPs every node certificate covers (besides
+        /// localhost, 127.0.0.1 and 127.0.0.<id>).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Replace existing node certificates.
+        #[arg(long)]
+        force: bool,
     },
     /// Validate a config file and print the effective settings, secrets
     /// redacted.
@@ -284,18 +330,84 @@ async fn archive(config: Option<PathBuf>, cmd: ArchiveCmd) -> Result<(), String>
     }
 }
 
+async fn admin(
+    endpoint: String,
+    ca: Option<PathBuf>,
+    identity: Option<(PathBuf, PathBuf)>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    command: otelraft::admin::cli::AdminCommand,
+) -> Result<(), String> {
+    let tls = match ca {
+        Some(ca) => {
+            let identity = identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+            Some(otelraft::tls::ClientTls::from_files(&ca, identity).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    let token = match token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("--token-file {}: {e}", path.display()))?;
+            let first = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'));
+            Some(
+                first
+                    .ok_or_else(|| format!("--token-file {}: holds no token", path.display()))?
+                    .to_string(),
+            )
+        }
+        None => token,
+    };
+    otelraft::admin::cli::run(&endpoint, tls, token, command).await
+}
+
+fn certs(
+    dir: PathBuf,
+    nodes: Vec<u64>,
+    hosts: Vec<String>,
+    days: u32,
+    force: bool,
+) -> Result<(), String> {
+    let request = otelraft::certs::CertsRequest {
+        dir,
+        nodes,
+        hosts,
+        days,
+        force,
+    };
+    let report = otelraft::certs::generate(&request).map_err(|e| e.to_string())?;
+    let verb = if report.ca_created {
+        "created"
+    } else {
+        "reused"
+    };
+    println!("CA {verb}: {}", report.ca.display());
+    for (cert, key) in &report.nodes {
+        println!("{} {}", cert.display(), key.display());
+    }
+    Ok(())
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("OTELRAFT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    // Colour only on a terminal: logs written to files and journals stay
+    // greppable.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(ansi)
         .init();
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    otelraft::tls::install_crypto_provider();
     let result: Result<(), String> = match cli.command {
         Cmd::Serve { config } => {
             init_tracing();
@@ -306,10 +418,25 @@ async fn main() -> ExitCode {
                     .map_err(|e| e.to_string()),
             }
         }
-        Cmd::LocalCluster { dir, witness } => otelraft::local_cluster::run(dir, witness)
+        Cmd::LocalCluster { dir, witness, tls } => otelraft::local_cluster::run(dir, witness, tls)
             .await
             .map_err(|e| e.to_string()),
-        Cmd::Admin { endpoint, command } => otelraft::admin::cli::run(&endpoint, command).await,
+        Cmd::Admin {
+            endpoint,
+            ca,
+            cert,
+            key,
+            token,
+            token_file,
+            command,
+        } => admin(endpoint, ca, cert.zip(key), token, token_file, command).await,
+        Cmd::Certs {
+            dir,
+            nodes,
+            hosts,
+            days,
+            force,
+        } => certs(dir, nodes, hosts, days, force),
         Cmd::Archive { config, command } => archive(config, command).await,
         Cmd::Inspect { data_dir } => {
             let stdout = std::io::stdout();

@@ -4,6 +4,8 @@
 //! Every handler converts between the wire form and openraft's types and
 //! delegates; nothing here holds state of its own.
 
+mod authorize;
+
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -18,6 +20,7 @@ use crate::pb;
 use crate::pb::peer::peer_server::{Peer, PeerServer};
 use crate::raft::network::AppendHeader;
 use crate::raft::{codec, SnapshotMeta, TypeConfig, Vote};
+use authorize::{authorize, PeerCall};
 
 /// gRPC code a leader uses to say "I am not the leader": the follower may
 /// retry elsewhere because nothing was proposed.
@@ -85,8 +88,10 @@ impl Peer for PeerService {
         request: Request<pb::peer::AppendEntriesRequest>,
     ) -> Result<Response<pb::peer::JsonReply>, Status> {
         self.check_admitted()?;
+        let header: AppendHeader = parse("append header", &request.get_ref().header_json)?;
+        let leader = header.vote.leader_id().node_id;
+        authorize(&self.node, &request, PeerCall::Replicate { leader })?;
         let msg = request.into_inner();
-        let header: AppendHeader = parse("append header", &msg.header_json)?;
         let entries = msg
             .entries
             .into_iter()
@@ -116,7 +121,9 @@ impl Peer for PeerService {
         request: Request<pb::peer::JsonMessage>,
     ) -> Result<Response<pb::peer::JsonReply>, Status> {
         self.check_admitted()?;
-        let rpc: VoteRequest<TypeConfig> = parse("vote request", &request.into_inner().json)?;
+        let rpc: VoteRequest<TypeConfig> = parse("vote request", &request.get_ref().json)?;
+        let candidate = rpc.vote.leader_id().node_id;
+        authorize(&self.node, &request, PeerCall::Vote { candidate })?;
         json_reply(&self.node.raft().vote(rpc).await.map_err(raft_status)?)
     }
 
@@ -125,7 +132,9 @@ impl Peer for PeerService {
         request: Request<pb::peer::JsonMessage>,
     ) -> Result<Response<pb::peer::JsonReply>, Status> {
         self.check_admitted()?;
-        let rpc: VoteRequest<TypeConfig> = parse("pre-vote request", &request.into_inner().json)?;
+        let rpc: VoteRequest<TypeConfig> = parse("pre-vote request", &request.get_ref().json)?;
+        let candidate = rpc.vote.leader_id().node_id;
+        authorize(&self.node, &request, PeerCall::Vote { candidate })?;
         json_reply(&self.node.raft().pre_vote(rpc).await.map_err(raft_status)?)
     }
 
@@ -135,7 +144,9 @@ impl Peer for PeerService {
     ) -> Result<Response<pb::peer::JsonReply>, Status> {
         self.check_admitted()?;
         let rpc: TransferLeaderRequest<TypeConfig> =
-            parse("transfer-leader request", &request.into_inner().json)?;
+            parse("transfer-leader request", &request.get_ref().json)?;
+        let leader = rpc.from_leader().leader_id().node_id;
+        authorize(&self.node, &request, PeerCall::Transfer { leader })?;
         // openraft would start an election here whatever `enable_elect`
         // says; a witness must never lead by transfer, nor a draining node
         // (it takes no writes and is about to stop).
@@ -169,12 +180,19 @@ impl Peer for PeerService {
         request: Request<Streaming<pb::peer::SnapshotChunk>>,
     ) -> Result<Response<pb::peer::JsonReply>, Status> {
         self.check_admitted()?;
+        // The first chunk says which leader sends the snapshot; the caller
+        // is checked against it before the rest is read.
+        let extensions = request.extensions().clone();
         let mut stream = request.into_inner();
         let first = stream
             .next()
             .await
             .ok_or_else(|| Status::invalid_argument("snapshot stream is empty"))??;
         let vote: Vote = parse("snapshot vote", &first.vote_json)?;
+        let mut probe = Request::new(());
+        *probe.extensions_mut() = extensions;
+        let leader = vote.leader_id().node_id;
+        authorize(&self.node, &probe, PeerCall::Replicate { leader })?;
         let meta: SnapshotMeta = parse("snapshot meta", &first.meta_json)?;
         let mut data = BytesMut::from(&first.data[..]);
         while let Some(chunk) = stream.next().await {
@@ -195,8 +213,9 @@ impl Peer for PeerService {
 
     async fn node_info(
         &self,
-        _request: Request<pb::peer::NodeInfoRequest>,
+        request: Request<pb::peer::NodeInfoRequest>,
     ) -> Result<Response<pb::peer::NodeInfoReply>, Status> {
+        authorize(&self.node, &request, PeerCall::NodeInfo)?;
         let m = self.node.raft_metrics();
         Ok(Response::new(pb::peer::NodeInfoReply {
             node_id: self.node.id(),
@@ -216,6 +235,7 @@ impl Peer for PeerService {
         &self,
         request: Request<pb::log::IngestRequest>,
     ) -> Result<Response<pb::peer::ForwardReply>, Status> {
+        authorize(&self.node, &request, PeerCall::Forward)?;
         let log_index = self
             .node
             .accept_forwarded(request.into_inner())

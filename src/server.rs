@@ -17,6 +17,7 @@ use crate::config::NodeConfig;
 use crate::ingest::{self, Ingest, IngestSettings};
 use crate::metrics::Metrics;
 use crate::peer::PeerService;
+use crate::tls::{Incoming, Listener};
 
 async fn bind(what: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener, NodeError> {
     TcpListener::bind(addr)
@@ -32,6 +33,24 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let admin_listener = bind("admin", config.listen.admin).await?;
     let grpc_listener = bind("OTLP gRPC", config.listen.otlp_grpc).await?;
     let http_listener = bind("OTLP HTTP", config.listen.otlp_http).await?;
+
+    let tls = if config.tls.enabled {
+        let files = crate::tls::material::TlsFiles::load(&config.tls)?;
+        let timeout = std::time::Duration::from_millis(config.tls.handshake_timeout_ms);
+        Some(Arc::new(crate::tls::ServerTls::new(&files, timeout)?))
+    } else {
+        None
+    };
+    let incoming = |listener: TcpListener, kind: Listener| {
+        Incoming::new(listener, kind, tls.clone()).map_err(|e| NodeError::Server {
+            what: kind.label(),
+            message: e.to_string(),
+        })
+    };
+    let peer_listener = incoming(peer_listener, Listener::Peer)?;
+    let admin_listener = incoming(admin_listener, Listener::Admin)?;
+    let grpc_listener = incoming(grpc_listener, Listener::OtlpGrpc)?;
+    let http_listener = incoming(http_listener, Listener::OtlpHttp)?;
 
     let node = Node::open(config.clone(), metrics.clone()).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -53,7 +72,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             node.clone(),
             config.peer.max_message_bytes,
         ))
-        .serve_with_incoming_shutdown(tokio_stream_from(peer_listener), peer_stopped);
+        .serve_with_incoming_shutdown(peer_listener.into_stream(), peer_stopped);
     let peer_task = tokio::spawn(peer_server);
     node.bootstrap_if_configured().await?;
     let metrics_task = tokio::spawn(node.clone().publish_raft_metrics());
@@ -87,6 +106,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         node_label_key: config.ingest.node_label_key.clone(),
         node_label_value: config.name.clone(),
         max_request_bytes: config.ingest.max_request_bytes,
+        auth: node.tokens().cloned(),
     };
     let ingest = Arc::new(Ingest::new(
         Arc::new(NodeHandler(node.clone())),
@@ -102,6 +122,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         otlp_http = %config.listen.otlp_http,
         peer = %config.listen.peer,
         admin = %config.listen.admin,
+        tls = config.tls.enabled,
         "node started"
     );
 
@@ -165,16 +186,4 @@ async fn close_storage(node: Arc<Node>) {
             "storage still open at exit; the next start repairs the database"
         ),
     }
-}
-
-fn tokio_stream_from(
-    listener: TcpListener,
-) -> impl futures::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
-    futures::stream::unfold(listener, |l| async move {
-        let next = l.accept().await.map(|(s, _)| {
-            let _ = s.set_nodelay(true);
-            s
-        });
-        Some((next, l))
-    })
 }

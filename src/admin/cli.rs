@@ -148,9 +148,26 @@ fn printed(r: Result<ChangeReply, ClientError>) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `cmd` against the member at `endpoint` (`http://host:port`).
-pub async fn run(endpoint: &str, cmd: AdminCommand) -> Result<(), String> {
-    let client = AdminClient::new(endpoint);
+/// Runs `cmd` against the member at `endpoint` (`http://host:port`, or
+/// `https://host:port` with `tls`).
+pub async fn run(
+    endpoint: &str,
+    tls: Option<crate::tls::ClientTls>,
+    token: Option<String>,
+    cmd: AdminCommand,
+) -> Result<(), String> {
+    if tls.is_some() && !endpoint.starts_with("https://") {
+        return Err(format!(
+            "--ca is given but the endpoint {endpoint} is not https://"
+        ));
+    }
+    let client = AdminClient::with_tls(
+        endpoint,
+        crate::admin::client::MEMBERSHIP_TIMEOUT,
+        tls.as_ref(),
+    )
+    .map_err(|e| e.to_string())?
+    .with_token(token.as_deref());
     match cmd {
         AdminCommand::Status { json } => {
             let s: Status = client

@@ -39,18 +39,22 @@ impl ClientError {
     }
 }
 
+/// Per-call timeout of membership calls: they wait for catch-up (up to
+/// 90 s), and a hand-over may also wait for an election and a transfer.
+pub const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// A client for one node's admin API.
 pub struct AdminClient {
     endpoint: String,
     http: reqwest::Client,
+    /// The `Authorization` value sent with every call (`Bearer <token>`).
+    authorization: Option<String>,
 }
 
 impl AdminClient {
     /// `endpoint` is `http://host:port`.
     pub fn new(endpoint: &str) -> Self {
-        // Membership calls wait for catch-up (up to 90 s) and a hand-over
-        // may also wait for an election and a transfer.
-        Self::with_timeout(endpoint, Duration::from_secs(300))
+        Self::with_timeout(endpoint, MEMBERSHIP_TIMEOUT)
     }
 
     /// As [`AdminClient::new`], with `timeout` per call (for quick probes).
@@ -62,7 +66,62 @@ impl AdminClient {
         AdminClient {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             http,
+            authorization: None,
         }
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every call.
+    pub fn with_token(mut self, token: Option<&str>) -> Self {
+        self.authorization = token.map(|t| format!("Bearer {t}"));
+        self
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.authorization {
+            Some(value) => request.header(reqwest::header::AUTHORIZATION, value),
+            None => request,
+        }
+    }
+
+    /// A client for `endpoint` (`http://` or `https://`) that trusts only
+    /// the CA in `tls` and presents its certificate, if any.
+    pub fn with_tls(
+        endpoint: &str,
+        timeout: Duration,
+        tls: Option<&crate::tls::ClientTls>,
+    ) -> Result<Self, ClientError> {
+        let endpoint = endpoint.trim_end_matches('/').to_string();
+        let builder = reqwest::Client::builder().timeout(timeout);
+        let builder = match tls {
+            Some(tls) => tls.reqwest(builder).map_err(|e| ClientError::Transport {
+                endpoint: endpoint.clone(),
+                message: e.to_string(),
+            })?,
+            None => builder,
+        };
+        let http = builder.build().map_err(|e| ClientError::Transport {
+            endpoint: endpoint.clone(),
+            message: format!("cannot build the HTTP client: {e}"),
+        })?;
+        Ok(AdminClient {
+            endpoint,
+            http,
+            authorization: None,
+        })
+    }
+
+    /// A member's client for another member's admin API at `addr`
+    /// (host:port): `https://` with `tls`, else `http://`.
+    pub fn for_member(
+        addr: &str,
+        timeout: Duration,
+        tls: Option<&crate::tls::ClientTls>,
+        authorization: Option<String>,
+    ) -> Result<Self, ClientError> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut client = Self::with_tls(&format!("{scheme}://{addr}"), timeout, tls)?;
+        client.authorization = authorization;
+        Ok(client)
     }
 
     fn transport(&self, e: impl std::fmt::Display) -> ClientError {
@@ -93,8 +152,7 @@ impl AdminClient {
     /// GETs `path` and decodes the JSON reply.
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let resp = self
-            .http
-            .get(format!("{}{path}", self.endpoint))
+            .authorized(self.http.get(format!("{}{path}", self.endpoint)))
             .send()
             .await
             .map_err(|e| self.transport(e))?;
@@ -108,8 +166,7 @@ impl AdminClient {
         body: &B,
     ) -> Result<T, ClientError> {
         let resp = self
-            .http
-            .post(format!("{}{path}", self.endpoint))
+            .authorized(self.http.post(format!("{}{path}", self.endpoint)))
             .json(body)
             .send()
             .await

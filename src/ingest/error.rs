@@ -36,6 +36,9 @@ pub enum IngestError {
     /// The request body could not be read from the connection.
     #[error("reading the request body failed: {0}")]
     Body(String),
+    /// No valid token for the OTLP ports (HTTP 401 or 403).
+    #[error("{0}")]
+    Unauthorized(#[from] crate::auth::AuthError),
     /// The handler refused or failed the submit.
     #[error(transparent)]
     Submit(#[from] SubmitError),
@@ -58,7 +61,8 @@ impl IngestError {
             | IngestError::TooLarge { .. }
             | IngestError::Decode { .. }
             | IngestError::Invalid(_)
-            | IngestError::Body(_) => false,
+            | IngestError::Body(_)
+            | IngestError::Unauthorized(_) => false,
         }
     }
 
@@ -77,6 +81,8 @@ impl IngestError {
             IngestError::TooLarge { .. } => "too_large",
             IngestError::Decode { .. } | IngestError::Body(_) => "decode",
             IngestError::Invalid(_) => "invalid",
+            IngestError::Unauthorized(e) if e.forbidden() => "forbidden",
+            IngestError::Unauthorized(_) => "unauthenticated",
             IngestError::Submit(e) => e.reason(),
             IngestError::Io(_) | IngestError::Transport(_) => "io",
         }
@@ -96,6 +102,8 @@ impl IngestError {
             | IngestError::Decode { .. }
             | IngestError::Invalid(_)
             | IngestError::Body(_) => Code::InvalidArgument,
+            IngestError::Unauthorized(e) if e.forbidden() => Code::PermissionDenied,
+            IngestError::Unauthorized(_) => Code::Unauthenticated,
             IngestError::TooLarge { .. } | IngestError::Submit(SubmitError::TooLarge(_)) => {
                 Code::ResourceExhausted
             }

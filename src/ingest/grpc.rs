@@ -29,7 +29,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic::{Code, Request, Response, Status};
 use tracing::info;
@@ -38,20 +37,20 @@ use super::error::retry_secs;
 use super::request::OtlpRequest;
 use super::rpc_status::RpcStatus;
 use super::{Ingest, IngestError};
+use crate::pb::log::Signal;
 
-/// Serves OTLP/gRPC (logs, metrics, traces) on `listener` until `shutdown`
-/// resolves, then drains in-flight calls. Taking a bound listener lets tests
-/// bind port 0.
+/// Serves OTLP/gRPC (logs, metrics, traces) on `listener` (plain or TLS)
+/// until `shutdown` resolves, then drains in-flight calls. Taking a bound
+/// listener lets tests bind port 0.
 pub async fn serve_grpc(
-    listener: tokio::net::TcpListener,
+    listener: crate::tls::Incoming,
     ingest: Arc<Ingest>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), IngestError> {
-    let local = listener.local_addr()?;
+    let local = listener.local_addr();
     info!(%local, "OTLP/gRPC receiver listening");
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     Server::builder()
-        .serve_with_incoming_shutdown(grpc_routes(ingest), incoming, shutdown)
+        .serve_with_incoming_shutdown(grpc_routes(ingest), listener.into_stream(), shutdown)
         .await?;
     Ok(())
 }
@@ -59,6 +58,7 @@ pub async fn serve_grpc(
 /// The three services, gzip both ways, bounded by `max_request_bytes`.
 fn grpc_routes(ingest: Arc<Ingest>) -> Routes {
     let limit = ingest.settings.max_request_bytes;
+    let auth = axum::middleware::from_fn_with_state(ingest.clone(), authorize);
     let service = GrpcIngest { ingest };
     let gzip = CompressionEncoding::Gzip;
     let logs = LogsServiceServer::new(service.clone())
@@ -77,7 +77,37 @@ fn grpc_routes(ingest: Arc<Ingest>) -> Routes {
         .add_service(metrics)
         .add_service(traces)
         .into_axum_router();
-    Routes::from(router.layer(axum::middleware::map_response(remap_decode_status))).prepare()
+    let router = router
+        .layer(axum::middleware::map_response(remap_decode_status))
+        .layer(auth);
+    Routes::from(router).prepare()
+}
+
+/// Refuses a call without an ingest token (UNAUTHENTICATED, or
+/// PERMISSION_DENIED for an admin token) before tonic reads its body.
+async fn authorize(
+    axum::extract::State(ingest): axum::extract::State<Arc<Ingest>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let header = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    match ingest.authorize(header) {
+        Ok(()) => next.run(request).await,
+        Err(e) => {
+            let path = request.uri().path();
+            let signal = if path.contains(".metrics.") {
+                Signal::Metrics
+            } else if path.contains(".trace.") {
+                Signal::Traces
+            } else {
+                Signal::Logs
+            };
+            to_status(&ingest.refuse(signal, 0, e)).into_http()
+        }
+    }
 }
 
 /// Corrects the codes tonic uses when a request fails before reaching our

@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::header::{
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -29,14 +31,15 @@ use super::request::OtlpRequest;
 use super::rpc_status::RpcStatus;
 use super::{Ingest, IngestError, SubmitError};
 
-/// Serves OTLP/HTTP on `listener` until `shutdown` resolves, then lets
-/// in-flight requests finish. Taking a bound listener lets tests bind port 0.
+/// Serves OTLP/HTTP on `listener` (plain or TLS) until `shutdown`
+/// resolves, then lets in-flight requests finish. Taking a bound listener
+/// lets tests bind port 0.
 pub async fn serve_http(
-    listener: tokio::net::TcpListener,
+    listener: crate::tls::Incoming,
     ingest: Arc<Ingest>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), IngestError> {
-    let local = listener.local_addr()?;
+    let local = listener.local_addr();
     info!(%local, "OTLP/HTTP receiver listening");
     axum::serve(listener, http_router(ingest))
         .with_graceful_shutdown(shutdown)
@@ -64,6 +67,14 @@ async fn export<T: OtlpRequest>(
         Ok(format) => format,
         Err(e) => return error_response(&ingest.refuse(T::SIGNAL, 0, e), Format::Json),
     };
+    // Before the body is read: an unauthenticated client gets nothing in.
+    if let Err(e) = ingest.authorize(headers.get(AUTHORIZATION).map(|v| v.as_bytes())) {
+        let mut response = error_response(&ingest.refuse(T::SIGNAL, 0, e), format);
+        response
+            .headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
     let request = match receive::<T>(&ingest, &headers, format, body).await {
         Ok(request) => request,
         Err(e) => return error_response(&ingest.refuse(T::SIGNAL, 0, e), format),
@@ -168,6 +179,8 @@ fn http_status(error: &IngestError) -> StatusCode {
         IngestError::Decode { .. } | IngestError::Invalid(_) | IngestError::Body(_) => {
             StatusCode::BAD_REQUEST
         }
+        IngestError::Unauthorized(e) if e.forbidden() => StatusCode::FORBIDDEN,
+        IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         IngestError::Submit(SubmitError::Overloaded { .. }) => StatusCode::TOO_MANY_REQUESTS,
         IngestError::Submit(_) | IngestError::Io(_) | IngestError::Transport(_) => {
             StatusCode::SERVICE_UNAVAILABLE

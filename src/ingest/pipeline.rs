@@ -73,6 +73,15 @@ impl Ingest {
         }
     }
 
+    /// Lets a request through when the OTLP ports are open, or when its
+    /// `Authorization` value carries an ingest token.
+    pub(crate) fn authorize(&self, authorization: Option<&[u8]>) -> Result<(), IngestError> {
+        match &self.settings.auth {
+            None => Ok(()),
+            Some(tokens) => Ok(tokens.check(authorization, crate::auth::Scope::Ingest)?),
+        }
+    }
+
     /// Counts and logs a refusal, handing the error back for the answer.
     /// `records` is 0 when the request never decoded far enough to count.
     pub(crate) fn refuse(&self, signal: Signal, records: u64, error: IngestError) -> IngestError {

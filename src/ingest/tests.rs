@@ -12,6 +12,7 @@ use super::{
 };
 use crate::metrics::Metrics;
 use crate::pb::log::IngestRequest;
+use crate::tls::{Incoming, Listener};
 
 mod grpc;
 mod http;
@@ -59,6 +60,7 @@ pub(crate) fn settings(max_request_bytes: usize) -> IngestSettings {
         node_label_key: LABEL_KEY.to_string(),
         node_label_value: LABEL_VALUE.to_string(),
         max_request_bytes,
+        auth: None,
     }
 }
 
@@ -94,8 +96,14 @@ impl TestServer {
             let _ = stop.await;
         };
         let task = match protocol {
-            Protocol::Http => tokio::spawn(super::serve_http(listener, ingest, stop)),
-            Protocol::Grpc => tokio::spawn(super::serve_grpc(listener, ingest, stop)),
+            Protocol::Http => {
+                let incoming = Incoming::plain(listener, Listener::OtlpHttp).unwrap();
+                tokio::spawn(super::serve_http(incoming, ingest, stop))
+            }
+            Protocol::Grpc => {
+                let incoming = Incoming::plain(listener, Listener::OtlpGrpc).unwrap();
+                tokio::spawn(super::serve_grpc(incoming, ingest, stop))
+            }
         };
         TestServer {
             addr,

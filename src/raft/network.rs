@@ -117,6 +117,8 @@ pub struct PeerSettings {
     pub rpc_timeout: Duration,
     /// Largest message in either direction.
     pub max_message_bytes: usize,
+    /// Mutual TLS to peers; `None`: plaintext.
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 /// The pool of channels to peers, shared by Raft replication and forwarding.
@@ -150,11 +152,17 @@ impl PeerClients {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| PeerError::BadAddress {
-                addr: addr.to_string(),
-                message: e.to_string(),
-            })?
+        let bad_address = |e: tonic::transport::Error| PeerError::BadAddress {
+            addr: addr.to_string(),
+            message: e.to_string(),
+        };
+        let endpoint = match &self.settings.tls {
+            Some(tls) => Endpoint::from_shared(format!("https://{addr}"))
+                .and_then(|e| e.tls_config(tls.tonic()))
+                .map_err(bad_address)?,
+            None => Endpoint::from_shared(format!("http://{addr}")).map_err(bad_address)?,
+        };
+        let endpoint = endpoint
             .connect_timeout(self.settings.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))

@@ -2,6 +2,7 @@
 OpenTelemetry Python SDK, over gRPC and HTTP, and reports what it sent.
 
 Usage: send.py --grpc HOST:PORT --http http://HOST:PORT --prefix P --count N
+               [--ca CA.pem (TLS, with https:// for --http)] [--token T]
 
 Prints one JSON line: {"logs": <records sent>, "log_failures": <failed exports>,
 "metrics": <metric names>}. Exits non-zero if any export failed.
@@ -9,8 +10,10 @@ Prints one JSON line: {"logs": <records sent>, "log_failures": <failed exports>,
 import argparse
 import json
 import logging
+import os
 import sys
 
+import grpc
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
@@ -79,15 +82,38 @@ def main():
     p.add_argument("--http", required=True)
     p.add_argument("--prefix", required=True)
     p.add_argument("--count", type=int, default=100)
+    p.add_argument("--ca", help="CA certificate (PEM): gRPC and HTTP over TLS verified against it")
+    p.add_argument("--token", help="bearer token sent as the authorization header")
     a = p.parse_args()
 
-    grpc_logs = Counting(GrpcLogExporter(endpoint=a.grpc, insecure=True, timeout=30))
-    http_logs = Counting(HttpLogExporter(endpoint=f"{a.http}/v1/logs", timeout=30))
+    # TLS as an application configures it with the SDK: gRPC credentials
+    # from the CA, and the HTTP exporter's certificate_file.
+    grpc_tls = {"insecure": True}
+    http_tls = {}
+    if a.ca:
+        with open(a.ca, "rb") as f:
+            grpc_tls = {"insecure": False, "credentials": grpc.ssl_channel_credentials(root_certificates=f.read())}
+        http_tls = {"certificate_file": a.ca}
+        # requests lets these variables override a session's own CA file
+        # (psf/requests#3829), and some machines set them.
+        for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            os.environ.pop(var, None)
+    grpc_headers = {"authorization": f"Bearer {a.token}"} if a.token else None
+    http_headers = {"Authorization": f"Bearer {a.token}"} if a.token else None
+
+    def grpc_exporter(cls):
+        return cls(endpoint=a.grpc, timeout=30, headers=grpc_headers, **grpc_tls)
+
+    def http_exporter(cls, path):
+        return cls(endpoint=f"{a.http}{path}", timeout=30, headers=http_headers, **http_tls)
+
+    grpc_logs = Counting(grpc_exporter(GrpcLogExporter))
+    http_logs = Counting(http_exporter(HttpLogExporter, "/v1/logs"))
     send_logs(grpc_logs, f"{a.prefix}-grpc", a.count, "sdk-grpc")
     send_logs(http_logs, f"{a.prefix}-http", a.count, "sdk-http")
 
-    grpc_metrics = Counting(GrpcMetricExporter(endpoint=a.grpc, insecure=True, timeout=30))
-    http_metrics = Counting(HttpMetricExporter(endpoint=f"{a.http}/v1/metrics", timeout=30))
+    grpc_metrics = Counting(grpc_exporter(GrpcMetricExporter))
+    http_metrics = Counting(http_exporter(HttpMetricExporter, "/v1/metrics"))
     names = send_metrics(grpc_metrics, f"{a.prefix}_grpc".replace("-", "_"), "sdk-grpc")
     names += send_metrics(http_metrics, f"{a.prefix}_http".replace("-", "_"), "sdk-http")
 

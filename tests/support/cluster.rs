@@ -56,6 +56,11 @@ pub struct TestNode {
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     pub env: Vec<(String, String)>,
+    /// The cluster CA when the node runs TLS (`Options::tls`).
+    pub ca: Option<PathBuf>,
+    /// Tokens when the node runs `[auth]` (`Options::auth`).
+    pub ingest_token: Option<String>,
+    pub admin_token: Option<String>,
     child: Option<Child>,
 }
 
@@ -71,18 +76,48 @@ impl TestNode {
             data_dir: dir.join(format!("node{id}")),
             log_path: dir.join(format!("node{id}.log")),
             env: Vec::new(),
+            ca: None,
+            ingest_token: None,
+            admin_token: None,
             child: None,
         }
     }
 
-    /// `http://` URL of the admin API.
-    pub fn admin_url(&self) -> String {
-        format!("http://{}", self.admin)
+    fn scheme(&self) -> &'static str {
+        if self.ca.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
-    /// `http://` URL of the OTLP HTTP receiver.
+    /// URL of the admin API (`https://` with TLS).
+    pub fn admin_url(&self) -> String {
+        format!("{}://{}", self.scheme(), self.admin)
+    }
+
+    /// URL of the OTLP HTTP receiver (`https://` with TLS).
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.http)
+        format!("{}://{}", self.scheme(), self.http)
+    }
+
+    /// `request` with the admin token, when the node runs `[auth]`.
+    pub fn admin_request(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.admin_token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        }
+    }
+
+    /// An HTTP client that trusts the cluster CA when the node runs TLS.
+    pub fn client(&self, timeout: Duration) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder().timeout(timeout);
+        if let Some(ca) = &self.ca {
+            let pem = std::fs::read(ca).expect("read the test CA");
+            let roots = reqwest::Certificate::from_pem_bundle(&pem).expect("test CA parses");
+            builder = builder.tls_certs_only(roots);
+        }
+        builder.build().expect("HTTP client")
     }
 
     /// Starts the process (appending to its log file).
@@ -185,8 +220,9 @@ impl TestNode {
     /// command that needs it does not race its start-up.
     pub async fn wait_live(&self, timeout: Duration) {
         let url = format!("{}/health/live", self.admin_url());
+        let client = self.client(Duration::from_secs(2));
         let up = wait_until(timeout, || async {
-            let r = reqwest::get(&url).await.ok()?;
+            let r = client.get(&url).send().await.ok()?;
             r.status().is_success().then_some(())
         })
         .await;
@@ -217,12 +253,11 @@ impl TestNode {
 
     /// `GET /admin/v1/status`, or None when unreachable.
     pub async fn status(&self) -> Option<Value> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .ok()?;
-        let resp = client
-            .get(format!("{}/admin/v1/status", self.admin_url()))
+        let resp = self
+            .admin_request(
+                self.client(Duration::from_secs(2))
+                    .get(format!("{}/admin/v1/status", self.admin_url())),
+            )
             .send()
             .await
             .ok()?;
@@ -296,6 +331,12 @@ pub struct Options {
     /// node 1 has `bootstrap` and lists only itself, every node joins
     /// through all the others. No node is started; the test starts them.
     pub join: bool,
+    /// TLS on every listener and mutual TLS between members, with
+    /// certificates from `otelraft certs` in `<dir>/tls`.
+    pub tls: bool,
+    /// `[auth]`: ingest and admin tokens in `<dir>/ingest.token` and
+    /// `<dir>/admin.token`.
+    pub auth: bool,
 }
 
 /// A set of node processes in one temp dir.
@@ -337,6 +378,19 @@ impl TestCluster {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        let tls_dir = dir.path().join("tls");
+        if opts.tls {
+            let ids: Vec<String> = nodes.iter().map(|n| n.id.to_string()).collect();
+            let (ok, out) = run_cli(
+                Command::new(binary())
+                    .arg("certs")
+                    .arg("--dir")
+                    .arg(&tls_dir)
+                    .arg("--nodes")
+                    .arg(ids.join(",")),
+            );
+            assert!(ok, "otelraft certs failed: {out}");
+        }
         for n in nodes.iter_mut() {
             let cluster_section = if opts.join {
                 let own = if n.id == 1 {
@@ -365,6 +419,30 @@ impl TestCluster {
                 p = n.peer,
                 a = n.admin,
             );
+            let config = if opts.auth {
+                let ingest = dir.path().join("ingest.token");
+                let admin = dir.path().join("admin.token");
+                std::fs::write(&ingest, format!("{TEST_INGEST_TOKEN}\n")).expect("token file");
+                std::fs::write(&admin, format!("{TEST_ADMIN_TOKEN}\n")).expect("token file");
+                n.ingest_token = Some(TEST_INGEST_TOKEN.to_string());
+                n.admin_token = Some(TEST_ADMIN_TOKEN.to_string());
+                format!(
+                    "{config}\n[auth]\nenabled = true\ningest_tokens_file = {:?}\nadmin_tokens_file = {:?}\n",
+                    ingest.display().to_string(),
+                    admin.display().to_string()
+                )
+            } else {
+                config
+            };
+            let config = if opts.tls {
+                n.ca = Some(tls_dir.join("ca.pem"));
+                format!(
+                    "{config}\n{}",
+                    tls_section(&tls_dir, &format!("node-{}", n.id))
+                )
+            } else {
+                config
+            };
             std::fs::write(&n.config_path, config).expect("write config");
             n.env = opts.env.clone();
         }
@@ -422,8 +500,27 @@ impl TestCluster {
             .collect()
     }
 
+    /// Waits until every running node has applied at least `records`
+    /// records of `signal` (for checks while load is still running).
+    pub async fn wait_all_reach(&self, signal: &str, records: u64, timeout: Duration) {
+        let ok = wait_until(timeout, || async {
+            for n in self.nodes.iter().filter(|n| n.is_running()) {
+                if n.committed_records(signal).await? < records {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await;
+        assert!(
+            ok.is_some(),
+            "nodes did not all reach {records} {signal} records\n{}",
+            self.logs()
+        );
+    }
+
     /// Waits until every running node reports at least `records` committed
-    /// `signal` records, and they all agree.
+    /// `signal` records, and they all agree (once the load has stopped).
     pub async fn wait_for_records(&self, signal: &str, records: u64, timeout: Duration) {
         let ok = wait_until(timeout, || async {
             let mut counts = Vec::new();
@@ -500,7 +597,9 @@ impl TestCluster {
     pub async fn metric_sum(&self, name: &str, label_filter: &str) -> f64 {
         let mut total = 0.0;
         for n in self.nodes.iter().filter(|n| n.is_running()) {
-            let Ok(resp) = reqwest::get(format!("{}/metrics", n.admin_url())).await else {
+            let url = format!("{}/metrics", n.admin_url());
+            let request = n.admin_request(n.client(Duration::from_secs(5)).get(url));
+            let Ok(resp) = request.send().await else {
                 continue;
             };
             let text = resp.text().await.unwrap_or_default();
@@ -560,8 +659,12 @@ pub async fn post_logs(
     bodies: &[String],
 ) -> Option<u16> {
     let body = logs_request(bodies).encode_to_vec();
-    let resp = client
-        .post(format!("{}/v1/logs", node.http_url()))
+    let request = client.post(format!("{}/v1/logs", node.http_url()));
+    let request = match &node.ingest_token {
+        Some(t) => request.bearer_auth(t),
+        None => request,
+    };
+    let resp = request
         .header("content-type", "application/x-protobuf")
         .body(body)
         .send()
@@ -607,8 +710,24 @@ pub fn node_cli_with(node: &TestNode, args: &[&str], extra: &[(String, String)])
     )
 }
 
+/// The ingest token of clusters started with `Options::auth`.
+pub const TEST_INGEST_TOKEN: &str = "test-ingest-token-0123456789";
+/// The admin token of clusters started with `Options::auth`.
+pub const TEST_ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// The `[tls]` section with the certificate `<name>.pem` from
+/// `dir` (as `otelraft certs` names them) and `dir/ca.pem`.
+pub fn tls_section(dir: &std::path::Path, name: &str) -> String {
+    format!(
+        "[tls]\nenabled = true\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n",
+        dir.join(format!("{name}.pem")).display().to_string(),
+        dir.join(format!("{name}-key.pem")).display().to_string(),
+        dir.join("ca.pem").display().to_string(),
+    )
+}
+
 /// Runs `cmd`; returns (success, stdout+stderr).
-fn run_cli(cmd: &mut Command) -> (bool, String) {
+pub fn run_cli(cmd: &mut Command) -> (bool, String) {
     let out = cmd.output().expect("run otelraft CLI");
     let text = format!(
         "{}{}",
@@ -622,7 +741,7 @@ fn run_cli(cmd: &mut Command) -> (bool, String) {
 /// SDK's gRPC exporter and `count` over its HTTP exporter, with bodies
 /// `<prefix>-grpc-<n>` and `<prefix>-http-<n>`. Returns its JSON report.
 pub async fn send_logs_with_sdk(node: &TestNode, prefix: &str, count: usize) -> String {
-    let args = [
+    let mut args = vec![
         "--grpc".to_string(),
         node.grpc.clone(),
         "--http".to_string(),
@@ -632,16 +751,26 @@ pub async fn send_logs_with_sdk(node: &TestNode, prefix: &str, count: usize) -> 
         "--count".to_string(),
         count.to_string(),
     ];
-    run_sdk_script("send.py", args.to_vec()).await
+    if let Some(ca) = &node.ca {
+        args.push("--ca".to_string());
+        args.push(ca.display().to_string());
+    }
+    if let Some(token) = &node.ingest_token {
+        args.push("--token".to_string());
+        args.push(token.clone());
+    }
+    run_sdk_script("send.py", args).await
 }
 
 /// Runs the admin CLI against `node`; returns (success, stdout+stderr).
 pub fn admin_cli(node: &TestNode, args: &[&str]) -> (bool, String) {
-    run_cli(
-        Command::new(binary())
-            .arg("admin")
-            .arg("--endpoint")
-            .arg(node.admin_url())
-            .args(args),
-    )
+    let mut cmd = Command::new(binary());
+    cmd.arg("admin").arg("--endpoint").arg(node.admin_url());
+    if let Some(ca) = &node.ca {
+        cmd.arg("--ca").arg(ca);
+    }
+    if let Some(token) = &node.admin_token {
+        cmd.env("OTELRAFT_ADMIN_TOKEN", token);
+    }
+    run_cli(cmd.args(args))
 }

@@ -1,0 +1,373 @@
+//! The accept loop every listener runs, with or without TLS.
+//!
+//! One loop serves all four listeners so that the TLS handshake, the
+//! refusal of plaintext clients and the peer's node identity are handled in
+//! one place. Handshakes run in their own tasks (bounded in number and in
+//! time), so a slow or silent client never holds up the next connection.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::identity;
+use super::material::ServerTls;
+
+/// Handshakes in progress per listener; more wait in the accept queue.
+const MAX_HANDSHAKES: usize = 256;
+/// Connections handed over but not yet picked up by the server.
+const READY_QUEUE: usize = 64;
+/// The first byte of every TLS connection: a handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+/// What an HTTP client that spoke plaintext to a TLS port reads.
+const PLAINTEXT_REPLY: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 42\r\n\r\nthis port requires TLS: use https:// here\n";
+
+/// Which of a node's listeners a connection arrived on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// Raft and forwarded writes (gRPC, mutual TLS).
+    Peer,
+    /// Admin API, health and metrics (HTTP).
+    Admin,
+    /// OTLP over gRPC.
+    OtlpGrpc,
+    /// OTLP over HTTP.
+    OtlpHttp,
+}
+
+impl Listener {
+    /// The name used in logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Listener::Peer => "peer",
+            Listener::Admin => "admin",
+            Listener::OtlpGrpc => "OTLP gRPC",
+            Listener::OtlpHttp => "OTLP HTTP",
+        }
+    }
+
+    /// The application protocols offered in the handshake. gRPC clients
+    /// insist on `h2` being negotiated.
+    pub(crate) fn alpn(self) -> Vec<Vec<u8>> {
+        match self {
+            Listener::Peer | Listener::OtlpGrpc => vec![b"h2".to_vec()],
+            Listener::Admin | Listener::OtlpHttp => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        }
+    }
+
+    fn speaks_http1(self) -> bool {
+        matches!(self, Listener::Admin | Listener::OtlpHttp)
+    }
+}
+
+/// What a request handler may know about its connection (a request
+/// extension on the peer service).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// The node its certificate names, if it presented one from the
+    /// cluster CA (verified during the handshake).
+    pub node: Option<u64>,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// One accepted connection, ready for HTTP or gRPC.
+pub struct Conn {
+    io: Io,
+    info: ConnInfo,
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.io {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+impl tonic::transport::server::Connected for Conn {
+    type ConnectInfo = ConnInfo;
+
+    fn connect_info(&self) -> ConnInfo {
+        self.info.clone()
+    }
+}
+
+/// Aborts the accept loop when the listener is dropped.
+struct AcceptTask(tokio::task::JoinHandle<()>);
+
+impl Drop for AcceptTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A bound listener yielding ready connections: plain TCP, or TLS when the
+/// node runs with `tls.enabled`.
+pub struct Incoming {
+    ready: mpsc::Receiver<Conn>,
+    local: SocketAddr,
+    _task: AcceptTask,
+}
+
+impl Incoming {
+    /// Starts accepting on `listener` for `kind`, with TLS if `tls` is set.
+    pub fn new(
+        listener: TcpListener,
+        kind: Listener,
+        tls: Option<Arc<ServerTls>>,
+    ) -> io::Result<Self> {
+        let local = listener.local_addr()?;
+        let (tx, ready) = mpsc::channel(READY_QUEUE);
+        let task = tokio::spawn(accept_loop(listener, kind, tls, tx));
+        Ok(Incoming {
+            ready,
+            local,
+            _task: AcceptTask(task),
+        })
+    }
+
+    /// Plain TCP (tests and TLS-off nodes).
+    pub fn plain(listener: TcpListener, kind: Listener) -> io::Result<Self> {
+        Self::new(listener, kind, None)
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The connections as a stream, for tonic's `serve_with_incoming`.
+    pub fn into_stream(self) -> impl futures::Stream<Item = io::Result<Conn>> + Send + 'static {
+        futures::stream::unfold(self, |mut incoming| async move {
+            let conn = incoming.ready.recv().await?;
+            Some((Ok(conn), incoming))
+        })
+    }
+}
+
+impl axum::serve::Listener for Incoming {
+    type Io = Conn;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Conn, SocketAddr) {
+        match self.ready.recv().await {
+            Some(conn) => {
+                let remote = conn.info.remote;
+                (conn, remote)
+            }
+            // The accept loop ends only when aborted with this listener.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    kind: Listener,
+    tls: Option<Arc<ServerTls>>,
+    ready: mpsc::Sender<Conn>,
+) {
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let plaintext_log = Arc::new(LogLimiter::default());
+    loop {
+        let (tcp, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: back off, retry.
+                tracing::warn!(listener = kind.label(), error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let Some(tls) = tls.clone() else {
+            let conn = Conn {
+                io: Io::Plain(tcp),
+                info: ConnInfo {
+                    remote,
+                    node: None,
+                    tls: false,
+                },
+            };
+            if ready.send(conn).await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let Ok(permit) = handshakes.clone().acquire_owned().await else {
+            return;
+        };
+        let ready = ready.clone();
+        let plaintext_log = plaintext_log.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let outcome = tokio::time::timeout(
+                tls.handshake_timeout,
+                handshake(tcp, remote, kind, &tls, &plaintext_log),
+            )
+            .await;
+            match outcome {
+                Ok(Some(conn)) => {
+                    let _ = ready.send(conn).await;
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    tracing::debug!(listener = kind.label(), %remote, "TLS handshake timed out")
+                }
+            }
+        });
+    }
+}
+
+/// Refuses a plaintext client with a clear log line (and, on HTTP ports, a
+/// clear reply), or completes the TLS handshake.
+async fn handshake(
+    mut tcp: TcpStream,
+    remote: SocketAddr,
+    kind: Listener,
+    tls: &ServerTls,
+    plaintext_log: &LogLimiter,
+) -> Option<Conn> {
+    let mut first = [0u8; 1];
+    match tcp.peek(&mut first).await {
+        Ok(1) => {}
+        _ => return None,
+    }
+    if first[0] != TLS_HANDSHAKE_RECORD {
+        if let Some(suppressed) = plaintext_log.allow() {
+            tracing::warn!(
+                listener = kind.label(),
+                %remote,
+                suppressed,
+                "plaintext connection to a TLS listener refused: the client must use TLS (https://, or TLS credentials for gRPC)"
+            );
+        }
+        if kind.speaks_http1() {
+            let _ = tcp.write_all(PLAINTEXT_REPLY).await;
+            let _ = tcp.shutdown().await;
+            // Read what the client sent, so closing does not reset the
+            // connection before it has read the reply.
+            let mut sink = [0u8; 4096];
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+            })
+            .await;
+        }
+        return None;
+    }
+    match TlsAcceptor::from(tls.config(kind)).accept(tcp).await {
+        Ok(stream) => {
+            let node = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(identity::node_id);
+            Some(Conn {
+                io: Io::Tls(Box::new(stream)),
+                info: ConnInfo {
+                    remote,
+                    node,
+                    tls: true,
+                },
+            })
+        }
+        Err(e) => {
+            tracing::warn!(listener = kind.label(), %remote, error = %e, "TLS handshake failed");
+            None
+        }
+    }
+}
+
+/// At most one log line per second; says how many were suppressed.
+#[derive(Default)]
+struct LogLimiter {
+    last_second: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogLimiter {
+    fn allow(&self) -> Option<u64> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_second.swap(now, Ordering::Relaxed);
+        if last == now {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        } else {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        }
+    }
+}
