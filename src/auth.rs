@@ -123,12 +123,17 @@ fn read_list(field: &'static str, path: &Path) -> Result<Vec<String>, AuthConfig
         field,
         message: format!("cannot read {}: {e}", path.display()),
     })?;
-    Ok(text
-        .lines()
+    Ok(token_lines(&text))
+}
+
+/// The tokens of a token file: one per line, `#` starts a comment, blank
+/// lines are skipped. Shared by the server and the admin CLI.
+pub fn token_lines(text: &str) -> Vec<String> {
+    text.lines()
         .map(|l| l.split('#').next().unwrap_or_default().trim())
         .filter(|l| !l.is_empty())
         .map(str::to_string)
-        .collect())
+        .collect()
 }
 
 fn split_list(inline: &str) -> Vec<String> {

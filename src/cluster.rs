@@ -399,6 +399,23 @@ impl Node {
         membership.nodes().next().is_none() || membership.get_node(&id).is_some()
     }
 
+    /// Whether node `id` was removed from the cluster.
+    pub fn is_retired(&self, id: NodeId) -> bool {
+        self.sm.is_retired(id)
+    }
+
+    /// Whether `last` (a candidate's last log id) is newer than this node's
+    /// own last log id.
+    pub async fn log_is_newer(&self, last: Option<&crate::raft::LogId>) -> Result<bool, NodeError> {
+        use openraft::storage::RaftLogStorage;
+        let mut log = self.log.clone();
+        let state = log
+            .get_log_state()
+            .await
+            .map_err(|e| NodeError::Raft(format!("reading the log state: {e}")))?;
+        Ok(last > state.last_log_id.as_ref())
+    }
+
     /// Whether the cluster runs TLS (and members authenticate each other).
     pub fn tls_enabled(&self) -> bool {
         self.client_tls.is_some()

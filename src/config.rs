@@ -630,7 +630,14 @@ fn apply_override(table: &mut toml::Table, path: &str, raw: &str) -> Result<(), 
             _ => return Err(ConfigError::field(&field, format!("`{p}` is not a table"))),
         };
     }
-    cursor.insert(last.clone(), parse_scalar(raw));
+    // Secrets and header values stay strings: an all-digit token must not
+    // turn into a number, fail to deserialize and be echoed in the error.
+    let value = if is_secret_name(last) || parents.iter().any(|p| p == "headers") {
+        toml::Value::String(raw.to_string())
+    } else {
+        parse_scalar(raw)
+    };
+    cursor.insert(last.clone(), value);
     Ok(())
 }
 
@@ -691,6 +698,25 @@ admin = "127.0.0.1:4480"
         assert_eq!(c.node_id, 7);
         assert_eq!(c.ingest.max_request_bytes, 1 << 20);
         assert_eq!(c.name, "edge");
+    }
+
+    #[test]
+    fn secret_overrides_stay_strings_and_the_admin_token_is_not_a_field() {
+        let c = NodeConfig::from_toml_and_env(
+            MINIMAL,
+            "t",
+            env(&[
+                ("OTELRAFT_AUTH__ENABLED", "true"),
+                ("OTELRAFT_AUTH__INGEST_TOKENS", "1234567890123456"),
+                ("OTELRAFT_AUTH__ADMIN_TOKENS", "99999999999999999999"),
+                ("OTELRAFT_ADMIN_TOKEN", "for-the-cli-not-serve"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.auth.ingest_tokens, "1234567890123456");
+        assert_eq!(c.auth.admin_tokens, "99999999999999999999");
+        let shown = c.to_redacted_toml();
+        assert!(!shown.contains("1234567890123456"), "{shown}");
     }
 
     #[test]

@@ -58,14 +58,10 @@ enum Cmd {
         /// An admin token, when the cluster runs with `[auth]` (prefer
         /// --token-file or the environment: arguments are visible to other
         /// local users).
-        #[arg(
-            long,
-            env = "OTELRAFT_ADMIN_TOKEN",
-            hide_env_values = true,
-            conflicts_with = "token_file"
-        )]
+        #[arg(long, env = "OTELRAFT_ADMIN_TOKEN", hide_env_values = true)]
         token: Option<String>,
-        /// A file whose first line is an admin token.
+        /// A file whose first token line is an admin token (the format of
+        /// `auth.admin_tokens_file`); wins over --token.
         #[arg(long)]
         token_file: Option<PathBuf>,
         #[command(subcommand)]
@@ -349,15 +345,8 @@ async fn admin(
         Some(path) => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| format!("--token-file {}: {e}", path.display()))?;
-            let first = text
-                .lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty() && !l.starts_with('#'));
-            Some(
-                first
-                    .ok_or_else(|| format!("--token-file {}: holds no token", path.display()))?
-                    .to_string(),
-            )
+            let first = otelraft::auth::token_lines(&text).into_iter().next();
+            Some(first.ok_or_else(|| format!("--token-file {}: holds no token", path.display()))?)
         }
         None => token,
     };

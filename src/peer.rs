@@ -67,6 +67,25 @@ pub fn submit_status(e: &SubmitError) -> Status {
 }
 
 impl PeerService {
+    /// What `authorize` needs to know about a vote request. The log is read
+    /// only when the answer matters: TLS on and a candidate this node's
+    /// membership does not list.
+    async fn vote_call(&self, rpc: &VoteRequest<TypeConfig>) -> Result<PeerCall, Status> {
+        let candidate = rpc.vote.leader_id().node_id;
+        let newer_log = if self.node.tls_enabled() && !self.node.knows_member(candidate) {
+            self.node
+                .log_is_newer(rpc.last_log_id.as_ref())
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?
+        } else {
+            false
+        };
+        Ok(PeerCall::Vote {
+            candidate,
+            newer_log,
+        })
+    }
+
     /// Raft RPCs are refused until the node is admitted (see
     /// `Node::is_admitted`); nothing else is.
     fn check_admitted(&self) -> Result<(), Status> {
@@ -122,8 +141,8 @@ impl Peer for PeerService {
     ) -> Result<Response<pb::peer::JsonReply>, Status> {
         self.check_admitted()?;
         let rpc: VoteRequest<TypeConfig> = parse("vote request", &request.get_ref().json)?;
-        let candidate = rpc.vote.leader_id().node_id;
-        authorize(&self.node, &request, PeerCall::Vote { candidate })?;
+        let call = self.vote_call(&rpc).await?;
+        authorize(&self.node, &request, call)?;
         json_reply(&self.node.raft().vote(rpc).await.map_err(raft_status)?)
     }
 
@@ -133,8 +152,8 @@ impl Peer for PeerService {
     ) -> Result<Response<pb::peer::JsonReply>, Status> {
         self.check_admitted()?;
         let rpc: VoteRequest<TypeConfig> = parse("pre-vote request", &request.get_ref().json)?;
-        let candidate = rpc.vote.leader_id().node_id;
-        authorize(&self.node, &request, PeerCall::Vote { candidate })?;
+        let call = self.vote_call(&rpc).await?;
+        authorize(&self.node, &request, call)?;
         json_reply(&self.node.raft().pre_vote(rpc).await.map_err(raft_status)?)
     }
 

@@ -58,7 +58,16 @@ async fn peer_client(
 
 /// A vote request for `candidate` at `term`.
 fn vote_for(candidate: u64, term: u64) -> otelraft::pb::peer::JsonMessage {
-    let rpc = VoteRequest::<TypeConfig>::new(Vote::new(term, candidate), None);
+    vote_with_log(candidate, term, None)
+}
+
+/// A vote request for `candidate` at `term` whose last log id is `last`.
+fn vote_with_log(
+    candidate: u64,
+    term: u64,
+    last: Option<otelraft::raft::LogId>,
+) -> otelraft::pb::peer::JsonMessage {
+    let rpc = VoteRequest::<TypeConfig>::new(Vote::new(term, candidate), last);
     otelraft::pb::peer::JsonMessage {
         json: serde_json::to_vec(&rpc).expect("vote JSON").into(),
     }
@@ -435,6 +444,48 @@ async fn a_foreign_ca_or_a_false_identity_cannot_join_or_disturb() {
     cluster
         .wait_for_records("logs", 5, Duration::from_secs(30))
         .await;
+
+    // A candidate this node does not list, but whose log is newer than
+    // this node's, is let through to Raft: this node's membership may be
+    // the stale one. (A pre-vote: Raft refuses it while the leader is
+    // fresh, and it changes nothing.)
+    let newer = otelraft::raft::LogId::new(
+        openraft::impls::leader_id_adv::LeaderId {
+            term: term_before + 5,
+            node_id: 9,
+        },
+        1_000_000,
+    );
+    let target = &cluster.nodes[(leader % 3) as usize];
+    let let_through = peer_client(target, &cluster_tls, "node-9", &ca)
+        .await
+        .pre_vote(vote_with_log(9, term_before + 10, Some(newer)))
+        .await;
+    assert!(
+        let_through.is_ok(),
+        "a candidate with a newer log must reach Raft: {let_through:?}"
+    );
+    assert_eq!(
+        term(target).await,
+        term_before,
+        "a pre-vote changes nothing"
+    );
+
+    // A removed member's certificate stays valid, but its id is retired:
+    // every peer call with it is refused.
+    let leader_node = &cluster.nodes[(leader - 1) as usize];
+    let removed = if leader == 3 { 2 } else { 3 };
+    let (ok, out) = support::admin_cli(
+        leader_node,
+        &["remove", "--id", &removed.to_string(), "--force"],
+    );
+    assert!(ok, "remove node {removed}: {out}");
+    let refused = peer_client(leader_node, &cluster_tls, &format!("node-{removed}"), &ca)
+        .await
+        .node_info(otelraft::pb::peer::NodeInfoRequest {})
+        .await
+        .expect_err("a removed node's certificate must be refused");
+    assert_denied(&refused, "was removed from the cluster");
 }
 
 #[test]

@@ -73,6 +73,17 @@ impl StateMachineStore {
         }
     }
 
+    /// Whether `id` was removed from the cluster (ids are never reused);
+    /// read under the lock, without copying the state.
+    pub fn is_retired(&self, id: u64) -> bool {
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retired_ids
+            .contains(&id)
+    }
+
     /// A copy of the applied state, for the admin status endpoint. Cheap: the
     /// state holds counters and positions, not payloads.
     pub fn view(&self) -> SmState {

@@ -22,8 +22,14 @@ use tokio_rustls::TlsAcceptor;
 use super::identity;
 use super::material::ServerTls;
 
-/// Handshakes in progress per listener; more wait in the accept queue.
+/// Handshakes in progress per listener; a connection beyond it is closed
+/// at once (the accept loop never waits for a slot).
 const MAX_HANDSHAKES: usize = 256;
+/// Handshakes in progress from one client address: one address cannot
+/// take every slot.
+const MAX_HANDSHAKES_PER_IP: usize = 16;
+/// How long a new connection may stay silent before its first byte.
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connections handed over but not yet picked up by the server.
 const READY_QUEUE: usize = 64;
 /// The first byte of every TLS connection: a handshake record.
@@ -239,14 +245,18 @@ async fn accept_loop(
     ready: mpsc::Sender<Conn>,
 ) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    let plaintext_log = Arc::new(LogLimiter::default());
+    let per_ip = Arc::new(PerIp::default());
+    let logs = Arc::new(Logs::default());
     loop {
         let (tcp, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
+            Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
                 // Out of file descriptors and the like: back off, retry.
-                tracing::warn!(listener = kind.label(), error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Some(suppressed) = logs.accept.allow() {
+                    tracing::warn!(listener = kind.label(), error = %e, suppressed, "accept failed");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
@@ -265,16 +275,28 @@ async fn accept_loop(
             }
             continue;
         };
-        let Ok(permit) = handshakes.clone().acquire_owned().await else {
-            return;
+        let (Ok(permit), Some(slot)) = (
+            handshakes.clone().try_acquire_owned(),
+            PerIp::enter(&per_ip, remote.ip()),
+        ) else {
+            if let Some(suppressed) = logs.busy.allow() {
+                tracing::warn!(
+                    listener = kind.label(),
+                    %remote,
+                    suppressed,
+                    "too many TLS handshakes in progress; connection closed"
+                );
+            }
+            continue;
         };
         let ready = ready.clone();
-        let plaintext_log = plaintext_log.clone();
+        let logs = logs.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             let outcome = tokio::time::timeout(
                 tls.handshake_timeout,
-                handshake(tcp, remote, kind, &tls, &plaintext_log),
+                handshake(tcp, remote, kind, &tls, &logs),
             )
             .await;
             match outcome {
@@ -297,15 +319,15 @@ async fn handshake(
     remote: SocketAddr,
     kind: Listener,
     tls: &ServerTls,
-    plaintext_log: &LogLimiter,
+    logs: &Logs,
 ) -> Option<Conn> {
     let mut first = [0u8; 1];
-    match tcp.peek(&mut first).await {
-        Ok(1) => {}
+    match tokio::time::timeout(FIRST_BYTE_TIMEOUT, tcp.peek(&mut first)).await {
+        Ok(Ok(1)) => {}
         _ => return None,
     }
     if first[0] != TLS_HANDSHAKE_RECORD {
-        if let Some(suppressed) = plaintext_log.allow() {
+        if let Some(suppressed) = logs.plaintext.allow() {
             tracing::warn!(
                 listener = kind.label(),
                 %remote,
@@ -344,10 +366,85 @@ async fn handshake(
             })
         }
         Err(e) => {
-            tracing::warn!(listener = kind.label(), %remote, error = %e, "TLS handshake failed");
+            if let Some(suppressed) = logs.handshake.allow() {
+                tracing::warn!(
+                    listener = kind.label(),
+                    %remote,
+                    error = %e,
+                    suppressed,
+                    "TLS handshake failed"
+                );
+            }
             None
         }
     }
+}
+
+/// Errors that concern one connection, not the listener: skipped at once,
+/// as `axum::serve` does.
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Handshakes in progress per client address.
+#[derive(Default)]
+struct PerIp {
+    counts: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One handshake counted against its address until dropped.
+struct PerIpSlot {
+    table: Arc<PerIp>,
+    ip: std::net::IpAddr,
+}
+
+impl PerIp {
+    fn enter(table: &Arc<PerIp>, ip: std::net::IpAddr) -> Option<PerIpSlot> {
+        let mut counts = table
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= MAX_HANDSHAKES_PER_IP {
+            return None;
+        }
+        *count += 1;
+        Some(PerIpSlot {
+            table: table.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PerIpSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .table
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The rate-limited warnings of one listener: anyone who can connect can
+/// cause them, so each kind is logged at most once per second.
+#[derive(Default)]
+struct Logs {
+    accept: LogLimiter,
+    busy: LogLimiter,
+    plaintext: LogLimiter,
+    handshake: LogLimiter,
 }
 
 /// At most one log line per second; says how many were suppressed.
