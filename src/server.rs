@@ -94,6 +94,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         );
     }
     tasks.push(metrics_task);
+    tasks.push(tokio::spawn(explain_sighup()));
     tasks.push(tokio::spawn(crate::trim::run(node.clone())));
     tasks.push(tokio::spawn(crate::witness::run(node.clone())));
     let admin_task = tokio::spawn(crate::admin::serve(admin_listener, node.clone(), stopped()));
@@ -176,6 +177,21 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     close_storage(node).await;
     tracing::info!(node_id = config.node_id, "stopped");
     Ok(())
+}
+
+/// SIGHUP would otherwise end the process without a drain. Certificates,
+/// keys and tokens are read at start-up only, so it is answered with how
+/// to load new ones.
+async fn explain_sighup() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tracing::warn!(
+            "SIGHUP ignored: certificates, keys and tokens are read at start-up; restart the node to load new ones (SIGTERM drains it first)"
+        );
+    }
 }
 
 /// Waits for the leader-only tasks (exporters, archiver) to see Raft stop

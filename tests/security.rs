@@ -4,6 +4,8 @@
 //! outside the membership or another node, cannot disturb the cluster; and
 //! start-up refuses TLS files that do not fit, naming the field.
 
+#[path = "support/loki.rs"]
+mod loki;
 #[path = "support/cluster.rs"]
 mod support;
 
@@ -113,6 +115,14 @@ async fn a_tls_cluster_commits_what_the_sdk_sends_over_tls_with_a_token() {
     cluster
         .wait_for_records("logs", 200, Duration::from_secs(60))
         .await;
+    // SIGHUP does not stop the node: it answers with how to reload.
+    node.hangup();
+    let explained = wait_until(Duration::from_secs(10), || async {
+        node.log_text().contains("SIGHUP ignored").then_some(())
+    })
+    .await;
+    assert!(explained.is_some(), "{}", node.log_tail());
+    assert!(node.status().await.is_some(), "the node stopped on SIGHUP");
     // The admin CLI reaches an https:// endpoint with --ca and a token.
     let (ok, out) = support::admin_cli(node, &["status"]);
     assert!(
@@ -571,4 +581,87 @@ async fn members_join_over_mutual_tls_with_the_admin_token() {
         cluster.logs()
     );
     commit_logs(&cluster, &cluster.nodes[2], "joined", 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_sink_with_its_own_ca_and_a_bearer_token_file_receives_the_export() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The sink's server certificate comes from a CA the system does not
+    // trust; only `ca_file` makes the sink accept it.
+    let sink_ca = dir.path().join("sink-ca");
+    certs(&sink_ca, "1");
+    let files = otelraft::tls::material::TlsFiles::load(&otelraft::tls::TlsSection {
+        enabled: true,
+        cert_file: sink_ca.join("node-1.pem"),
+        key_file: sink_ca.join("node-1-key.pem"),
+        ca_file: sink_ca.join("ca.pem"),
+        handshake_timeout_ms: 5000,
+    })
+    .expect("sink TLS files");
+    let server_tls = otelraft::tls::ServerTls::new(&files, Duration::from_secs(5)).expect("tls");
+    let token = "sink-token-0123456789abcdef";
+    let server_tls = std::sync::Arc::new(server_tls);
+    let receiver =
+        loki::LokiReceiver::start_tls(server_tls.clone(), &format!("Bearer {token}")).await;
+    // The control: the same server, but a sink without `ca_file`.
+    let untrusted = loki::LokiReceiver::start_tls(server_tls, &format!("Bearer {token}")).await;
+    let token_file = dir.path().join("loki.token");
+    std::fs::write(&token_file, format!("# the Loki tenant's token\n{token}\n")).expect("token");
+    let env = vec![
+        ("OTELRAFT_SINKS__LOKI__KIND".to_string(), "loki".to_string()),
+        (
+            "OTELRAFT_SINKS__LOKI__ENDPOINT".to_string(),
+            receiver.push_url(),
+        ),
+        (
+            "OTELRAFT_SINKS__LOKI__CA_FILE".to_string(),
+            sink_ca.join("ca.pem").display().to_string(),
+        ),
+        (
+            "OTELRAFT_SINKS__LOKI__BEARER_TOKEN_FILE".to_string(),
+            token_file.display().to_string(),
+        ),
+        (
+            "OTELRAFT_SINKS__LOKI__RETRY_MAX_MS".to_string(),
+            "1000".to_string(),
+        ),
+        ("OTELRAFT_SINKS__NOCA__KIND".to_string(), "loki".to_string()),
+        (
+            "OTELRAFT_SINKS__NOCA__ENDPOINT".to_string(),
+            untrusted.push_url(),
+        ),
+        (
+            "OTELRAFT_SINKS__NOCA__BEARER_TOKEN_FILE".to_string(),
+            token_file.display().to_string(),
+        ),
+    ];
+    assert!(receiver.push_url().starts_with("https://"));
+    let cluster = TestCluster::start(Options {
+        nodes: 3,
+        env,
+        ..Default::default()
+    })
+    .await;
+    commit_logs(&cluster, &cluster.nodes[0], "to-loki", 5).await;
+    let stored = wait_until(Duration::from_secs(30), || async {
+        let lines: Vec<String> = receiver.stored().into_iter().map(|l| l.line).collect();
+        (lines.len() >= 5).then_some(lines)
+    })
+    .await;
+    let stored =
+        stored.unwrap_or_else(|| panic!("nothing reached the https sink\n{}", cluster.logs()));
+    for i in 0..5 {
+        let body = format!("to-loki-{i:04}");
+        assert_eq!(
+            stored.iter().filter(|l| **l == body).count(),
+            1,
+            "{body}: {stored:?}"
+        );
+    }
+    assert_eq!(receiver.stats().requests_rejected, 0);
+    // Without the CA, the sink does not trust the server: nothing arrives.
+    assert!(
+        untrusted.stored().is_empty(),
+        "a sink without ca_file trusted the server"
+    );
 }

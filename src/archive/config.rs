@@ -90,6 +90,10 @@ pub struct S3Config {
     /// self-hosted servers need. False uses virtual-hosted style.
     #[serde(default = "default_true")]
     pub path_style: bool,
+    /// For an https endpoint: trust only the CA certificates in this PEM
+    /// file instead of the system's roots.
+    #[serde(default)]
+    pub ca_file: PathBuf,
 }
 
 // The secret never reaches a log line or an error message.
@@ -206,7 +210,31 @@ impl S3Config {
             return Err(ConfigError::field("archive.s3.region", "must not be empty"));
         }
         self.credentials(std::env::vars())?;
+        self.roots()?;
         Ok(())
+    }
+
+    /// The CA certificates of `ca_file` (PEM), if set.
+    pub fn roots(&self) -> Result<Vec<object_store::Certificate>, ConfigError> {
+        if self.ca_file.as_os_str().is_empty() {
+            return Ok(Vec::new());
+        }
+        let field = "archive.s3.ca_file";
+        let pem = std::fs::read(&self.ca_file).map_err(|e| {
+            ConfigError::field(
+                field,
+                format!("cannot read {}: {e}", self.ca_file.display()),
+            )
+        })?;
+        let certs = object_store::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| ConfigError::field(field, format!("{}: {e}", self.ca_file.display())))?;
+        if certs.is_empty() {
+            return Err(ConfigError::field(
+                field,
+                format!("{} holds no PEM certificate", self.ca_file.display()),
+            ));
+        }
+        Ok(certs)
     }
 
     /// The credentials: this section, then `credentials_file`, then the
@@ -333,6 +361,7 @@ mod tests {
             credentials_file: PathBuf::new(),
             allow_http: true,
             path_style: true,
+            ca_file: PathBuf::new(),
         };
         let env = vec![
             ("AWS_ACCESS_KEY_ID".to_string(), "envid".to_string()),

@@ -55,10 +55,20 @@ impl Archive {
                             message: e.to_string(),
                         })?;
                 let timeout = Duration::from_millis(config.request_timeout_ms);
-                let client = ClientOptions::new()
+                let mut client = ClientOptions::new()
                     .with_timeout(timeout)
                     .with_connect_timeout(Duration::from_secs(5).min(timeout))
                     .with_allow_http(s3.allow_http);
+                let roots = s3.roots().map_err(|e| ArchiveError::Open {
+                    location: format!("s3://{}", s3.bucket),
+                    message: e.to_string(),
+                })?;
+                if !roots.is_empty() {
+                    client = client.with_no_system_certificates(true);
+                    for root in roots {
+                        client = client.with_root_certificate(root);
+                    }
+                }
                 // The archiver has its own retry loop with backoff; the
                 // client's is kept short so a dead server shows up quickly
                 // in status instead of hiding inside one call.

@@ -6,6 +6,7 @@
 //! in the replicated state: renaming a sink starts it again from index 0.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +69,109 @@ pub struct SinkConfig {
     /// Cap of the exponential retry delay.
     #[serde(default = "defaults::retry_max_ms")]
     pub retry_max_ms: u64,
+    /// For an https endpoint: trust only the CA certificates in this PEM
+    /// file instead of the system's roots.
+    #[serde(default)]
+    pub ca_file: PathBuf,
+    /// Send `Authorization: Bearer <token>` with the first token in this
+    /// file (the format of `auth.*_tokens_file`).
+    #[serde(default)]
+    pub bearer_token_file: PathBuf,
+    /// Send HTTP basic authentication as this user, with the password read
+    /// from `basic_auth_password_file`.
+    #[serde(default)]
+    pub basic_auth_username: String,
+    /// The basic-authentication password (first line of the file).
+    #[serde(default)]
+    pub basic_auth_password_file: PathBuf,
+}
+
+/// The `Authorization` header value a sink sends, from its secret files.
+/// `field_prefix` is `sinks.<name>`, for errors that name the field.
+pub(crate) fn sink_authorization(
+    config: &SinkConfig,
+    field_prefix: &str,
+) -> Result<Option<String>, ConfigError> {
+    let first_line = |field: &str, path: &Path| -> Result<String, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::field(
+                &format!("{field_prefix}.{field}"),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        crate::auth::token_lines(&text)
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                ConfigError::field(
+                    &format!("{field_prefix}.{field}"),
+                    format!("{} holds no secret", path.display()),
+                )
+            })
+    };
+    let bearer = !config.bearer_token_file.as_os_str().is_empty();
+    let basic = !config.basic_auth_username.is_empty();
+    if bearer && basic {
+        return Err(ConfigError::field(
+            &format!("{field_prefix}.bearer_token_file"),
+            "set either a bearer token or basic authentication, not both",
+        ));
+    }
+    if config
+        .headers
+        .keys()
+        .any(|k| k.eq_ignore_ascii_case("authorization"))
+        && (bearer || basic)
+    {
+        return Err(ConfigError::field(
+            &format!("{field_prefix}.headers.authorization"),
+            "conflicts with bearer_token_file / basic_auth_username",
+        ));
+    }
+    if bearer {
+        let token = first_line("bearer_token_file", &config.bearer_token_file)?;
+        return Ok(Some(format!("Bearer {token}")));
+    }
+    if basic {
+        if config.basic_auth_password_file.as_os_str().is_empty() {
+            return Err(ConfigError::field(
+                &format!("{field_prefix}.basic_auth_password_file"),
+                "required with basic_auth_username",
+            ));
+        }
+        let password = first_line("basic_auth_password_file", &config.basic_auth_password_file)?;
+        use base64::Engine;
+        let pair = format!("{}:{password}", config.basic_auth_username);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(pair.as_bytes());
+        return Ok(Some(format!("Basic {encoded}")));
+    }
+    Ok(None)
+}
+
+/// The CA bundle of an https sink, if `ca_file` is set.
+pub(crate) fn sink_roots(
+    config: &SinkConfig,
+    field_prefix: &str,
+) -> Result<Option<Vec<reqwest::Certificate>>, ConfigError> {
+    if config.ca_file.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let field = format!("{field_prefix}.ca_file");
+    let pem = std::fs::read(&config.ca_file).map_err(|e| {
+        ConfigError::field(
+            &field,
+            format!("cannot read {}: {e}", config.ca_file.display()),
+        )
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| ConfigError::field(&field, format!("{}: {e}", config.ca_file.display())))?;
+    if certs.is_empty() {
+        return Err(ConfigError::field(
+            &field,
+            format!("{} holds no PEM certificate", config.ca_file.display()),
+        ));
+    }
+    Ok(Some(certs))
 }
 
 mod defaults {
@@ -137,6 +241,8 @@ impl SinkConfig {
                 return Err(ConfigError::field(&field(f), "must be positive"));
             }
         }
+        sink_authorization(self, &format!("sinks.{name}"))?;
+        sink_roots(self, &format!("sinks.{name}"))?;
         if self.retry_max_ms < self.retry_initial_ms {
             return Err(ConfigError::field(
                 &field("retry_max_ms"),

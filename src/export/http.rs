@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::config::SinkConfig;
+use super::config::{sink_authorization, sink_roots, SinkConfig};
 use super::retry::{parse_retry_after, HttpRetryPolicy, RetryPolicy, Verdict};
 use super::ExportError;
 
@@ -53,9 +53,25 @@ impl HttpService {
             };
             headers.insert(k, v);
         }
-        let client = reqwest::Client::builder()
+        let prefix = format!("sinks.{name}");
+        let secret_error = |e: crate::config::ConfigError| ExportError::Encode(e.to_string());
+        if let Some(value) = sink_authorization(config, &prefix).map_err(secret_error)? {
+            let mut value = HeaderValue::from_str(&value).map_err(|_| {
+                ExportError::Encode(format!(
+                    "{prefix}: the credential is not a valid header value"
+                ))
+            })?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let builder = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.timeout_ms))
-            .connect_timeout(Duration::from_millis(config.timeout_ms.min(5_000)))
+            .connect_timeout(Duration::from_millis(config.timeout_ms.min(5_000)));
+        let builder = match sink_roots(config, &prefix).map_err(secret_error)? {
+            Some(roots) => builder.tls_certs_only(roots),
+            None => builder,
+        };
+        let client = builder
             .build()
             .map_err(|e| ExportError::Encode(format!("http client: {e}")))?;
         Ok(HttpService {

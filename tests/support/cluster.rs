@@ -211,6 +211,11 @@ impl TestNode {
         self.signal(libc::SIGSTOP);
     }
 
+    /// SIGHUP.
+    pub fn hangup(&self) {
+        self.signal(libc::SIGHUP);
+    }
+
     /// SIGCONT.
     pub fn resume(&self) {
         self.signal(libc::SIGCONT);

@@ -104,6 +104,7 @@ impl Shared {
 pub struct LokiReceiver {
     addr: SocketAddr,
     shared: Arc<Shared>,
+    scheme: &'static str,
 }
 
 impl LokiReceiver {
@@ -116,6 +117,20 @@ impl LokiReceiver {
     /// Binds `addr` (the jepsen-like harness binds its sinks' address) and
     /// serves on the current tokio runtime until the runtime shuts down.
     pub async fn start_on(addr: &str) -> LokiReceiver {
+        Self::serve(addr, None, None).await
+    }
+
+    /// An https receiver on 127.0.0.1:0 (certificate from `tls`) that
+    /// answers 401 to any request whose `Authorization` is not `required`.
+    pub async fn start_tls(tls: Arc<otelraft::tls::ServerTls>, required: &str) -> LokiReceiver {
+        Self::serve("127.0.0.1:0", Some(tls), Some(required.to_string())).await
+    }
+
+    async fn serve(
+        addr: &str,
+        tls: Option<Arc<otelraft::tls::ServerTls>>,
+        required: Option<String>,
+    ) -> LokiReceiver {
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::default()),
             down: AtomicBool::new(false),
@@ -125,19 +140,43 @@ impl LokiReceiver {
             .route("/otlp/v1/logs", post(otlp_logs))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(shared.clone());
+        let app = match required {
+            Some(required) => app.layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let required = required.clone();
+                    async move {
+                        let given = request.headers().get("authorization").cloned();
+                        if given.as_ref().map(|v| v.as_bytes()) == Some(required.as_bytes()) {
+                            next.run(request).await
+                        } else {
+                            StatusCode::UNAUTHORIZED.into_response()
+                        }
+                    }
+                },
+            )),
+            None => app,
+        };
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind loki receiver");
         let addr = listener.local_addr().expect("loki receiver address");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let incoming =
+            otelraft::tls::Incoming::new(listener, otelraft::tls::Listener::OtlpHttp, tls)
+                .expect("loki receiver listener");
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(incoming, app).await;
         });
-        LokiReceiver { addr, shared }
+        LokiReceiver {
+            addr,
+            shared,
+            scheme,
+        }
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` for [`LokiReceiver::start_tls`]).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// The push API URL.
