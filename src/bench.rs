@@ -62,6 +62,10 @@ pub struct BenchSpec {
     /// requests) instead of one request of `record_bytes` bodies repeated;
     /// `record_bytes` is then ignored.
     pub realistic: bool,
+    /// The CA (PEM) of `https://` targets and admin URLs.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Sent as `Authorization: Bearer <token>` with every OTLP request.
+    pub token: Option<String>,
 }
 
 /// Distinct requests in the realistic pool: more than a zstd window's worth,
@@ -137,40 +141,83 @@ struct WorkerResult {
     acked_bytes: u64,
 }
 
-/// A gRPC client of the signal's service.
+/// A gRPC client of the signal's service, with the authorization value
+/// it sends.
 #[derive(Clone)]
-enum GrpcClient {
+struct GrpcClient {
+    service: GrpcService,
+    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+#[derive(Clone)]
+enum GrpcService {
     Logs(LogsServiceClient<Channel>),
     Metrics(MetricsServiceClient<Channel>),
 }
 
 impl GrpcClient {
-    async fn connect(target: &str, signal: Signal) -> Result<Self, BenchError> {
-        let channel = Channel::from_shared(target.to_string())
-            .map_err(|e| BenchError::Target {
-                target: target.to_string(),
-                message: e.to_string(),
-            })?
-            .connect()
-            .await
-            .map_err(|e| BenchError::Target {
-                target: target.to_string(),
-                message: e.to_string(),
-            })?;
-        Ok(match signal {
-            Signal::Logs => GrpcClient::Logs(
+    async fn connect(target: &str, spec: &BenchSpec) -> Result<Self, BenchError> {
+        let bad = |message: String| BenchError::Target {
+            target: target.to_string(),
+            message,
+        };
+        let endpoint = Channel::from_shared(target.to_string()).map_err(|e| bad(e.to_string()))?;
+        let endpoint = match &spec.ca_pem {
+            Some(ca) => endpoint
+                .tls_config(
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+                )
+                .map_err(|e| bad(e.to_string()))?,
+            None => endpoint,
+        };
+        let authorization = match &spec.token {
+            Some(t) => Some(
+                format!("Bearer {t}")
+                    .parse()
+                    .map_err(|_| bad("the token is not a valid header value".into()))?,
+            ),
+            None => None,
+        };
+        let signal = spec.signal;
+        let channel = endpoint.connect().await.map_err(|e| BenchError::Target {
+            target: target.to_string(),
+            message: e.to_string(),
+        })?;
+        let service = match signal {
+            Signal::Logs => GrpcService::Logs(
                 LogsServiceClient::new(channel).max_encoding_message_size(usize::MAX),
             ),
-            Signal::Metrics => GrpcClient::Metrics(
+            Signal::Metrics => GrpcService::Metrics(
                 MetricsServiceClient::new(channel).max_encoding_message_size(usize::MAX),
             ),
+        };
+        Ok(GrpcClient {
+            service,
+            authorization,
         })
     }
 
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(value) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        request
+    }
+
     async fn send(&mut self, payload: &Payload) -> Result<(), String> {
-        let status = match (self, payload) {
-            (GrpcClient::Logs(c), Payload::Logs(req, _)) => c.export(req.clone()).await.err(),
-            (GrpcClient::Metrics(c), Payload::Metrics(req, _)) => c.export(req.clone()).await.err(),
+        let status = match (&self.service, payload) {
+            (GrpcService::Logs(c), Payload::Logs(req, _)) => {
+                let request = self.request(req.clone());
+                c.clone().export(request).await.err()
+            }
+            (GrpcService::Metrics(c), Payload::Metrics(req, _)) => {
+                let request = self.request(req.clone());
+                c.clone().export(request).await.err()
+            }
             _ => return Err("client and payload signals differ".to_string()),
         };
         match status {
@@ -223,18 +270,35 @@ fn payloads(spec: &BenchSpec) -> Vec<Payload> {
 pub async fn run(spec: BenchSpec) -> Result<BenchReport, BenchError> {
     let pool: Arc<Vec<Payload>> = Arc::new(payloads(&spec));
     let request_bytes = pool.iter().map(|p| p.body().len()).sum::<usize>() / pool.len().max(1);
-    let http = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(spec.concurrency)
-        .build()
-        .map_err(|e| BenchError::Target {
-            target: "http client".into(),
+        .pool_max_idle_per_host(spec.concurrency);
+    if let Some(ca) = &spec.ca_pem {
+        let roots = reqwest::Certificate::from_pem_bundle(ca).map_err(|e| BenchError::Target {
+            target: "--ca".into(),
             message: e.to_string(),
         })?;
+        builder = builder.tls_certs_only(roots);
+    }
+    if let Some(token) = &spec.token {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| BenchError::Target {
+                target: "--token".into(),
+                message: "not a valid header value".into(),
+            })?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        builder = builder.default_headers(headers);
+    }
+    let http = builder.build().map_err(|e| BenchError::Target {
+        target: "http client".into(),
+        message: e.to_string(),
+    })?;
     let mut grpc_clients = Vec::new();
     if spec.grpc {
         for t in &spec.targets {
-            grpc_clients.push(GrpcClient::connect(t, spec.signal).await?);
+            grpc_clients.push(GrpcClient::connect(t, &spec).await?);
         }
     }
     // Each worker sends a request every `interval` when paced.

@@ -110,6 +110,13 @@ enum Cmd {
         /// archive and compression figures) instead of repeated bodies.
         #[arg(long)]
         realistic: bool,
+        /// The CA (PEM) of https:// targets and admin URLs.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// A file whose first token line is an ingest token, sent as
+        /// `Authorization: Bearer` with every request.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
     /// Inspect the archive the node's config points at.
     Archive {
@@ -326,6 +333,25 @@ async fn archive(config: Option<PathBuf>, cmd: ArchiveCmd) -> Result<(), String>
     }
 }
 
+/// The CA and the ingest token `otelraft bench` sends with, from files.
+fn bench_secrets(
+    ca: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+) -> Result<(Option<Vec<u8>>, Option<String>), String> {
+    let read = |path: &PathBuf| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+    let ca_pem = ca.as_ref().map(read).transpose()?;
+    let token = match token_file.as_ref().map(read).transpose()? {
+        Some(bytes) => Some(
+            otelraft::auth::token_lines(&String::from_utf8_lossy(&bytes))
+                .into_iter()
+                .next()
+                .ok_or("--token-file holds no token")?,
+        ),
+        None => None,
+    };
+    Ok((ca_pem, token))
+}
+
 async fn admin(
     endpoint: String,
     ca: Option<PathBuf>,
@@ -444,26 +470,33 @@ async fn main() -> ExitCode {
             seconds,
             admin,
             realistic,
-        } => {
-            let spec = otelraft::bench::BenchSpec {
-                targets,
-                grpc,
-                signal,
-                rate,
-                concurrency,
-                records,
-                record_bytes,
-                duration: std::time::Duration::from_secs(seconds),
-                admin,
-                realistic,
-            };
-            match otelraft::bench::run(spec).await {
-                Ok(report) => serde_json::to_string_pretty(&report)
-                    .map(|s| println!("{s}"))
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+            ca,
+            token_file,
+        } => match bench_secrets(ca, token_file) {
+            Err(e) => Err(e),
+            Ok((ca_pem, token)) => {
+                let spec = otelraft::bench::BenchSpec {
+                    targets,
+                    grpc,
+                    signal,
+                    rate,
+                    concurrency,
+                    records,
+                    record_bytes,
+                    duration: std::time::Duration::from_secs(seconds),
+                    admin,
+                    realistic,
+                    ca_pem,
+                    token,
+                };
+                match otelraft::bench::run(spec).await {
+                    Ok(report) => serde_json::to_string_pretty(&report)
+                        .map(|s| println!("{s}"))
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
             }
-        }
+        },
         Cmd::Restore {
             config,
             upto,

@@ -24,10 +24,10 @@ use super::material::ServerTls;
 
 /// Handshakes in progress per listener; a connection beyond it is closed
 /// at once (the accept loop never waits for a slot).
-const MAX_HANDSHAKES: usize = 256;
+const MAX_HANDSHAKES: usize = 1024;
 /// Handshakes in progress from one client address: one address cannot
 /// take every slot.
-const MAX_HANDSHAKES_PER_IP: usize = 16;
+const MAX_HANDSHAKES_PER_IP: usize = 128;
 /// How long a new connection may stay silent before its first byte.
 const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connections handed over but not yet picked up by the server.
