@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -74,8 +75,12 @@ fn digest(token: &str) -> TokenDigest {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// The token sets of a running node.
+/// The token sets of a running node; `reload` replaces them while it runs.
 pub struct Tokens {
+    sets: std::sync::RwLock<Arc<TokenSets>>,
+}
+
+struct TokenSets {
     ingest: HashSet<TokenDigest>,
     admin: HashSet<TokenDigest>,
     /// The token this node presents to other members' admin APIs.
@@ -85,9 +90,10 @@ pub struct Tokens {
 impl std::fmt::Debug for Tokens {
     // Never prints a token.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sets = self.current();
         f.debug_struct("Tokens")
-            .field("ingest", &self.ingest.len())
-            .field("admin", &self.admin.len())
+            .field("ingest", &sets.ingest.len())
+            .field("admin", &sets.admin.len())
             .finish_non_exhaustive()
     }
 }
@@ -152,6 +158,33 @@ impl Tokens {
         if !section.enabled {
             return Ok(None);
         }
+        Ok(Some(Tokens {
+            sets: std::sync::RwLock::new(Arc::new(TokenSets::read(section)?)),
+        }))
+    }
+
+    /// Reads the token files again; requests are checked against the new
+    /// sets from now on. Nothing changes if they cannot be used.
+    pub fn reload(&self, section: &AuthSection) -> Result<(), AuthConfigError> {
+        let fresh = Arc::new(TokenSets::read(section)?);
+        *self
+            .sets
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<TokenSets> {
+        self.sets
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl TokenSets {
+    /// Reads and checks both sets of `section`.
+    fn read(section: &AuthSection) -> Result<Self, AuthConfigError> {
         let mut ingest = read_list("auth.ingest_tokens_file", &section.ingest_tokens_file)?;
         ingest.extend(split_list(&section.ingest_tokens));
         let mut admin = read_list("auth.admin_tokens_file", &section.admin_tokens_file)?;
@@ -187,21 +220,24 @@ impl Tokens {
                     .into(),
             });
         }
-        Ok(Some(Tokens {
+        Ok(TokenSets {
             ingest,
             admin,
             member,
-        }))
+        })
     }
+}
 
+impl Tokens {
     /// Lets a request through if its `Authorization` header carries a
     /// token of `want`'s set.
     pub fn check(&self, authorization: Option<&[u8]>, want: Scope) -> Result<(), AuthError> {
         let token = authorization.and_then(bearer).ok_or(AuthError::Missing)?;
         let d = digest(token);
+        let sets = self.current();
         let (own, other, other_name) = match want {
-            Scope::Ingest => (&self.ingest, &self.admin, "admin"),
-            Scope::Admin => (&self.admin, &self.ingest, "ingest"),
+            Scope::Ingest => (&sets.ingest, &sets.admin, "admin"),
+            Scope::Admin => (&sets.admin, &sets.ingest, "ingest"),
         };
         if own.contains(&d) {
             Ok(())
@@ -215,7 +251,10 @@ impl Tokens {
     /// The `Authorization` value this node sends to other members' admin
     /// APIs.
     pub fn member_authorization(&self) -> Option<String> {
-        self.member.as_ref().map(|t| format!("Bearer {t}"))
+        self.current()
+            .member
+            .as_ref()
+            .map(|t| format!("Bearer {t}"))
     }
 }
 

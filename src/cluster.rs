@@ -88,7 +88,7 @@ pub struct Node {
     sm: StateMachineStore,
     clients: PeerClients,
     /// How this node calls other members' admin APIs (`None`: plaintext).
-    client_tls: Option<crate::tls::ClientTls>,
+    client_tls: std::sync::RwLock<Option<crate::tls::ClientTls>>,
     /// The ingest and admin tokens (`None`: `[auth]` is off).
     tokens: Option<Arc<crate::auth::Tokens>>,
     metrics: Arc<Metrics>,
@@ -199,12 +199,14 @@ impl Node {
             None
         };
         let tokens = crate::auth::Tokens::load(&config.auth)?.map(Arc::new);
-        let clients = PeerClients::new(PeerSettings {
-            connect_timeout: Duration::from_millis(config.peer.connect_timeout_ms),
-            rpc_timeout: Duration::from_millis(config.peer.rpc_timeout_ms),
-            max_message_bytes: config.peer.max_message_bytes,
-            tls: client_tls.clone(),
-        });
+        let clients = PeerClients::new(
+            PeerSettings {
+                connect_timeout: Duration::from_millis(config.peer.connect_timeout_ms),
+                rpc_timeout: Duration::from_millis(config.peer.rpc_timeout_ms),
+                max_message_bytes: config.peer.max_message_bytes,
+            },
+            client_tls.clone(),
+        );
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config(&config)?),
@@ -230,7 +232,7 @@ impl Node {
             log,
             sm,
             clients,
-            client_tls,
+            client_tls: std::sync::RwLock::new(client_tls),
             tokens,
             metrics,
             inflight,
@@ -376,12 +378,21 @@ impl Node {
         timeout: Duration,
     ) -> Result<crate::admin::client::AdminClient, crate::admin::client::ClientError> {
         let authorization = self.tokens.as_ref().and_then(|t| t.member_authorization());
-        crate::admin::client::AdminClient::for_member(
-            addr,
-            timeout,
-            self.client_tls.as_ref(),
-            authorization,
-        )
+        let tls = self
+            .client_tls
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        crate::admin::client::AdminClient::for_member(addr, timeout, tls.as_ref(), authorization)
+    }
+
+    /// Calls other members with `tls` from now on (a reloaded certificate).
+    pub fn set_client_tls(&self, tls: crate::tls::ClientTls) {
+        self.clients.set_tls(tls.clone());
+        *self
+            .client_tls
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tls);
     }
 
     /// The token sets, when `[auth]` is on.
@@ -418,7 +429,7 @@ impl Node {
 
     /// Whether the cluster runs TLS (and members authenticate each other).
     pub fn tls_enabled(&self) -> bool {
-        self.client_tls.is_some()
+        self.config.tls.enabled
     }
 
     /// What this node describes itself as in a membership.

@@ -376,12 +376,17 @@ impl NodeConfig {
             ));
         }
         let files = crate::tls::material::TlsFiles::load(&self.tls)?;
-        let hosts: Vec<&str> = [&self.advertise.peer, &self.advertise.admin]
+        files.check_node(self.node_id, &self.advertised_hosts())?;
+        Ok(())
+    }
+
+    /// The hosts other members dial this node at (`advertise.peer` and
+    /// `advertise.admin`), which its certificate must cover.
+    pub fn advertised_hosts(&self) -> Vec<&str> {
+        [&self.advertise.peer, &self.advertise.admin]
             .into_iter()
             .filter_map(|addr| host_of(addr))
-            .collect();
-        files.check_node(self.node_id, &hosts)?;
-        Ok(())
+            .collect()
     }
 
     /// Checks relations between fields that types alone cannot express.

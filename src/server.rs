@@ -94,7 +94,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         );
     }
     tasks.push(metrics_task);
-    tasks.push(tokio::spawn(explain_sighup()));
+    tasks.push(tokio::spawn(reload_on_sighup(node.clone(), tls.clone())));
     tasks.push(tokio::spawn(crate::trim::run(node.clone())));
     tasks.push(tokio::spawn(crate::witness::run(node.clone())));
     let admin_task = tokio::spawn(crate::admin::serve(admin_listener, node.clone(), stopped()));
@@ -179,19 +179,63 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     Ok(())
 }
 
-/// SIGHUP would otherwise end the process without a drain. Certificates,
-/// keys and tokens are read at start-up only, so it is answered with how
-/// to load new ones.
-async fn explain_sighup() {
+/// Reloads certificates, keys and tokens on SIGHUP (which would otherwise
+/// end the process without a drain). The same files as at start-up are
+/// read again and checked the same way; if any is unusable, nothing
+/// changes and the error names the field. New connections and requests
+/// use the new material; established connections keep theirs.
+async fn reload_on_sighup(node: Arc<Node>, server_tls: Option<Arc<crate::tls::ServerTls>>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
         return;
     };
     while hangups.recv().await.is_some() {
-        tracing::warn!(
-            "SIGHUP ignored: certificates, keys and tokens are read at start-up; restart the node to load new ones (SIGTERM drains it first)"
-        );
+        match reload(&node, server_tls.as_deref()) {
+            Ok(what) => tracing::info!(reloaded = %what, "SIGHUP: reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: reload refused; keeping the current certificates and tokens")
+            }
+        }
     }
+}
+
+/// One reload; says what was reloaded.
+fn reload(
+    node: &Node,
+    server_tls: Option<&crate::tls::ServerTls>,
+) -> Result<String, crate::config::ConfigError> {
+    let config = node.config();
+    let mut done = Vec::new();
+    // Everything is read and checked before anything is swapped.
+    let files = match server_tls {
+        Some(_) => {
+            let files = crate::tls::material::TlsFiles::load(&config.tls)?;
+            files.check_node(config.node_id, &config.advertised_hosts())?;
+            Some(files)
+        }
+        None => None,
+    };
+    let tokens = match node.tokens() {
+        Some(tokens) => {
+            crate::auth::Tokens::load(&config.auth)?;
+            Some(tokens)
+        }
+        None => None,
+    };
+    if let (Some(server_tls), Some(files)) = (server_tls, &files) {
+        server_tls.reload(files)?;
+        node.set_client_tls(files.client());
+        done.push("certificates");
+    }
+    if let Some(tokens) = tokens {
+        tokens.reload(&config.auth)?;
+        done.push("tokens");
+    }
+    Ok(if done.is_empty() {
+        "nothing (neither [tls] nor [auth] is enabled)".to_string()
+    } else {
+        done.join(" and ")
+    })
 }
 
 /// Waits for the leader-only tasks (exporters, archiver) to see Raft stop

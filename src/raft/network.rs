@@ -117,24 +117,39 @@ pub struct PeerSettings {
     pub rpc_timeout: Duration,
     /// Largest message in either direction.
     pub max_message_bytes: usize,
-    /// Mutual TLS to peers; `None`: plaintext.
-    pub tls: Option<crate::tls::ClientTls>,
 }
 
 /// The pool of channels to peers, shared by Raft replication and forwarding.
 #[derive(Clone)]
 pub struct PeerClients {
     settings: PeerSettings,
+    /// Mutual TLS to peers (`None`: plaintext); replaced by `set_tls`.
+    tls: Arc<std::sync::RwLock<Option<crate::tls::ClientTls>>>,
     channels: Arc<Mutex<HashMap<String, PeerClient<Channel>>>>,
 }
 
 impl PeerClients {
-    /// Creates an empty pool.
-    pub fn new(settings: PeerSettings) -> Self {
+    /// Creates an empty pool; with `tls`, every channel is mutual TLS.
+    pub fn new(settings: PeerSettings, tls: Option<crate::tls::ClientTls>) -> Self {
         PeerClients {
             settings,
+            tls: Arc::new(std::sync::RwLock::new(tls)),
             channels: Arc::default(),
         }
+    }
+
+    /// New channels present `tls` from now on. The cached channels are
+    /// dropped (calls in flight finish on theirs) so the next call
+    /// connects with the new identity.
+    pub fn set_tls(&self, tls: crate::tls::ClientTls) {
+        *self
+            .tls
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tls);
+        self.channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
     }
 
     /// The connection settings.
@@ -156,7 +171,12 @@ impl PeerClients {
             addr: addr.to_string(),
             message: e.to_string(),
         };
-        let endpoint = match &self.settings.tls {
+        let tls = self
+            .tls
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let endpoint = match &tls {
             Some(tls) => Endpoint::from_shared(format!("https://{addr}"))
                 .and_then(|e| e.tls_config(tls.tonic()))
                 .map_err(bad_address)?,

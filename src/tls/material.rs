@@ -191,35 +191,65 @@ impl TlsFiles {
     }
 }
 
-/// The server side of TLS for the four listeners.
+/// The server side of TLS for the four listeners. The configurations can
+/// be replaced while serving (`reload`); a handshake uses the ones current
+/// when it starts, and established connections keep theirs.
 pub struct ServerTls {
+    configs: std::sync::RwLock<ListenerConfigs>,
+    /// Longest handshake a listener waits for.
+    pub handshake_timeout: Duration,
+}
+
+#[derive(Clone)]
+struct ListenerConfigs {
     peer: Arc<ServerConfig>,
     admin: Arc<ServerConfig>,
     otlp_grpc: Arc<ServerConfig>,
     otlp_http: Arc<ServerConfig>,
-    /// Longest handshake a listener waits for.
-    pub handshake_timeout: Duration,
+}
+
+impl ListenerConfigs {
+    fn build(files: &TlsFiles) -> Result<Self, TlsError> {
+        Ok(ListenerConfigs {
+            peer: files.server_config(Listener::Peer)?,
+            admin: files.server_config(Listener::Admin)?,
+            otlp_grpc: files.server_config(Listener::OtlpGrpc)?,
+            otlp_http: files.server_config(Listener::OtlpHttp)?,
+        })
+    }
 }
 
 impl ServerTls {
     /// Builds every listener's configuration from `files`.
     pub fn new(files: &TlsFiles, handshake_timeout: Duration) -> Result<Self, TlsError> {
         Ok(ServerTls {
-            peer: files.server_config(Listener::Peer)?,
-            admin: files.server_config(Listener::Admin)?,
-            otlp_grpc: files.server_config(Listener::OtlpGrpc)?,
-            otlp_http: files.server_config(Listener::OtlpHttp)?,
+            configs: std::sync::RwLock::new(ListenerConfigs::build(files)?),
             handshake_timeout,
         })
     }
 
+    /// Serves new handshakes with `files` from now on. Nothing changes if
+    /// they cannot be used.
+    pub fn reload(&self, files: &TlsFiles) -> Result<(), TlsError> {
+        let fresh = ListenerConfigs::build(files)?;
+        *self
+            .configs
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        Ok(())
+    }
+
     /// The configuration `listener` serves with.
     pub fn config(&self, listener: Listener) -> Arc<ServerConfig> {
+        let configs = self
+            .configs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match listener {
-            Listener::Peer => self.peer.clone(),
-            Listener::Admin => self.admin.clone(),
-            Listener::OtlpGrpc => self.otlp_grpc.clone(),
-            Listener::OtlpHttp => self.otlp_http.clone(),
+            Listener::Peer => configs.peer.clone(),
+            Listener::Admin => configs.admin.clone(),
+            Listener::OtlpGrpc => configs.otlp_grpc.clone(),
+            Listener::OtlpHttp => configs.otlp_http.clone(),
         }
     }
 }
