@@ -73,15 +73,23 @@ impl Load {
     /// Waits until at least `more` further records are acked (panics after
     /// `timeout`).
     pub async fn wait_for_more(&self, more: usize, timeout: Duration) {
+        assert!(
+            self.got_more(more, timeout).await,
+            "the load got fewer than {more} more acks within {timeout:?}"
+        );
+    }
+
+    /// Whether at least `more` further records are acked within `timeout`.
+    pub async fn got_more(&self, more: usize, timeout: Duration) -> bool {
         let want = self.acked() + more;
         let deadline = Instant::now() + timeout;
         while self.acked() < want {
-            assert!(
-                Instant::now() < deadline,
-                "the load got fewer than {more} more acks within {timeout:?}"
-            );
+            if Instant::now() >= deadline {
+                return false;
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        true
     }
 
     /// Stops after the request in flight and reports.
