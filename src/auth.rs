@@ -80,7 +80,8 @@ pub struct Tokens {
     sets: std::sync::RwLock<Arc<TokenSets>>,
 }
 
-struct TokenSets {
+/// Both token sets as read from the configuration.
+pub struct TokenSets {
     ingest: HashSet<TokenDigest>,
     admin: HashSet<TokenDigest>,
     /// The token this node presents to other members' admin APIs.
@@ -132,6 +133,17 @@ fn read_list(field: &'static str, path: &Path) -> Result<Vec<String>, AuthConfig
     Ok(token_lines(&text))
 }
 
+/// The first token (or other secret) in the file at `path`, read as
+/// [`token_lines`] reads it; the error says which file and why.
+pub fn first_token_in(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    token_lines(&text)
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("{} holds no secret", path.display()))
+}
+
 /// The tokens of a token file: one per line, `#` starts a comment, blank
 /// lines are skipped. Shared by the server and the admin CLI.
 pub fn token_lines(text: &str) -> Vec<String> {
@@ -163,15 +175,14 @@ impl Tokens {
         }))
     }
 
-    /// Reads the token files again; requests are checked against the new
-    /// sets from now on. Nothing changes if they cannot be used.
-    pub fn reload(&self, section: &AuthSection) -> Result<(), AuthConfigError> {
-        let fresh = Arc::new(TokenSets::read(section)?);
+    /// Requests are checked against `sets` from now on (a reload: read
+    /// them with [`TokenSets::read`] first, so nothing changes if the
+    /// files are unusable).
+    pub fn replace(&self, sets: TokenSets) {
         *self
             .sets
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
-        Ok(())
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(sets);
     }
 
     fn current(&self) -> Arc<TokenSets> {
@@ -184,7 +195,7 @@ impl Tokens {
 
 impl TokenSets {
     /// Reads and checks both sets of `section`.
-    fn read(section: &AuthSection) -> Result<Self, AuthConfigError> {
+    pub fn read(section: &AuthSection) -> Result<Self, AuthConfigError> {
         let mut ingest = read_list("auth.ingest_tokens_file", &section.ingest_tokens_file)?;
         ingest.extend(split_list(&section.ingest_tokens));
         let mut admin = read_list("auth.admin_tokens_file", &section.admin_tokens_file)?;

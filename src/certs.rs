@@ -120,19 +120,24 @@ fn read(path: &Path) -> Result<String, CertsError> {
 
 /// Writes `text` to `path`; keys are readable by the owner only.
 fn write(path: &Path, text: &str, secret: bool) -> Result<(), CertsError> {
-    let io = |source| CertsError::Io {
+    write_file(path, text, secret).map_err(|source| CertsError::Io {
         path: path.to_path_buf(),
         source,
-    };
+    })
+}
+
+/// Writes `text` to `path` durably; a `secret` (a key, a token) is created
+/// readable by its owner only.
+pub(crate) fn write_file(path: &Path, text: &str, secret: bool) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     if secret {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(io)?;
-    file.write_all(text.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 /// Creates the CA in `dir` unless it exists, then a certificate per node.

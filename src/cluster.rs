@@ -183,7 +183,13 @@ fn now_nanos() -> u64 {
 
 impl Node {
     /// Opens storage and starts Raft. Listeners are started by `serve`.
-    pub async fn open(config: NodeConfig, metrics: Arc<Metrics>) -> Result<Arc<Node>, NodeError> {
+    /// `client_tls`: what the node presents when it calls other members
+    /// (from the same files `server::run` serves with; `None`: plaintext).
+    pub async fn open(
+        config: NodeConfig,
+        metrics: Arc<Metrics>,
+        client_tls: Option<crate::tls::ClientTls>,
+    ) -> Result<Arc<Node>, NodeError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| NodeError::Store(store::StoreError::from(e)))?;
         let marker = config.data_dir.join(crate::restore::RESTORING_FILE);
@@ -193,11 +199,6 @@ impl Node {
         let (log, sm) =
             store::open_with_cache(&config.data_dir, metrics.clone(), config.db_cache_bytes())
                 .await?;
-        let client_tls = if config.tls.enabled {
-            Some(crate::tls::material::TlsFiles::load(&config.tls)?.client())
-        } else {
-            None
-        };
         let tokens = crate::auth::Tokens::load(&config.auth)?.map(Arc::new);
         let clients = PeerClients::new(
             PeerSettings {

@@ -66,22 +66,11 @@ pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// Writes a new random token to `path` (owner-only) unless it exists;
 /// returns the token.
 fn ensure_token(path: &Path) -> Result<String, LocalClusterError> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        if let Some(token) = text.lines().map(str::trim).find(|l| !l.is_empty()) {
-            return Ok(token.to_string());
-        }
+    if let Ok(token) = crate::auth::first_token_in(path) {
+        return Ok(token);
     }
     let token = hex::encode(rand::random::<[u8; 24]>());
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io(format!("write {}", path.display())))?;
-    file.write_all(format!("{token}\n").as_bytes())
+    crate::certs::write_file(path, &format!("{token}\n"), true)
         .map_err(io(format!("write {}", path.display())))?;
     Ok(token)
 }

@@ -338,17 +338,14 @@ fn bench_secrets(
     ca: Option<PathBuf>,
     token_file: Option<PathBuf>,
 ) -> Result<(Option<Vec<u8>>, Option<String>), String> {
-    let read = |path: &PathBuf| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
-    let ca_pem = ca.as_ref().map(read).transpose()?;
-    let token = match token_file.as_ref().map(read).transpose()? {
-        Some(bytes) => Some(
-            otelraft::auth::token_lines(&String::from_utf8_lossy(&bytes))
-                .into_iter()
-                .next()
-                .ok_or("--token-file holds no token")?,
-        ),
-        None => None,
-    };
+    let ca_pem = ca
+        .as_ref()
+        .map(|path| std::fs::read(path).map_err(|e| format!("--ca {}: {e}", path.display())))
+        .transpose()?;
+    let token = token_file
+        .as_deref()
+        .map(|path| otelraft::auth::first_token_in(path).map_err(|e| format!("--token-file: {e}")))
+        .transpose()?;
     Ok((ca_pem, token))
 }
 
@@ -369,10 +366,7 @@ async fn admin(
     };
     let token = match token_file {
         Some(path) => {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("--token-file {}: {e}", path.display()))?;
-            let first = otelraft::auth::token_lines(&text).into_iter().next();
-            Some(first.ok_or_else(|| format!("--token-file {}: holds no token", path.display()))?)
+            Some(otelraft::auth::first_token_in(&path).map_err(|e| format!("--token-file: {e}"))?)
         }
         None => token,
     };

@@ -34,12 +34,14 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let grpc_listener = bind("OTLP gRPC", config.listen.otlp_grpc).await?;
     let http_listener = bind("OTLP HTTP", config.listen.otlp_http).await?;
 
-    let tls = if config.tls.enabled {
+    // The files are read once; listeners and outbound calls share them.
+    let (tls, client_tls) = if config.tls.enabled {
         let files = crate::tls::material::TlsFiles::load(&config.tls)?;
         let timeout = std::time::Duration::from_millis(config.tls.handshake_timeout_ms);
-        Some(Arc::new(crate::tls::ServerTls::new(&files, timeout)?))
+        let server = Arc::new(crate::tls::ServerTls::new(&files, timeout)?);
+        (Some(server), Some(files.client()))
     } else {
-        None
+        (None, None)
     };
     let incoming = |listener: TcpListener, kind: Listener| {
         Incoming::new(listener, kind, tls.clone()).map_err(|e| NodeError::Server {
@@ -52,7 +54,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let grpc_listener = incoming(grpc_listener, Listener::OtlpGrpc)?;
     let http_listener = incoming(http_listener, Listener::OtlpHttp)?;
 
-    let node = Node::open(config.clone(), metrics.clone()).await?;
+    let node = Node::open(config.clone(), metrics.clone(), client_tls).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -216,10 +218,7 @@ fn reload(
         None => None,
     };
     let tokens = match node.tokens() {
-        Some(tokens) => {
-            crate::auth::Tokens::load(&config.auth)?;
-            Some(tokens)
-        }
+        Some(tokens) => Some((tokens, crate::auth::TokenSets::read(&config.auth)?)),
         None => None,
     };
     if let (Some(server_tls), Some(files)) = (server_tls, &files) {
@@ -227,8 +226,8 @@ fn reload(
         node.set_client_tls(files.client());
         done.push("certificates");
     }
-    if let Some(tokens) = tokens {
-        tokens.reload(&config.auth)?;
+    if let Some((tokens, sets)) = tokens {
+        tokens.replace(sets);
         done.push("tokens");
     }
     Ok(if done.is_empty() {

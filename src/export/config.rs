@@ -93,21 +93,8 @@ pub(crate) fn sink_authorization(
     field_prefix: &str,
 ) -> Result<Option<String>, ConfigError> {
     let first_line = |field: &str, path: &Path| -> Result<String, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::field(
-                &format!("{field_prefix}.{field}"),
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
-        crate::auth::token_lines(&text)
-            .into_iter()
-            .next()
-            .ok_or_else(|| {
-                ConfigError::field(
-                    &format!("{field_prefix}.{field}"),
-                    format!("{} holds no secret", path.display()),
-                )
-            })
+        crate::auth::first_token_in(path)
+            .map_err(|e| ConfigError::field(&format!("{field_prefix}.{field}"), e))
     };
     let bearer = !config.bearer_token_file.as_os_str().is_empty();
     let basic = !config.basic_auth_username.is_empty();
