@@ -1,5 +1,16 @@
+//! Compiles the `.proto` files with `protox`, a protobuf compiler written in
+//! Rust, so that building needs no system `protoc`.
+
+const PROTOS: &[&str] = &[
+    "proto/otelraft/log.proto",
+    "proto/otelraft/peer.proto",
+    "proto/prometheus/remote.proto",
+    "proto/loki/push.proto",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    let descriptors = protox::compile(PROTOS, ["proto"])?;
     tonic_prost_build::configure()
         .bytes(".")
         .btree_map(".")
@@ -7,14 +18,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".otelraft.log.v1",
             "#[derive(serde::Serialize, serde::Deserialize)]",
         )
-        .compile_protos(
-            &[
-                "proto/otelraft/log.proto",
-                "proto/otelraft/peer.proto",
-                "proto/prometheus/remote.proto",
-                "proto/loki/push.proto",
-            ],
-            &["proto"],
-        )?;
+        .compile_fds(descriptors)?;
     Ok(())
 }

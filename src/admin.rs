@@ -56,6 +56,9 @@ pub enum AdminError {
     /// which rule refused it and what to do instead.
     #[error("refused: {0}")]
     Unsafe(String),
+    /// The node chosen to lead is draining and refuses leadership.
+    #[error("node {0} is draining and takes no leadership; transfer to another member")]
+    TargetDraining(NodeId),
     /// A node the call needs could not be reached.
     #[error("cannot reach node {id}: {message}")]
     Unreachable {
@@ -93,9 +96,9 @@ impl AdminError {
     fn status(&self) -> StatusCode {
         match self {
             AdminError::NoLeader | AdminError::Proxy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            AdminError::ChangeInProgress(_) | AdminError::AlreadyInitialized(_) => {
-                StatusCode::CONFLICT
-            }
+            AdminError::ChangeInProgress(_)
+            | AdminError::AlreadyInitialized(_)
+            | AdminError::TargetDraining(_) => StatusCode::CONFLICT,
             AdminError::UnknownNode(_) => StatusCode::NOT_FOUND,
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
             // 412: the cluster is not in a state where this change is safe.
@@ -233,24 +236,30 @@ pub async fn serve(
         .await
 }
 
-async fn ready(State(node): State<Arc<Node>>) -> Response {
+/// Why `/health/ready` fails, if it does: the node's own readiness, then
+/// an archive that is misconfigured. A store that refuses us for good
+/// (credentials, bucket) would stall the archive and then trimming, and a
+/// per-node archive directory splits the archive: say so instead of
+/// looking healthy.
+pub(crate) fn not_ready(node: &Node) -> Option<String> {
     if let Err(why) = node.readiness() {
-        return (
+        return Some(why);
+    }
+    node.archive_progress()
+        .snapshot()
+        .misconfigured
+        .map(|problem| format!("archive misconfigured: {problem}"))
+}
+
+async fn ready(State(node): State<Arc<Node>>) -> Response {
+    match not_ready(&node) {
+        Some(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {why}\n"),
         )
-            .into_response();
+            .into_response(),
+        None => (StatusCode::OK, "ready\n").into_response(),
     }
-    // A store that refuses us for good (credentials, bucket) would stall
-    // the archive and then trimming: say so instead of looking healthy.
-    if let Some(problem) = node.archive_progress().snapshot().misconfigured {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: archive misconfigured: {problem}\n"),
-        )
-            .into_response();
-    }
-    (StatusCode::OK, "ready\n").into_response()
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> Response {

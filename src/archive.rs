@@ -7,6 +7,7 @@
 //! - [`config`]: the `[archive]` section and S3 credentials.
 //! - [`store`]: opens the object store the section describes.
 //! - [`block`]: the block format (`docs/archive-format.md`) and object keys.
+//! - [`bounds`]: where the archive begins and ends, recorded in the bucket.
 //! - [`archiver`]: the leader's seal, upload and record loop; retention.
 //! - [`progress`]: what this node's archiver is doing, for status and health.
 //! - [`tool`]: `otelraft archive ls | verify | cat`.
@@ -20,6 +21,7 @@
 
 pub mod archiver;
 pub mod block;
+pub mod bounds;
 pub mod config;
 pub mod progress;
 pub mod store;

@@ -30,6 +30,28 @@ pub enum LocalClusterError {
     /// The certificates for `--tls` could not be made or read.
     #[error("certificates: {0}")]
     Certs(String),
+    /// Another process holds an address the cluster needs.
+    #[error("node {node}'s {what} address {addr} is taken ({source}); stop what holds it, or use the nodes already running")]
+    PortTaken {
+        /// The node that would bind it.
+        node: u64,
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: String,
+        /// The bind error.
+        source: std::io::Error,
+    },
+    /// A node exited while the cluster was running.
+    #[error("node {id} exited ({status}); see {}", log.display())]
+    NodeExited {
+        /// The node.
+        id: u64,
+        /// Its exit status.
+        status: String,
+        /// Its log file.
+        log: PathBuf,
+    },
     /// The cluster did not elect a leader in time.
     #[error("no leader elected within {0:?}; see the node logs in the cluster directory")]
     NoLeader(Duration),
@@ -75,13 +97,15 @@ fn ensure_token(path: &Path) -> Result<String, LocalClusterError> {
     Ok(token)
 }
 
-/// The TOML config of node `me` in a cluster of `nodes`; with `tls_dir`,
-/// TLS with the certificates `otelraft certs` made there and `[auth]` with
-/// the token files next to it.
+/// The TOML config of node `me` in a cluster of `nodes`, archiving into
+/// `archive_dir`, which every node shares; with `tls_dir`, TLS with the
+/// certificates `otelraft certs` made there and `[auth]` with the token
+/// files next to it.
 pub fn node_config(
     me: &LocalNode,
     nodes: &[LocalNode],
     data_dir: &Path,
+    archive_dir: &Path,
     tls_dir: Option<&Path>,
 ) -> String {
     let mut s = format!(
@@ -104,6 +128,10 @@ pub fn node_config(
             n.role
         ));
     }
+    s.push_str(&format!(
+        "\n[archive]\ndir = {:?}\n",
+        archive_dir.display().to_string()
+    ));
     if let Some(tls_dir) = tls_dir {
         let (cert, key) = crate::certs::node_files(tls_dir, me.id);
         let dir = tls_dir.parent().unwrap_or(tls_dir);
@@ -124,21 +152,135 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LocalClusterErr
     move |source| LocalClusterError::Io { what, source }
 }
 
-/// Sends SIGTERM so the node drains; SIGKILL after `grace`.
-async fn stop(child: &mut Child, grace: Duration) {
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) with a pid we spawned and still own.
-        unsafe {
-            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+/// How long the nodes get to drain and close their databases after Ctrl-C
+/// before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How many of a failed node's last log lines are printed.
+const LOG_TAIL_LINES: usize = 20;
+
+/// One node process.
+struct Running {
+    id: u64,
+    child: Child,
+    log: PathBuf,
+}
+
+/// Refuses to start when another process holds one of the cluster's
+/// addresses, naming the node and the address: a node that fails to bind
+/// would otherwise leave the others waiting for it.
+fn check_ports_free(nodes: &[LocalNode]) -> Result<(), LocalClusterError> {
+    for n in nodes {
+        for (what, port) in [
+            ("OTLP gRPC", 4317),
+            ("OTLP HTTP", 4318),
+            ("peer", 4400),
+            ("admin", 4480),
+        ] {
+            let addr = n.addr(port);
+            if let Err(source) = std::net::TcpListener::bind(&addr) {
+                return Err(LocalClusterError::PortTaken {
+                    node: n.id,
+                    what,
+                    addr,
+                    source,
+                });
+            }
         }
     }
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        let _ = child.kill().await;
+    Ok(())
+}
+
+/// The last `LOG_TAIL_LINES` lines of a node's log.
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+}
+
+/// Resolves when the first node exits, with its id and exit status.
+async fn first_exit(nodes: &mut [Running]) -> (u64, std::io::Result<std::process::ExitStatus>) {
+    let waits = nodes.iter_mut().map(|n| {
+        let id = n.id;
+        Box::pin(async move { (id, n.child.wait().await) })
+    });
+    futures::future::select_all(waits).await.0
+}
+
+/// How a node ended, when it was stopped on purpose: a clean exit (it was
+/// sent SIGTERM and drained) or a kill from outside (a failover test).
+/// A non-zero exit or a crash is a failure.
+fn stopped_on_purpose(status: &std::io::Result<std::process::ExitStatus>) -> Option<String> {
+    use std::os::unix::process::ExitStatusExt;
+    let status = status.as_ref().ok()?;
+    match status.signal() {
+        Some(libc::SIGKILL | libc::SIGTERM | libc::SIGINT) => Some(status.to_string()),
+        Some(_) => None,
+        None => status.success().then(|| "stopped cleanly".to_string()),
     }
 }
 
+fn signal(child: &Child, signal: libc::c_int) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) on a child we spawned and have not yet reaped.
+        unsafe {
+            libc::kill(pid as libc::pid_t, signal);
+        }
+    }
+}
+
+/// Stops every node at once: SIGTERM (each drains and closes its database
+/// cleanly), then SIGKILL for those still running after `STOP_GRACE` or at
+/// a second Ctrl-C. Returns how long it took.
+async fn stop_all(nodes: &mut [Running]) -> Duration {
+    let started = Instant::now();
+    for n in nodes.iter() {
+        signal(&n.child, libc::SIGTERM);
+    }
+    let all_exited = futures::future::join_all(nodes.iter_mut().map(|n| n.child.wait()));
+    tokio::select! {
+        _ = all_exited => {}
+        _ = tokio::time::sleep(STOP_GRACE) => {
+            eprintln!("nodes still running after {STOP_GRACE:?}: killing them");
+        }
+        _ = wait_for_signal() => eprintln!("second interrupt: killing the nodes"),
+    }
+    for n in nodes.iter_mut() {
+        let _ = n.child.start_kill();
+        let _ = n.child.wait().await;
+    }
+    started.elapsed()
+}
+
+/// A node exited while the cluster should be running: prints its last log
+/// lines, stops the others and returns the error.
+async fn node_failed(
+    nodes: &mut [Running],
+    id: u64,
+    status: std::io::Result<std::process::ExitStatus>,
+) -> LocalClusterError {
+    let status = match status {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("unknown status ({e})"),
+    };
+    let log = nodes
+        .iter()
+        .find(|n| n.id == id)
+        .map(|n| n.log.clone())
+        .unwrap_or_default();
+    eprintln!(
+        "node {id} exited ({status}); the last lines of {}:\n{}",
+        log.display(),
+        log_tail(&log)
+    );
+    eprintln!("stopping the other nodes");
+    stop_all(nodes).await;
+    LocalClusterError::NodeExited { id, status, log }
+}
+
 /// Starts the cluster in `dir`, prints its endpoints, and runs until Ctrl-C.
-/// With `witness`, node 3 is a witness.
+/// With `witness`, node 3 is a witness. Every node archives into one
+/// directory, `DIR/archive`, so whichever node leads writes the same
+/// archive.
 pub async fn run(dir: PathBuf, witness: bool, tls: bool) -> Result<(), LocalClusterError> {
     std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
     let dir = dir
@@ -156,6 +298,7 @@ pub async fn run(dir: PathBuf, witness: bool, tls: bool) -> Result<(), LocalClus
             },
         })
         .collect();
+    check_ports_free(&nodes)?;
     let tls_dir = dir.join("tls");
     let client_tls = if tls {
         let missing: Vec<u64> = nodes
@@ -187,17 +330,24 @@ pub async fn run(dir: PathBuf, witness: bool, tls: bool) -> Result<(), LocalClus
         None
     };
     let scheme = if tls { "https" } else { "http" };
-    let mut children = Vec::new();
+    let archive_dir = dir.join("archive");
+    let mut running = Vec::new();
     for n in &nodes {
         let config_path = dir.join(format!("node{}.toml", n.id));
         let data_dir = dir.join(format!("node{}", n.id));
         let node_tls = tls.then_some(tls_dir.as_path());
-        std::fs::write(&config_path, node_config(n, &nodes, &data_dir, node_tls))
-            .map_err(io(format!("write {}", config_path.display())))?;
+        std::fs::write(
+            &config_path,
+            node_config(n, &nodes, &data_dir, &archive_dir, node_tls),
+        )
+        .map_err(io(format!("write {}", config_path.display())))?;
         let log_path = dir.join(format!("node{}.log", n.id));
         let log = std::fs::File::create(&log_path)
             .map_err(io(format!("create {}", log_path.display())))?;
         let err = log.try_clone().map_err(io("clone log handle"))?;
+        // Each node gets a process group of its own, so a Ctrl-C at the
+        // terminal reaches only this process, which then stops the nodes
+        // together (and a second Ctrl-C kills them).
         let child = Command::new(&exe)
             .arg("serve")
             .arg("--config")
@@ -205,10 +355,21 @@ pub async fn run(dir: PathBuf, witness: bool, tls: bool) -> Result<(), LocalClus
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
-            .map_err(io(format!("start node {}", n.id)))?;
-        children.push(child);
+            .map_err(io(format!("start node {}", n.id)));
+        match child {
+            Ok(child) => running.push(Running {
+                id: n.id,
+                child,
+                log: log_path,
+            }),
+            Err(e) => {
+                stop_all(&mut running).await;
+                return Err(e);
+            }
+        }
     }
     println!("otelraft local cluster in {}", dir.display());
     for n in &nodes {
@@ -223,32 +384,58 @@ pub async fn run(dir: PathBuf, witness: bool, tls: bool) -> Result<(), LocalClus
             n.id
         );
     }
+    println!(
+        "  archive (shared by every node): {}",
+        archive_dir.display()
+    );
     let wait = Duration::from_secs(30);
-    let deadline = Instant::now() + wait;
-    let probe = AdminClient::with_tls(
-        &format!("{scheme}://{}", nodes[0].addr(4480)),
-        Duration::from_secs(5),
-        client_tls.as_ref(),
-    )
-    .map_err(|e| LocalClusterError::Certs(e.to_string()))?
-    .with_token(admin_token.as_deref());
-    let leader = loop {
-        let status: Result<Status, _> = probe.get_json("/admin/v1/status").await;
-        if let Ok(Status {
-            leader_id: Some(l), ..
-        }) = status
-        {
-            break Some(l);
+    let probes = nodes
+        .iter()
+        .map(|n| {
+            AdminClient::with_tls(
+                &format!("{scheme}://{}", n.addr(4480)),
+                Duration::from_secs(2),
+                client_tls.as_ref(),
+            )
+            .map(|c| c.with_token(admin_token.as_deref()))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LocalClusterError::Certs(e.to_string()));
+    let probes = match probes {
+        Ok(p) => p,
+        Err(e) => {
+            stop_all(&mut running).await;
+            return Err(e);
         }
-        if Instant::now() > deadline {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let Some(leader) = leader else {
-        for c in &mut children {
-            stop(c, Duration::from_secs(5)).await;
+    let find_leader = async {
+        loop {
+            for probe in &probes {
+                let status: Result<Status, _> = probe.get_json("/admin/v1/status").await;
+                if let Ok(Status {
+                    leader_id: Some(l), ..
+                }) = status
+                {
+                    return l;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    };
+    let leader = tokio::select! {
+        leader = tokio::time::timeout(wait, find_leader) => leader,
+        (id, status) = first_exit(&mut running) => {
+            return Err(node_failed(&mut running, id, status).await);
+        }
+        _ = wait_for_signal() => {
+            println!("stopping...");
+            let took = stop_all(&mut running).await;
+            println!("stopped in {:.1} s", took.as_secs_f64());
+            return Ok(());
+        }
+    };
+    let Ok(leader) = leader else {
+        stop_all(&mut running).await;
         return Err(LocalClusterError::NoLeader(wait));
     };
     if tls {
@@ -268,11 +455,34 @@ pub async fn run(dir: PathBuf, witness: bool, tls: bool) -> Result<(), LocalClus
         );
     }
     println!("Press Ctrl-C to stop all nodes.");
-    wait_for_signal().await;
-    println!("stopping...");
-    for c in &mut children {
-        stop(c, Duration::from_secs(10)).await;
+    while !running.is_empty() {
+        tokio::select! {
+            _ = wait_for_signal() => break,
+            (id, status) = first_exit(&mut running) => {
+                if let Some(how) = stopped_on_purpose(&status) {
+                    // Someone killed it on purpose (a failover test): the
+                    // others go on, as a cluster would.
+                    let config = dir.join(format!("node{id}.toml"));
+                    println!(
+                        "node {id} ended ({how}); the others keep running. \
+                         Restart it with: {} serve --config {}",
+                        exe.display(),
+                        config.display()
+                    );
+                    running.retain(|n| n.id != id);
+                    continue;
+                }
+                return Err(node_failed(&mut running, id, status).await);
+            }
+        }
     }
+    if running.is_empty() {
+        println!("every node has ended");
+        return Ok(());
+    }
+    println!("stopping...");
+    let took = stop_all(&mut running).await;
+    println!("stopped in {:.1} s", took.as_secs_f64());
     Ok(())
 }
 

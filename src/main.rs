@@ -287,11 +287,12 @@ async fn archive(config: Option<PathBuf>, cmd: ArchiveCmd) -> Result<(), String>
                 Ok(())
             } else {
                 Err(format!(
-                    "archive {} failed verification: {} gaps, {} overlaps, {} corrupt blocks",
+                    "archive {} failed verification: {} gaps, {} overlaps, {} corrupt blocks, missing {:?}",
                     archive.location,
                     report.gaps.len(),
                     report.overlaps.len(),
-                    report.corrupt.len()
+                    report.corrupt.len(),
+                    report.missing
                 ))
             }
         }

@@ -247,6 +247,7 @@ impl Peer for PeerService {
             leader: m.state == openraft::ServerState::Leader,
             term: m.current_term,
             recent_leader_contact: self.node.has_recent_leader_contact(),
+            draining: self.node.is_draining(),
         }))
     }
 

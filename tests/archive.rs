@@ -373,6 +373,46 @@ async fn wrong_credentials_or_a_missing_bucket_show_in_readiness() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_per_node_archive_directory_in_a_cluster_makes_every_member_not_ready_saying_why() {
+    // An empty `archive.dir` falls back to the default, `<data_dir>/archive`:
+    // each node's own directory.
+    let cluster = TestCluster::start(Options {
+        nodes: 3,
+        env: vec![("OTELRAFT_ARCHIVE__DIR".to_string(), String::new())],
+        ..Default::default()
+    })
+    .await;
+    for node in &cluster.nodes {
+        let answer = wait_until(Duration::from_secs(30), || async {
+            let (status, text) = readiness(node).await?;
+            (status == 503 && text.contains("inside this node's data_dir")).then_some(text)
+        })
+        .await;
+        assert!(
+            answer.is_some(),
+            "node {}: /health/ready does not report the split archive: {:?}\n{}",
+            node.id,
+            readiness(node).await,
+            node.log_tail()
+        );
+        let s = node.status().await.expect("status");
+        assert_eq!(s["ready"], false, "{s}");
+        assert!(
+            s["not_ready"]
+                .as_str()
+                .is_some_and(|why| why.contains("each leader would archive into its own directory")),
+            "{s}"
+        );
+        let log = std::fs::read_to_string(&node.log_path).unwrap_or_default();
+        assert!(
+            log.contains("ERROR") && log.contains("the archive is split across the members"),
+            "a loud log line: {}",
+            node.log_tail()
+        );
+    }
+}
+
 /// `rounds` requests of 40 records `<prefix>-<n>`, to the nodes in turn;
 /// each must be acked.
 async fn post_rounds(client: &reqwest::Client, cluster: &TestCluster, prefix: &str, rounds: usize) {

@@ -428,19 +428,46 @@ pub async fn step_aside(node: &Node, leaving: NodeId) -> Result<NodeId, AdminErr
             .and_then(|r| r.get(id).cloned().flatten())
             .map_or(0, |l| l.index)
     };
-    let to = voters
+    let mut candidates: Vec<NodeId> = voters
         .iter()
         .filter(|id| **id != leaving && up.contains(id))
         .filter(|id| nodes.get(id).is_some_and(|n| n.role == Role::Data))
-        .max_by_key(|id| matched(id))
         .copied()
-        .ok_or_else(|| {
-            AdminError::Unsafe(format!(
-                "node {leaving} leads and no other reachable data voter can take over"
-            ))
-        })?;
-    transfer(node, to, TRANSFER_TIMEOUT).await?;
-    Ok(to)
+        .collect();
+    candidates.sort_by_key(|id| std::cmp::Reverse(matched(id)));
+    // A draining member refuses leadership; when the whole cluster stops,
+    // every candidate drains, and waiting for one of them would only
+    // delay the stop.
+    let mut draining = Vec::new();
+    for to in candidates {
+        if target_drains(node, &nodes, to).await {
+            draining.push(to);
+            continue;
+        }
+        match transfer(node, to, TRANSFER_TIMEOUT).await {
+            Err(AdminError::TargetDraining(id)) => draining.push(id),
+            other => return other.map(|()| to),
+        }
+    }
+    Err(AdminError::Unsafe(if draining.is_empty() {
+        format!("node {leaving} leads and no other reachable data voter can take over")
+    } else {
+        format!(
+            "node {leaving} leads and no other data voter can take over: {draining:?} are draining"
+        )
+    }))
+}
+
+/// Whether `to` says it is draining. An unanswered question is not a yes:
+/// the transfer itself then decides.
+async fn target_drains(node: &Node, nodes: &BTreeMap<NodeId, Member>, to: NodeId) -> bool {
+    let Some(member) = nodes.get(&to) else {
+        return false;
+    };
+    node.peers()
+        .node_info(&member.peer_addr)
+        .await
+        .is_ok_and(|info| info.draining)
 }
 
 /// Hands leadership to `to` and waits until this node sees it lead; `to`
@@ -471,10 +498,19 @@ pub async fn transfer(node: &Node, to: NodeId, catch_up: Duration) -> Result<(),
         .transfer_leader(to)
         .await
         .map_err(|e| AdminError::Raft(e.to_string()))?;
+    // The target refuses a transfer while it drains (see `peer`); openraft
+    // only logs that refusal, so it is asked directly while we wait.
     let deadline = Instant::now() + TRANSFER_TIMEOUT;
+    let mut asked = Instant::now();
     while Instant::now() < deadline {
         if node.leader().is_some_and(|(id, _)| id == to) {
             return Ok(());
+        }
+        if asked.elapsed() >= Duration::from_millis(200) {
+            if target_drains(node, &nodes, to).await {
+                return Err(AdminError::TargetDraining(to));
+            }
+            asked = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -291,14 +291,15 @@ impl Status {
         let voters_reachable = node
             .reachable_members()
             .map(|r| voters.iter().filter(|v| r.contains(v)).count());
-        let readiness = node.readiness();
+        let not_ready = super::not_ready(node);
         Status {
             quorum: QuorumStatus::new(voters.len(), voters_reachable),
             node_id: node.id(),
             name: node.config().name.clone(),
             role: role.to_string(),
             node_role: node.config().role.to_string(),
-            not_ready: readiness.clone().err(),
+            ready: not_ready.is_none(),
+            not_ready,
             witness: node.is_witness().then(|| node.witness_floors().status()),
             leader_id: m.current_leader,
             term: m.current_term,
@@ -307,7 +308,6 @@ impl Status {
             last_log_index,
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
-            ready: readiness.is_ok(),
             members,
             signals: state.signals.clone(),
             sinks: sink_statuses(node, &state),

@@ -28,6 +28,7 @@ use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::ServerState;
 
 use super::block::{self, RawEntry, SealedBlock};
+use super::bounds;
 use super::config::ArchiveConfig;
 use super::store::Archive;
 use super::ArchiveError;
@@ -80,8 +81,30 @@ async fn probe(node: Arc<Node>, archive: Archive, config: ArchiveConfig) {
         let delay = match outcome {
             Ok(_) => {
                 backoff.reset();
-                node.archive_progress().update(|p| p.misconfigured = None);
-                PROBE_INTERVAL
+                let unshared = unshared_local_dir(&node, &config);
+                let before = node.archive_progress().snapshot().misconfigured;
+                if unshared.is_some() && before != unshared {
+                    tracing::error!(
+                        dir = %config.dir.display(),
+                        "the archive is split across the members: {}",
+                        unshared.as_deref().unwrap_or_default()
+                    );
+                }
+                node.archive_progress()
+                    .update(|p| p.misconfigured = unshared);
+                // Until the membership is known, the split check cannot run.
+                let known = node
+                    .raft_metrics()
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .count()
+                    > 0;
+                if known {
+                    PROBE_INTERVAL
+                } else {
+                    Duration::from_secs(1)
+                }
             }
             Err(e) => {
                 let message = format!("cannot list {}: {e}", archive.location);
@@ -99,6 +122,31 @@ async fn probe(node: Arc<Node>, archive: Archive, config: ArchiveConfig) {
         }
         tokio::time::sleep(delay).await;
     }
+}
+
+/// Why a local-directory archive cannot be the cluster's one archive: it
+/// lies inside this node's own data directory, so each data node that
+/// leads would write its blocks somewhere the others never see. A
+/// directory elsewhere is taken to be shared storage (docs/archive.md).
+pub fn unshared_local_dir(node: &Node, config: &ArchiveConfig) -> Option<String> {
+    if config.s3.is_some() || !config.dir.starts_with(&node.config().data_dir) {
+        return None;
+    }
+    let data_nodes = node
+        .raft_metrics()
+        .membership_config
+        .membership()
+        .nodes()
+        .filter(|(_, m)| m.role == crate::raft::Role::Data)
+        .count();
+    (data_nodes > 1).then(|| {
+        format!(
+            "archive.dir {} is inside this node's data_dir and the cluster has {data_nodes} data nodes: \
+             each leader would archive into its own directory; set archive.dir to one directory \
+             every member shares, or configure [archive.s3]",
+            config.dir.display()
+        )
+    })
 }
 
 /// Errors that retrying cannot fix: the operator must change the config or
@@ -212,7 +260,8 @@ impl Archiver {
             let state = self.node.state();
             let archive = state.archive.clone();
             if let Some(pending) = archive.pending {
-                self.upload_and_record(term, pending).await?;
+                self.upload_and_record(term, pending, archive.blocks == 0)
+                    .await?;
                 continue;
             }
             if Instant::now() >= retention_due {
@@ -315,9 +364,31 @@ impl Archiver {
     }
 
     /// Uploads the pending block (or finds it already stored) and records
-    /// it. Retries store errors while this node keeps its lease.
-    async fn upload_and_record(&self, term: u64, pending: PendingSeal) -> Result<(), ArchiveError> {
+    /// it. Retries store errors while this node keeps its lease. Before the
+    /// cluster's first block, the bucket records where the archive begins;
+    /// after each record, how far it reaches (see `bounds`).
+    async fn upload_and_record(
+        &self,
+        term: u64,
+        pending: PendingSeal,
+        first_block: bool,
+    ) -> Result<(), ArchiveError> {
         self.set_phase("uploading");
+        if first_block {
+            let origin = self
+                .retrying(term, "record the archive's origin", || {
+                    bounds::ensure_origin(&self.archive, pending.first_index)
+                })
+                .await?;
+            if origin != pending.first_index {
+                tracing::warn!(
+                    origin,
+                    first_index = pending.first_index,
+                    location = %self.archive.location,
+                    "the archive already records another origin: another cluster may share this prefix"
+                );
+            }
+        }
         let rows = self
             .node
             .log_store()
@@ -341,19 +412,9 @@ impl Archiver {
         })?;
         drop(raw);
         let key = block::block_key(&self.archive.prefix, sealed.first_index, sealed.last_index);
-        let mut backoff = backoff(&self.config);
-        let stored = loop {
-            self.check_leading(term)?;
-            match self.put_once(&key, &sealed).await {
-                Ok(stored) => break stored,
-                Err(e) => {
-                    self.set_phase("retrying");
-                    tracing::warn!(key = %key, error = %e, "block upload failed; retrying");
-                    self.note_error(&e);
-                    tokio::time::sleep(backoff.next_delay(None)).await;
-                }
-            }
-        };
+        let stored = self
+            .retrying(term, "upload a block", || self.put_once(&key, &sealed))
+            .await?;
         let command = Command {
             kind: Some(Kind::Archived(Archived {
                 first_index: sealed.first_index,
@@ -370,7 +431,35 @@ impl Archiver {
             .map_err(ArchiveError::NotLeader)?;
         self.node.archive_progress().update(|p| p.last_error = None);
         tracing::debug!(key = %key, bytes = sealed.bytes.len(), "block archived");
+        // The record is committed; a failed head write only leaves the head
+        // behind until the next block raises it.
+        if let Err(e) = bounds::raise_head(&self.archive, sealed.last_index).await {
+            tracing::warn!(error = %e, "recording the archive's head failed");
+            self.note_error(&e);
+        }
         Ok(())
+    }
+
+    /// Runs `op` until it succeeds, backing off after each failure, while
+    /// this node keeps its lease.
+    async fn retrying<T, F, Fut>(&self, term: u64, what: &str, op: F) -> Result<T, ArchiveError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ArchiveError>>,
+    {
+        let mut backoff = backoff(&self.config);
+        loop {
+            self.check_leading(term)?;
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    self.set_phase("retrying");
+                    tracing::warn!(error = %e, "archive: {what} failed; retrying");
+                    self.note_error(&e);
+                    tokio::time::sleep(backoff.next_delay(None)).await;
+                }
+            }
+        }
     }
 
     /// One create-only upload. An object already under the key is accepted
@@ -459,10 +548,15 @@ impl Archiver {
             // Only blocks the cluster recorded: a pending block's object
             // must stay until its record commits.
             if last < next_index && meta.last_modified.timestamp_millis() < horizon_ms {
-                expired.push(meta.location);
+                expired.push((meta.location, last));
             }
         }
-        for key in expired {
+        // Recorded before the deletes, so the bucket never lacks a block
+        // that no record accounts for.
+        if let Some(before) = expired.iter().map(|(_, last)| last + 1).max() {
+            bounds::raise_expired(&self.archive, before).await?;
+        }
+        for (key, _) in expired {
             let outcome = self.archive.store.delete(&key).await;
             count(&self.node, "delete", &outcome);
             outcome.map_err(ArchiveError::store(key.to_string()))?;

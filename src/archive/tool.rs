@@ -208,13 +208,22 @@ pub struct VerifyReport {
     pub records: (u64, u64, u64),
     /// Objects in the blocks folder that are not blocks (not an error).
     pub foreign: Vec<String>,
+    /// What the bucket records of the archive's extent.
+    pub bounds: super::bounds::Bounds,
+    /// Index ranges (inclusive) at the start or the end that the bounds
+    /// say the archive should hold and no block covers.
+    pub missing: Vec<(u64, u64)>,
 }
 
 impl VerifyReport {
-    /// True when the blocks cover one contiguous range and every block is
-    /// valid. The range may start anywhere: retention deletes old blocks.
+    /// True when the blocks cover one contiguous range, from where the
+    /// cluster began (or retention expired it) to the end the cluster
+    /// recorded, and every block is valid.
     pub fn ok(&self) -> bool {
-        self.gaps.is_empty() && self.overlaps.is_empty() && self.corrupt.is_empty()
+        self.gaps.is_empty()
+            && self.overlaps.is_empty()
+            && self.corrupt.is_empty()
+            && self.missing.is_empty()
     }
 }
 
@@ -278,10 +287,34 @@ pub async fn verify(
     from: Option<u64>,
 ) -> Result<VerifyReport, ArchiveError> {
     let listing = list_objects(archive).await?;
+    let bounds = super::bounds::read_bounds(archive).await?;
     let mut report = VerifyReport {
         foreign: listing.foreign,
+        bounds,
         ..VerifyReport::default()
     };
+    match bounds.origin {
+        Some(o) => writeln!(out, "origin   the cluster's archive began at index {o}"),
+        None => writeln!(
+            out,
+            "origin   not recorded (nothing archived yet, or an archive older than origin records): taken as index 0"
+        ),
+    }
+    .map_err(output)?;
+    if let Some(e) = bounds.expired_before {
+        writeln!(
+            out,
+            "expired  blocks before index {e} were deleted by retention"
+        )
+        .map_err(output)?;
+    }
+    if let Some(h) = bounds.archived_through {
+        writeln!(
+            out,
+            "head     the cluster recorded blocks through index {h}"
+        )
+        .map_err(output)?;
+    }
     // The key and last index of the block that reaches furthest so far.
     let mut reach: Option<(String, u64)> = None;
     for info in listing
@@ -349,6 +382,31 @@ pub async fn verify(
         }
     }
 
+    // The start: what neither the origin nor retention accounts for.
+    let expected_first = bounds.expected_first().max(from.unwrap_or(0));
+    let expected_last = bounds.archived_through;
+    let missing_start = match report.first_index {
+        Some(first) if first > expected_first => Some((expected_first, first - 1)),
+        None => expected_last
+            .filter(|l| *l >= expected_first)
+            .map(|l| (expected_first, l)),
+        _ => None,
+    };
+    // The end: blocks must reach what the cluster recorded as archived.
+    let missing_end = match (report.last_index, expected_last) {
+        (Some(last), Some(head)) if head > last => Some((last + 1, head)),
+        _ => None,
+    };
+    for range in [missing_start, missing_end].into_iter().flatten() {
+        writeln!(
+            out,
+            "MISSING  {}..={} is in no block: not before the origin, not expired, and not past the recorded end",
+            range.0, range.1
+        )
+        .map_err(output)?;
+        report.missing.push(range);
+    }
+
     let range = match (report.first_index, report.last_index) {
         (Some(f), Some(l)) => format!("indices {f}..={l}"),
         _ => "no indices".to_string(),
@@ -367,10 +425,11 @@ pub async fn verify(
     } else {
         writeln!(
             out,
-            "FAILED: {} gaps, {} overlaps, {} corrupt blocks",
+            "FAILED: {} gaps, {} overlaps, {} corrupt blocks, {} missing ranges",
             report.gaps.len(),
             report.overlaps.len(),
-            report.corrupt.len()
+            report.corrupt.len(),
+            report.missing.len()
         )
         .map_err(output)?;
     }
@@ -568,6 +627,7 @@ mod tests {
 
     use super::*;
     use crate::archive::block::tests::raw_range;
+    use crate::archive::bounds;
 
     fn archive() -> Archive {
         Archive {
@@ -602,6 +662,7 @@ mod tests {
     #[tokio::test]
     async fn a_gap_is_reported() {
         let a = archive();
+        bounds::ensure_origin(&a, 1).await.expect("origin");
         put(&a, 31, 40).await;
         put(&a, 1, 10).await;
         put(&a, 11, 20).await;
@@ -622,8 +683,68 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_archive_that_lacks_its_beginning_fails_naming_the_range() {
+        let a = archive();
+        bounds::ensure_origin(&a, 0).await.expect("origin");
+        put(&a, 883, 900).await;
+        put(&a, 901, 1204).await;
+        let (report, text) = run_verify(&a, None).await;
+        assert_eq!(report.missing, vec![(0, 882)], "{text}");
+        assert!(!report.ok());
+        assert!(text.contains("MISSING  0..=882"), "{text}");
+        assert!(text.contains("FAILED"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_archive_without_an_origin_record_is_taken_to_begin_at_zero() {
+        let a = archive();
+        put(&a, 10, 20).await;
+        let (report, text) = run_verify(&a, None).await;
+        assert_eq!(report.missing, vec![(0, 9)], "{text}");
+        assert!(text.contains("not recorded"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn blocks_expired_by_retention_are_not_missing() {
+        let a = archive();
+        bounds::ensure_origin(&a, 0).await.expect("origin");
+        bounds::raise_expired(&a, 50).await.expect("expired");
+        put(&a, 50, 60).await;
+        let (report, text) = run_verify(&a, None).await;
+        assert!(report.ok(), "{text}");
+        assert!(text.contains("deleted by retention"), "{text}");
+
+        // Retention accounts only for what it deleted.
+        let b = archive();
+        bounds::ensure_origin(&b, 0).await.expect("origin");
+        bounds::raise_expired(&b, 50).await.expect("expired");
+        put(&b, 70, 80).await;
+        let (report, text) = run_verify(&b, None).await;
+        assert_eq!(report.missing, vec![(50, 69)], "{text}");
+    }
+
+    #[tokio::test]
+    async fn blocks_that_stop_before_the_recorded_head_fail_naming_the_range() {
+        let a = archive();
+        bounds::ensure_origin(&a, 0).await.expect("origin");
+        put(&a, 0, 10).await;
+        bounds::raise_head(&a, 25).await.expect("head");
+        let (report, text) = run_verify(&a, None).await;
+        assert_eq!(report.missing, vec![(11, 25)], "{text}");
+        assert!(!report.ok());
+
+        // Every block gone, the records still there: all of it is missing.
+        let b = archive();
+        bounds::ensure_origin(&b, 0).await.expect("origin");
+        bounds::raise_head(&b, 25).await.expect("head");
+        let (report, text) = run_verify(&b, None).await;
+        assert_eq!(report.missing, vec![(0, 25)], "{text}");
+    }
+
+    #[tokio::test]
     async fn a_contiguous_archive_verifies() {
         let a = archive();
+        bounds::ensure_origin(&a, 5).await.expect("origin");
         let mut bytes = 0;
         for (first, last) in [(5, 10), (11, 20), (21, 21), (22, 40)] {
             bytes += put(&a, first, last).await.len() as u64;

@@ -228,6 +228,8 @@ pub struct PeerInfo {
     pub term: u64,
     /// Whether a leader reached it recently.
     pub recent_leader_contact: bool,
+    /// Whether it is draining, and so refuses leadership.
+    pub draining: bool,
 }
 
 impl PeerClients {
@@ -258,6 +260,7 @@ impl PeerClients {
             leader: reply.leader,
             term: reply.term,
             recent_leader_contact: reply.recent_leader_contact,
+            draining: reply.draining,
         })
     }
 }

@@ -424,6 +424,12 @@ impl TestCluster {
                 p = n.peer,
                 a = n.admin,
             );
+            // One archive for the cluster, as a deployment must have: a
+            // directory every node shares (tests with S3 override it).
+            let config = format!(
+                "{config}\n[archive]\ndir = {:?}\n",
+                dir.path().join("archive").display().to_string()
+            );
             let config = if opts.auth {
                 let ingest = dir.path().join("ingest.token");
                 let admin = dir.path().join("admin.token");
