@@ -31,7 +31,7 @@ pub enum LocalClusterError {
     #[error("certificates: {0}")]
     Certs(String),
     /// Another process holds an address the cluster needs.
-    #[error("node {node}'s {what} address {addr} is taken ({source}); stop what holds it, or use the nodes already running")]
+    #[error("node {node}'s {what} address {addr} {}", bind_problem(source))]
     PortTaken {
         /// The node that would bind it.
         node: u64,
@@ -55,6 +55,14 @@ pub enum LocalClusterError {
     /// The cluster did not elect a leader in time.
     #[error("no leader elected within {0:?}; see the node logs in the cluster directory")]
     NoLeader(Duration),
+}
+
+fn bind_problem(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        format!("is taken ({e}); stop what holds it, or use the nodes already running")
+    } else {
+        format!("cannot be bound ({e}); local-cluster needs 127.0.0.1-3 on the loopback interface")
+    }
 }
 
 impl LocalClusterError {
@@ -190,9 +198,17 @@ fn check_ports_free(nodes: &[LocalNode]) -> Result<(), LocalClusterError> {
     Ok(())
 }
 
-/// The last `LOG_TAIL_LINES` lines of a node's log.
+/// The last `LOG_TAIL_LINES` lines of a node's log (read from its last
+/// 64 KiB).
 fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    use std::io::{Read, Seek, SeekFrom};
+    let mut bytes = Vec::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        let len = file.metadata().map_or(0, |m| m.len());
+        let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 << 10)));
+        let _ = file.read_to_end(&mut bytes);
+    }
+    let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
 }
@@ -228,10 +244,40 @@ fn signal(child: &Child, signal: libc::c_int) {
     }
 }
 
+/// The signals that stop the cluster, listened to from before the first
+/// node starts until the last one is gone, so none is missed between two
+/// waits. SIGHUP counts too: a closed terminal must not leave nodes behind.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> Result<StopSignals, LocalClusterError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen = |kind: SignalKind| signal(kind).map_err(io("listen for signals"));
+        Ok(StopSignals {
+            interrupt: listen(SignalKind::interrupt())?,
+            terminate: listen(SignalKind::terminate())?,
+            hangup: listen(SignalKind::hangup())?,
+        })
+    }
+
+    /// Resolves at the next stop signal.
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+            _ = self.hangup.recv() => {}
+        }
+    }
+}
+
 /// Stops every node at once: SIGTERM (each drains and closes its database
 /// cleanly), then SIGKILL for those still running after `STOP_GRACE` or at
-/// a second Ctrl-C. Returns how long it took.
-async fn stop_all(nodes: &mut [Running]) -> Duration {
+/// a second stop signal. Returns how long it took.
+async fn stop_all(nodes: &mut [Running], signals: &mut StopSignals) -> Duration {
     let started = Instant::now();
     for n in nodes.iter() {
         signal(&n.child, libc::SIGTERM);
@@ -242,7 +288,7 @@ async fn stop_all(nodes: &mut [Running]) -> Duration {
         _ = tokio::time::sleep(STOP_GRACE) => {
             eprintln!("nodes still running after {STOP_GRACE:?}: killing them");
         }
-        _ = wait_for_signal() => eprintln!("second interrupt: killing the nodes"),
+        _ = signals.next() => eprintln!("second interrupt: killing the nodes"),
     }
     for n in nodes.iter_mut() {
         let _ = n.child.start_kill();
@@ -255,6 +301,7 @@ async fn stop_all(nodes: &mut [Running]) -> Duration {
 /// lines, stops the others and returns the error.
 async fn node_failed(
     nodes: &mut [Running],
+    signals: &mut StopSignals,
     id: u64,
     status: std::io::Result<std::process::ExitStatus>,
 ) -> LocalClusterError {
@@ -273,7 +320,7 @@ async fn node_failed(
         log_tail(&log)
     );
     eprintln!("stopping the other nodes");
-    stop_all(nodes).await;
+    stop_all(nodes, signals).await;
     LocalClusterError::NodeExited { id, status, log }
 }
 
@@ -331,6 +378,7 @@ pub async fn run(dir: PathBuf, witness: bool, tls: bool) -> Result<(), LocalClus
     };
     let scheme = if tls { "https" } else { "http" };
     let archive_dir = dir.join("archive");
+    let mut signals = StopSignals::new()?;
     let mut running = Vec::new();
     for n in &nodes {
         let config_path = dir.join(format!("node{}.toml", n.id));
@@ -347,8 +395,10 @@ pub async fn run(dir: PathBuf, witness: bool, tls: bool) -> Result<(), LocalClus
         let err = log.try_clone().map_err(io("clone log handle"))?;
         // Each node gets a process group of its own, so a Ctrl-C at the
         // terminal reaches only this process, which then stops the nodes
-        // together (and a second Ctrl-C kills them).
-        let child = Command::new(&exe)
+        // together (and a second Ctrl-C kills them). Should this process
+        // die without stopping them, the kernel sends each SIGTERM.
+        let mut command = Command::new(&exe);
+        command
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
@@ -356,9 +406,17 @@ pub async fn run(dir: PathBuf, witness: bool, tls: bool) -> Result<(), LocalClus
             .stdout(log)
             .stderr(err)
             .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(io(format!("start node {}", n.id)));
+            .kill_on_drop(true);
+        // SAFETY: prctl(2) is async-signal-safe and touches only the child.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(io(format!("start node {}", n.id)));
         match child {
             Ok(child) => running.push(Running {
                 id: n.id,
@@ -366,7 +424,7 @@ pub async fn run(dir: PathBuf, witness: bool, tls: bool) -> Result<(), LocalClus
                 log: log_path,
             }),
             Err(e) => {
-                stop_all(&mut running).await;
+                stop_all(&mut running, &mut signals).await;
                 return Err(e);
             }
         }
@@ -404,7 +462,7 @@ pub async fn run(dir: PathBuf, witness: bool, tls: bool) -> Result<(), LocalClus
     let probes = match probes {
         Ok(p) => p,
         Err(e) => {
-            stop_all(&mut running).await;
+            stop_all(&mut running, &mut signals).await;
             return Err(e);
         }
     };
@@ -425,17 +483,17 @@ pub async fn run(dir: PathBuf, witness: bool, tls: bool) -> Result<(), LocalClus
     let leader = tokio::select! {
         leader = tokio::time::timeout(wait, find_leader) => leader,
         (id, status) = first_exit(&mut running) => {
-            return Err(node_failed(&mut running, id, status).await);
+            return Err(node_failed(&mut running, &mut signals, id, status).await);
         }
-        _ = wait_for_signal() => {
+        _ = signals.next() => {
             println!("stopping...");
-            let took = stop_all(&mut running).await;
+            let took = stop_all(&mut running, &mut signals).await;
             println!("stopped in {:.1} s", took.as_secs_f64());
             return Ok(());
         }
     };
     let Ok(leader) = leader else {
-        stop_all(&mut running).await;
+        stop_all(&mut running, &mut signals).await;
         return Err(LocalClusterError::NoLeader(wait));
     };
     if tls {
@@ -457,7 +515,7 @@ pub async fn run(dir: PathBuf, witness: bool, tls: bool) -> Result<(), LocalClus
     println!("Press Ctrl-C to stop all nodes.");
     while !running.is_empty() {
         tokio::select! {
-            _ = wait_for_signal() => break,
+            _ = signals.next() => break,
             (id, status) = first_exit(&mut running) => {
                 if let Some(how) = stopped_on_purpose(&status) {
                     // Someone killed it on purpose (a failover test): the
@@ -472,7 +530,7 @@ pub async fn run(dir: PathBuf, witness: bool, tls: bool) -> Result<(), LocalClus
                     running.retain(|n| n.id != id);
                     continue;
                 }
-                return Err(node_failed(&mut running, id, status).await);
+                return Err(node_failed(&mut running, &mut signals, id, status).await);
             }
         }
     }
@@ -481,7 +539,7 @@ pub async fn run(dir: PathBuf, witness: bool, tls: bool) -> Result<(), LocalClus
         return Ok(());
     }
     println!("stopping...");
-    let took = stop_all(&mut running).await;
+    let took = stop_all(&mut running, &mut signals).await;
     println!("stopped in {:.1} s", took.as_secs_f64());
     Ok(())
 }

@@ -349,6 +349,25 @@ pub async fn restore(
             .map_err(ArchiveError::store(block.key.clone()))?;
         say(out, format!("set aside {} as {to}", block.key))?;
     }
+    if !later.is_empty() {
+        // The restored cluster continues the archive from here: the lost
+        // cluster's head past the restore point no longer applies.
+        crate::archive::bounds::reset_head(&archive, last_id.index).await?;
+    } else if let Some(head) = crate::archive::bounds::read_head(&archive)
+        .await
+        .ok()
+        .flatten()
+        .filter(|h| *h > last_id.index)
+    {
+        say(
+            out,
+            format!(
+                "warning: the lost cluster recorded blocks through index {head}, but no block after {} is in the archive: entries {}..={head} are lost",
+                last_id.index,
+                last_id.index + 1
+            ),
+        )?;
+    }
     write_node(config, &state, stored_membership, &rows).await?;
     report.seconds = started.elapsed().as_secs_f64();
     for s in &report.sinks {

@@ -256,6 +256,15 @@ async fn every_node_sees_one_whole_archive_after_the_leader_is_killed_and_ctrl_c
             out.contains("head     the cluster recorded blocks through"),
             "{out}"
         );
+        // A node that is down is not asked; a live one gives the cursor.
+        if id != first {
+            assert!(
+                out.contains("cluster  the cluster's archive cursor is"),
+                "{out}"
+            );
+        } else {
+            assert!(out.contains("cluster  not asked"), "{out}");
+        }
         assert!(out.trim_end().ends_with("OK"), "{out}");
         let summary = out
             .lines()

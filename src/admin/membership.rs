@@ -445,7 +445,17 @@ pub async fn step_aside(node: &Node, leaving: NodeId) -> Result<NodeId, AdminErr
             continue;
         }
         match transfer(node, to, TRANSFER_TIMEOUT).await {
-            Err(AdminError::TargetDraining(id)) => draining.push(id),
+            // It may have taken over just before it began to drain: then
+            // leadership has moved, and there is nothing left to hand off.
+            Err(AdminError::TargetDraining(id)) => {
+                if let Some((leader, _)) = node.leader().filter(|(l, _)| *l != leaving) {
+                    return Ok(leader);
+                }
+                if !node.is_leader() {
+                    return Err(AdminError::NoLeader);
+                }
+                draining.push(id);
+            }
             other => return other.map(|()| to),
         }
     }
@@ -467,7 +477,7 @@ async fn target_drains(node: &Node, nodes: &BTreeMap<NodeId, Member>, to: NodeId
     node.peers()
         .node_info(&member.peer_addr)
         .await
-        .is_ok_and(|info| info.draining)
+        .is_ok_and(|info| info.node_id == to && info.draining)
 }
 
 /// Hands leadership to `to` and waits until this node sees it lead; `to`

@@ -110,8 +110,13 @@ async fn probe(node: Arc<Node>, archive: Archive, config: ArchiveConfig) {
                 let message = format!("cannot list {}: {e}", archive.location);
                 let fatal = is_misconfiguration(&e);
                 tracing::warn!(location = %archive.location, error = %e, misconfigured = fatal, "archive probe failed");
+                let unshared = unshared_local_dir(&node, &config);
                 node.archive_progress().update(|p| {
-                    p.misconfigured = fatal.then(|| message.clone());
+                    p.misconfigured = if fatal {
+                        Some(message.clone())
+                    } else {
+                        unshared
+                    };
                     p.last_error = Some(message);
                 });
                 backoff.next_delay(None)
@@ -129,7 +134,13 @@ async fn probe(node: Arc<Node>, archive: Archive, config: ArchiveConfig) {
 /// leads would write its blocks somewhere the others never see. A
 /// directory elsewhere is taken to be shared storage (docs/archive.md).
 pub fn unshared_local_dir(node: &Node, config: &ArchiveConfig) -> Option<String> {
-    if config.s3.is_some() || !config.dir.starts_with(&node.config().data_dir) {
+    // Both exist by now (the store opened them); compare them resolved.
+    let resolve = |p: &std::path::Path| {
+        p.canonicalize()
+            .or_else(|_| std::path::absolute(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    if config.s3.is_some() || !resolve(&config.dir).starts_with(resolve(&node.config().data_dir)) {
         return None;
     }
     let data_nodes = node
@@ -266,7 +277,7 @@ impl Archiver {
             }
             if Instant::now() >= retention_due {
                 retention_due = Instant::now() + retention_interval(&self.config);
-                if let Err(e) = self.expire(archive.next_index()).await {
+                if let Err(e) = self.expire(term, archive.next_index()).await {
                     tracing::warn!(error = %e, "archive retention pass failed; will retry");
                     self.note_error(&e);
                 }
@@ -375,19 +386,7 @@ impl Archiver {
     ) -> Result<(), ArchiveError> {
         self.set_phase("uploading");
         if first_block {
-            let origin = self
-                .retrying(term, "record the archive's origin", || {
-                    bounds::ensure_origin(&self.archive, pending.first_index)
-                })
-                .await?;
-            if origin != pending.first_index {
-                tracing::warn!(
-                    origin,
-                    first_index = pending.first_index,
-                    location = %self.archive.location,
-                    "the archive already records another origin: another cluster may share this prefix"
-                );
-            }
+            self.record_origin(term, pending.first_index).await?;
         }
         let rows = self
             .node
@@ -433,9 +432,37 @@ impl Archiver {
         tracing::debug!(key = %key, bytes = sealed.bytes.len(), "block archived");
         // The record is committed; a failed head write only leaves the head
         // behind until the next block raises it.
+        self.check_leading(term)?;
         if let Err(e) = bounds::raise_head(&self.archive, sealed.last_index).await {
             tracing::warn!(error = %e, "recording the archive's head failed");
             self.note_error(&e);
+        }
+        Ok(())
+    }
+
+    /// Records where the cluster's archive begins, before its first block.
+    /// An unreadable origin record does not stop archiving: `verify`
+    /// reports it.
+    async fn record_origin(&self, term: u64, first_index: u64) -> Result<(), ArchiveError> {
+        let origin = self
+            .retrying(term, "record the archive's origin", || async {
+                match bounds::ensure_origin(&self.archive, first_index).await {
+                    Err(e) if !e.retryable() => {
+                        tracing::error!(error = %e, "the archive's origin record is unusable");
+                        self.note_error(&e);
+                        Ok(None)
+                    }
+                    other => other.map(Some),
+                }
+            })
+            .await?;
+        if origin.is_some_and(|o| o != first_index) {
+            tracing::warn!(
+                origin,
+                first_index,
+                location = %self.archive.location,
+                "the archive already records another origin: another cluster may share this prefix"
+            );
         }
         Ok(())
     }
@@ -526,8 +553,10 @@ impl Archiver {
     }
 
     /// Deletes recorded blocks (those ending before `next_index`) uploaded
-    /// longer ago than the retention.
-    async fn expire(&self, next_index: u64) -> Result<(), ArchiveError> {
+    /// longer ago than the retention: only the run that starts at the
+    /// oldest block and has no hole, so the bucket's `expired` record
+    /// (raised first) accounts for exactly what is gone.
+    async fn expire(&self, term: u64, next_index: u64) -> Result<(), ArchiveError> {
         if self.config.retention_days <= 0.0 {
             return Ok(());
         }
@@ -538,25 +567,38 @@ impl Archiver {
         let horizon_ms = now.saturating_sub(retention).as_millis() as i64;
         let prefix = block::blocks_prefix(&self.archive.prefix);
         let mut listing = self.archive.store.list(Some(&prefix));
-        let mut expired = Vec::new();
+        let mut blocks = Vec::new();
         while let Some(meta) = listing.next().await {
             let meta = meta.map_err(ArchiveError::store(prefix.to_string()))?;
-            let Some((_, last)) = block::parse_block_key(&self.archive.prefix, &meta.location)
-            else {
-                continue;
-            };
-            // Only blocks the cluster recorded: a pending block's object
-            // must stay until its record commits.
-            if last < next_index && meta.last_modified.timestamp_millis() < horizon_ms {
-                expired.push((meta.location, last));
+            if let Some((first, last)) =
+                block::parse_block_key(&self.archive.prefix, &meta.location)
+            {
+                blocks.push((first, last, meta));
             }
         }
+        blocks.sort_by_key(|(first, _, _)| *first);
+        let mut expired = Vec::new();
+        let mut reach: Option<u64> = None;
+        for (first, last, meta) in blocks {
+            let contiguous = reach.is_none_or(|r| first == r + 1);
+            // Only blocks the cluster recorded: a pending block's object
+            // must stay until its record commits.
+            let due = last < next_index && meta.last_modified.timestamp_millis() < horizon_ms;
+            if !contiguous || !due {
+                break;
+            }
+            reach = Some(last);
+            expired.push(meta.location);
+        }
+        let Some(reach) = reach else {
+            return Ok(());
+        };
         // Recorded before the deletes, so the bucket never lacks a block
         // that no record accounts for.
-        if let Some(before) = expired.iter().map(|(_, last)| last + 1).max() {
-            bounds::raise_expired(&self.archive, before).await?;
-        }
-        for (key, _) in expired {
+        self.check_leading(term)?;
+        bounds::raise_expired(&self.archive, reach + 1).await?;
+        for key in expired {
+            self.check_leading(term)?;
             let outcome = self.archive.store.delete(&key).await;
             count(&self.node, "delete", &outcome);
             outcome.map_err(ArchiveError::store(key.to_string()))?;

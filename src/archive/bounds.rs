@@ -18,12 +18,14 @@
 //! observed (the origin before the first block, the expiry before the
 //! deletes), or after the fact it reports is durable (the head after the
 //! commit), so a crash between the two leaves a record that is at worst
-//! behind, never ahead of the blocks. Raising is read-then-overwrite: only
-//! the leader writes, and a deposed leader racing its successor can at
-//! worst lower a record to a value that was true a moment before.
+//! behind, never ahead of the blocks. Raising is read-then-overwrite, done
+//! only by a leader that holds its lease (checked just before), so two
+//! leaders race only within a lease's margin; a lost race lowers a record,
+//! and `verify` then reports a range as missing that is not: a false
+//! alarm, never a loss passed as whole.
 
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use super::{Archive, ArchiveError};
@@ -31,8 +33,7 @@ use super::{Archive, ArchiveError};
 /// What the bucket says about the archive's extent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Bounds {
-    /// The first index the cluster archived; `None` for an archive made
-    /// before origins were recorded (it began at index 0).
+    /// The first index the cluster archived.
     pub origin: Option<u64>,
     /// Blocks below this index were deleted by retention.
     pub expired_before: Option<u64>,
@@ -41,8 +42,16 @@ pub struct Bounds {
 }
 
 impl Bounds {
+    /// Whether the archive was written before bounds were recorded: no
+    /// record at all. Its start cannot be checked (retention may have
+    /// deleted its first blocks without saying so).
+    pub fn is_legacy(&self) -> bool {
+        *self == Bounds::default()
+    }
+
     /// The first index a block must cover: what neither the origin nor
-    /// retention accounts for is lost.
+    /// retention accounts for is lost. Without an origin the archive is
+    /// taken to begin at 0, where every cluster's archive began.
     pub fn expected_first(&self) -> u64 {
         self.origin
             .unwrap_or(0)
@@ -65,24 +74,23 @@ struct Head {
     archived_through: u64,
 }
 
+const ORIGIN: &str = "origin.json";
+const EXPIRED: &str = "expired.json";
+const HEAD: &str = "head.json";
+
 fn key(prefix: &str, name: &str) -> Path {
     Path::from(format!("{prefix}/bounds/{name}"))
 }
 
-/// Reads one record; `None` when it is absent.
+/// Reads one record; `None` when it is absent. A record that does not
+/// parse is an error naming it.
 async fn read<T: for<'de> Deserialize<'de>>(
     archive: &Archive,
     name: &str,
 ) -> Result<Option<T>, ArchiveError> {
     let key = key(&archive.prefix, name);
-    let got = match archive.store.get(&key).await {
-        Ok(got) => got.bytes().await,
-        Err(e) => Err(e),
-    };
-    let bytes = match got {
-        Ok(bytes) => bytes,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(ArchiveError::store(key.to_string())(e)),
+    let Some(bytes) = archive.get_if_present(key.as_ref()).await? else {
+        return Ok(None);
     };
     serde_json::from_slice(&bytes)
         .map(Some)
@@ -109,51 +117,49 @@ async fn write<T: Serialize>(
         .map(|_| ())
 }
 
-/// Reads every record.
-pub async fn read_bounds(archive: &Archive) -> Result<Bounds, ArchiveError> {
-    Ok(Bounds {
-        origin: read::<Origin>(archive, "origin.json")
-            .await?
-            .map(|o| o.first_index),
-        expired_before: read::<Expired>(archive, "expired.json")
-            .await?
-            .map(|e| e.before_index),
-        archived_through: read::<Head>(archive, "head.json")
-            .await?
-            .map(|h| h.archived_through),
-    })
+/// The origin record.
+pub async fn read_origin(archive: &Archive) -> Result<Option<u64>, ArchiveError> {
+    Ok(read::<Origin>(archive, ORIGIN)
+        .await?
+        .map(|o| o.first_index))
+}
+
+/// The retention record.
+pub async fn read_expired(archive: &Archive) -> Result<Option<u64>, ArchiveError> {
+    Ok(read::<Expired>(archive, EXPIRED)
+        .await?
+        .map(|e| e.before_index))
+}
+
+/// The head record.
+pub async fn read_head(archive: &Archive) -> Result<Option<u64>, ArchiveError> {
+    Ok(read::<Head>(archive, HEAD)
+        .await?
+        .map(|h| h.archived_through))
 }
 
 /// Records that the cluster's archive begins at `first_index`, unless an
 /// origin is recorded already; returns the recorded origin.
 pub async fn ensure_origin(archive: &Archive, first_index: u64) -> Result<u64, ArchiveError> {
-    match write(
-        archive,
-        "origin.json",
-        &Origin { first_index },
-        PutMode::Create,
-    )
-    .await
-    {
+    match write(archive, ORIGIN, &Origin { first_index }, PutMode::Create).await {
         Ok(()) => Ok(first_index),
-        Err(object_store::Error::AlreadyExists { .. }) => read::<Origin>(archive, "origin.json")
-            .await?
-            .map(|o| o.first_index)
-            .ok_or_else(|| {
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            read_origin(archive).await?.ok_or_else(|| {
                 ArchiveError::Missing(format!(
                     "{} exists but could not be read back",
-                    key(&archive.prefix, "origin.json")
+                    key(&archive.prefix, ORIGIN)
                 ))
-            }),
+            })
+        }
         Err(e) => Err(ArchiveError::store(
-            key(&archive.prefix, "origin.json").to_string(),
+            key(&archive.prefix, ORIGIN).to_string(),
         )(e)),
     }
 }
 
 /// Raises the retention record to `before_index` (never lowers it).
 pub async fn raise_expired(archive: &Archive, before_index: u64) -> Result<(), ArchiveError> {
-    raise(archive, "expired.json", Expired { before_index }, |e| {
+    raise(archive, EXPIRED, Expired { before_index }, |e| {
         e.before_index
     })
     .await
@@ -161,13 +167,28 @@ pub async fn raise_expired(archive: &Archive, before_index: u64) -> Result<(), A
 
 /// Raises the head record to `archived_through` (never lowers it).
 pub async fn raise_head(archive: &Archive, archived_through: u64) -> Result<(), ArchiveError> {
-    raise(archive, "head.json", Head { archived_through }, |h| {
+    raise(archive, HEAD, Head { archived_through }, |h| {
         h.archived_through
     })
     .await
 }
 
-/// Overwrites record `name` with `new` unless it already holds as much.
+/// Sets the head record to `archived_through`, lower or not: a restore
+/// that sets the lost cluster's later blocks aside continues the archive
+/// from its restore point.
+pub async fn reset_head(archive: &Archive, archived_through: u64) -> Result<(), ArchiveError> {
+    write(
+        archive,
+        HEAD,
+        &Head { archived_through },
+        PutMode::Overwrite,
+    )
+    .await
+    .map_err(ArchiveError::store(key(&archive.prefix, HEAD).to_string()))
+}
+
+/// Overwrites record `name` with `new` unless it already holds as much. A
+/// record that does not parse is replaced.
 async fn raise<T>(
     archive: &Archive,
     name: &str,
@@ -177,7 +198,7 @@ async fn raise<T>(
 where
     T: Serialize + for<'de> Deserialize<'de>,
 {
-    let current = read::<T>(archive, name).await?;
+    let current = read::<T>(archive, name).await.ok().flatten();
     if current.is_some_and(|c| value(&c) >= value(&new)) {
         return Ok(());
     }
@@ -188,6 +209,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use object_store::ObjectStoreExt;
+
     use super::*;
 
     fn archive() -> Archive {
@@ -201,7 +224,10 @@ mod tests {
     #[tokio::test]
     async fn an_archive_without_records_reads_as_empty_bounds() {
         let a = archive();
-        assert_eq!(read_bounds(&a).await.unwrap(), Bounds::default());
+        assert_eq!(read_origin(&a).await.unwrap(), None);
+        assert_eq!(read_expired(&a).await.unwrap(), None);
+        assert_eq!(read_head(&a).await.unwrap(), None);
+        assert!(Bounds::default().is_legacy());
         assert_eq!(Bounds::default().expected_first(), 0);
     }
 
@@ -210,7 +236,7 @@ mod tests {
         let a = archive();
         assert_eq!(ensure_origin(&a, 40).await.unwrap(), 40);
         assert_eq!(ensure_origin(&a, 90).await.unwrap(), 40);
-        assert_eq!(read_bounds(&a).await.unwrap().origin, Some(40));
+        assert_eq!(read_origin(&a).await.unwrap(), Some(40));
     }
 
     #[tokio::test]
@@ -220,10 +246,22 @@ mod tests {
         raise_expired(&a, 50).await.unwrap();
         raise_head(&a, 300).await.unwrap();
         raise_head(&a, 200).await.unwrap();
-        ensure_origin(&a, 0).await.unwrap();
-        let b = read_bounds(&a).await.unwrap();
-        assert_eq!(b.expired_before, Some(100));
-        assert_eq!(b.archived_through, Some(300));
-        assert_eq!(b.expected_first(), 100);
+        assert_eq!(read_expired(&a).await.unwrap(), Some(100));
+        assert_eq!(read_head(&a).await.unwrap(), Some(300));
+        reset_head(&a, 120).await.unwrap();
+        assert_eq!(read_head(&a).await.unwrap(), Some(120));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_record_is_an_error_naming_it_and_raising_replaces_it() {
+        let a = archive();
+        a.store
+            .put(&key("t", HEAD), PutPayload::from("not json"))
+            .await
+            .unwrap();
+        let e = read_head(&a).await.unwrap_err().to_string();
+        assert!(e.contains("t/bounds/head.json"), "{e}");
+        raise_head(&a, 7).await.unwrap();
+        assert_eq!(read_head(&a).await.unwrap(), Some(7));
     }
 }

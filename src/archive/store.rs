@@ -23,6 +23,22 @@ pub struct Archive {
 }
 
 impl Archive {
+    /// Downloads the object at `key`; `None` if there is none (retention may
+    /// delete old blocks while a reader runs).
+    pub async fn get_if_present(&self, key: &str) -> Result<Option<bytes::Bytes>, ArchiveError> {
+        use object_store::ObjectStoreExt;
+        let path = object_store::path::Path::from(key);
+        let got = match self.store.get(&path).await {
+            Ok(got) => got.bytes().await,
+            Err(e) => Err(e),
+        };
+        match got {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(ArchiveError::store(key)(e)),
+        }
+    }
+
     /// Opens the store described by `config`. Builds the client only; it does
     /// not contact the server (see `archiver::probe`).
     pub fn open(config: &ArchiveConfig) -> Result<Archive, ArchiveError> {

@@ -9,7 +9,6 @@ use std::io::Write;
 
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::ObjectStoreExt;
 use opentelemetry_proto::tonic::collector::{
     logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
     trace::v1::ExportTraceServiceRequest,
@@ -18,6 +17,7 @@ use prost::Message;
 use serde_json::{json, Value};
 
 use super::block::{self, BlockError};
+use super::bounds;
 use super::{Archive, ArchiveError};
 use crate::pb::log::{command::Kind, log_entry::Payload, LogEntry, Signal};
 
@@ -227,29 +227,13 @@ impl VerifyReport {
     }
 }
 
-/// Downloads a block; `None` if it disappeared since the listing (retention
-/// may delete old blocks while a verification runs).
-async fn download(archive: &Archive, key: &str) -> Result<Option<bytes::Bytes>, ArchiveError> {
-    let path = Path::from(key);
-    let got = match archive.store.get(&path).await {
-        Ok(got) => got,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(ArchiveError::store(key)(e)),
-    };
-    match got.bytes().await {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(ArchiveError::store(key)(e)),
-    }
-}
-
 /// Downloads the block `info` names, verifies it (checksum, every entry,
 /// header against key) and returns it with its size in bytes.
 pub async fn fetch_block(
     archive: &Archive,
     info: &BlockInfo,
 ) -> Result<(block::OpenedBlock, u64), ArchiveError> {
-    let bytes = download(archive, &info.key).await?.ok_or_else(|| {
+    let bytes = archive.get_if_present(&info.key).await?.ok_or_else(|| {
         ArchiveError::Missing(format!(
             "block {} is gone from {}",
             info.key, archive.location
@@ -285,36 +269,15 @@ pub async fn verify(
     archive: &Archive,
     out: &mut impl Write,
     from: Option<u64>,
+    cluster_cursor: Option<u64>,
 ) -> Result<VerifyReport, ArchiveError> {
+    // The head before the listing and the expiry after the downloads, so
+    // that a block recorded, or a block expired, while verify runs is not
+    // reported missing.
+    let mut report = VerifyReport::default();
+    let head = record(&mut report, "head.json", bounds::read_head(archive).await);
     let listing = list_objects(archive).await?;
-    let bounds = super::bounds::read_bounds(archive).await?;
-    let mut report = VerifyReport {
-        foreign: listing.foreign,
-        bounds,
-        ..VerifyReport::default()
-    };
-    match bounds.origin {
-        Some(o) => writeln!(out, "origin   the cluster's archive began at index {o}"),
-        None => writeln!(
-            out,
-            "origin   not recorded (nothing archived yet, or an archive older than origin records): taken as index 0"
-        ),
-    }
-    .map_err(output)?;
-    if let Some(e) = bounds.expired_before {
-        writeln!(
-            out,
-            "expired  blocks before index {e} were deleted by retention"
-        )
-        .map_err(output)?;
-    }
-    if let Some(h) = bounds.archived_through {
-        writeln!(
-            out,
-            "head     the cluster recorded blocks through index {h}"
-        )
-        .map_err(output)?;
-    }
+    report.foreign = listing.foreign;
     // The key and last index of the block that reaches furthest so far.
     let mut reach: Option<(String, u64)> = None;
     for info in listing
@@ -322,7 +285,7 @@ pub async fn verify(
         .iter()
         .filter(|b| from.is_none_or(|f| b.last_index >= f))
     {
-        let Some(bytes) = download(archive, &info.key).await? else {
+        let Some(bytes) = archive.get_if_present(&info.key).await? else {
             writeln!(out, "gone     {} (deleted since the listing)", info.key).map_err(output)?;
             continue;
         };
@@ -382,10 +345,42 @@ pub async fn verify(
         }
     }
 
-    // The start: what neither the origin nor retention accounts for.
-    let expected_first = bounds.expected_first().max(from.unwrap_or(0));
-    let expected_last = bounds.archived_through;
+    let origin = record(
+        &mut report,
+        "origin.json",
+        bounds::read_origin(archive).await,
+    );
+    let expired = record(
+        &mut report,
+        "expired.json",
+        bounds::read_expired(archive).await,
+    );
+    let extent = bounds::Bounds {
+        origin,
+        expired_before: expired,
+        archived_through: head,
+    };
+    report.bounds = extent;
+    print_bounds(out, &extent, cluster_cursor)?;
+    for (key, why) in report
+        .corrupt
+        .iter()
+        .filter(|(k, _)| k.starts_with("bounds/"))
+    {
+        writeln!(out, "CORRUPT  {key}: {why}").map_err(output)?;
+    }
+
+    // The start: what neither the origin nor retention accounts for. An
+    // archive from before the records says nothing of its start.
+    let expected_first = extent.expected_first().max(from.unwrap_or(0));
+    let check_start = !extent.is_legacy();
+    // The end: what the cluster says it archived, or the bucket's head.
+    let expected_last = match (head, cluster_cursor) {
+        (Some(h), Some(c)) => Some(h.max(c)),
+        (h, c) => h.or(c),
+    };
     let missing_start = match report.first_index {
+        _ if !check_start => None,
         Some(first) if first > expected_first => Some((expected_first, first - 1)),
         None => expected_last
             .filter(|l| *l >= expected_first)
@@ -434,6 +429,65 @@ pub async fn verify(
         .map_err(output)?;
     }
     Ok(report)
+}
+
+/// A bounds record, or `None` with the reason counted as a corrupt object
+/// when it cannot be read.
+fn record(
+    report: &mut VerifyReport,
+    name: &str,
+    read: Result<Option<u64>, ArchiveError>,
+) -> Option<u64> {
+    match read {
+        Ok(v) => v,
+        Err(e) => {
+            report
+                .corrupt
+                .push((format!("bounds/{name}"), e.to_string()));
+            None
+        }
+    }
+}
+
+fn print_bounds(
+    out: &mut impl Write,
+    bounds: &bounds::Bounds,
+    cluster_cursor: Option<u64>,
+) -> Result<(), ArchiveError> {
+    if bounds.is_legacy() {
+        writeln!(
+            out,
+            "origin   no bounds records (nothing archived yet, or an archive written before them): the start is not checked"
+        )
+        .map_err(output)?;
+    } else {
+        match bounds.origin {
+            Some(o) => writeln!(out, "origin   the cluster's archive began at index {o}"),
+            None => writeln!(
+                out,
+                "origin   not recorded, though the cluster records its head here: taken as index 0"
+            ),
+        }
+        .map_err(output)?;
+    }
+    if let Some(e) = bounds.expired_before {
+        writeln!(
+            out,
+            "expired  blocks before index {e} were deleted by retention"
+        )
+        .map_err(output)?;
+    }
+    if let Some(h) = bounds.archived_through {
+        writeln!(
+            out,
+            "head     the cluster recorded blocks through index {h}"
+        )
+        .map_err(output)?;
+    }
+    if let Some(c) = cluster_cursor {
+        writeln!(out, "cluster  the cluster's archive cursor is {c}").map_err(output)?;
+    }
+    Ok(())
 }
 
 /// Renders an OTLP payload as OTLP JSON (the opentelemetry-proto serde
@@ -605,7 +659,8 @@ pub async fn cat(
     key_or_index: &str,
 ) -> Result<u64, ArchiveError> {
     let key = resolve(archive, key_or_index).await?;
-    let bytes = download(archive, &key)
+    let bytes = archive
+        .get_if_present(&key)
         .await?
         .ok_or_else(|| ArchiveError::Missing(format!("no object {key} in {}", archive.location)))?;
     let opened = block::open(&bytes).map_err(|source: BlockError| ArchiveError::Block {
@@ -623,6 +678,7 @@ mod tests {
     use std::sync::Arc;
 
     use object_store::memory::InMemory;
+    use object_store::ObjectStoreExt;
     use object_store::PutPayload;
 
     use super::*;
@@ -655,7 +711,9 @@ mod tests {
 
     async fn run_verify(archive: &Archive, from: Option<u64>) -> (VerifyReport, String) {
         let mut out = Vec::new();
-        let report = verify(archive, &mut out, from).await.expect("verify runs");
+        let report = verify(archive, &mut out, from, None)
+            .await
+            .expect("verify runs");
         (report, String::from_utf8(out).expect("utf-8"))
     }
 
@@ -696,12 +754,55 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_archive_without_an_origin_record_is_taken_to_begin_at_zero() {
+    async fn an_archive_with_a_head_but_no_origin_is_taken_to_begin_at_zero() {
         let a = archive();
         put(&a, 10, 20).await;
+        bounds::raise_head(&a, 20).await.expect("head");
         let (report, text) = run_verify(&a, None).await;
         assert_eq!(report.missing, vec![(0, 9)], "{text}");
         assert!(text.contains("not recorded"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_archive_from_before_the_records_has_its_start_unchecked() {
+        let a = archive();
+        put(&a, 10, 20).await;
+        let (report, text) = run_verify(&a, None).await;
+        assert!(report.ok(), "{text}");
+        assert!(text.contains("the start is not checked"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn blocks_that_stop_before_the_cluster_cursor_fail_naming_the_range() {
+        // What a node's own directory holds when it led first and another
+        // node archived the rest elsewhere: whole by its own records.
+        let a = archive();
+        bounds::ensure_origin(&a, 0).await.expect("origin");
+        put(&a, 0, 882).await;
+        bounds::raise_head(&a, 882).await.expect("head");
+        let (report, text) = run_verify(&a, None).await;
+        assert!(report.ok(), "{text}");
+        let mut out = Vec::new();
+        let report = verify(&a, &mut out, None, Some(1204))
+            .await
+            .expect("verify runs");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_eq!(report.missing, vec![(883, 1204)], "{text}");
+        assert!(
+            text.contains("cluster  the cluster's archive cursor is 1204"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_malformed_bounds_record_fails_verify_naming_it() {
+        let a = archive();
+        put(&a, 0, 5).await;
+        put_bytes(&a, &Path::from("t/bounds/origin.json"), "{".into()).await;
+        let (report, text) = run_verify(&a, None).await;
+        assert!(!report.ok(), "{text}");
+        assert_eq!(report.corrupt.len(), 1, "{text}");
+        assert!(report.corrupt[0].0.contains("origin.json"), "{text}");
     }
 
     #[tokio::test]
