@@ -62,7 +62,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use otelraft::archive::block::{self, RawEntry};
 use otelraft::archive::config::ArchiveConfig;
-use otelraft::bench::realistic::{self, string_kv};
+use otelraft::cli::bench::realistic::{self, string_kv};
 use otelraft::export::prometheus::request;
 use otelraft::ingest::{http_router, Ingest, IngestHandler, IngestSettings, Receipt, SubmitFuture};
 use otelraft::metrics::Metrics;
@@ -139,7 +139,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 }
 
 fn logs_request() -> ExportLogsServiceRequest {
-    otelraft::bench::logs_request(&vec!["x".repeat(RECORD_BYTES); RECORDS])
+    otelraft::cli::bench::logs_request(&vec!["x".repeat(RECORD_BYTES); RECORDS])
 }
 
 /// One scrape of a service: 20 metrics (sums, gauges, histograms with 8
@@ -321,7 +321,7 @@ fn log_entry(c: &mut Criterion) {
     let submitted = pipeline_output();
     // The labelled request, as the pipeline holds it just before encoding.
     let labelled = ExportLogsServiceRequest::decode(submitted.payload.clone()).unwrap();
-    let row = codec::encode(&ingest_entry(1, submitted.clone()));
+    let row = codec::encode(&ingest_entry(1, submitted.clone())).expect("encodes");
 
     let mut group = c.benchmark_group("log_entry");
     group.throughput(Throughput::Bytes(submitted.payload.len() as u64));
@@ -330,7 +330,7 @@ fn log_entry(c: &mut Criterion) {
     });
     group.throughput(Throughput::Bytes(row.len() as u64));
     group.bench_function("ingest_request_to_log_row", |b| {
-        b.iter(|| codec::encode(&ingest_entry(7, black_box(&submitted).clone())))
+        b.iter(|| codec::encode(&ingest_entry(7, black_box(&submitted).clone())).expect("encodes"))
     });
     group.finish();
 }
@@ -347,7 +347,9 @@ fn store_append(c: &mut Criterion) {
         .block_on(store::open(dir.path(), metrics.clone()))
         .unwrap();
     let request = pipeline_output();
-    let entry_bytes = codec::encode(&ingest_entry(1, request.clone())).len() as u64;
+    let entry_bytes = codec::encode(&ingest_entry(1, request.clone()))
+        .expect("encodes")
+        .len() as u64;
     let mut next = 1u64;
 
     let mut group = c.benchmark_group("store_append");
@@ -445,7 +447,7 @@ fn archive_seal(c: &mut Criterion) {
     for index in 1u64.. {
         let payload = realistic::logs(index, RECORDS).encode_to_vec();
         let request = ingest_request(Signal::Logs, RECORDS as u64, payload, T0 + index);
-        let bytes = Bytes::from(codec::encode(&ingest_entry(index, request)));
+        let bytes = Bytes::from(codec::encode(&ingest_entry(index, request)).expect("encodes"));
         total += bytes.len();
         raw.push(RawEntry { index, bytes });
         if total >= max_bytes {

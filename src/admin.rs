@@ -5,10 +5,6 @@
 //! leader proxies the call to the leader's admin address, so operators may
 //! point the CLI at any member.
 
-pub mod cli;
-pub mod client;
-pub mod handover;
-pub mod membership;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -20,10 +16,12 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use openraft::errors::{ChangeMembershipError, ClientWriteError, InitializeError, RaftError};
+use openraft::errors::{InitializeError, RaftError};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::Node;
+use crate::node::membership::{self, MembershipError};
+use crate::node::{handover, Node};
+use crate::peer::admin_client;
 use crate::raft::NodeId;
 
 /// Why an admin call failed; each maps to one HTTP status.
@@ -32,12 +30,6 @@ pub enum AdminError {
     /// No leader is known, so the change cannot be made now.
     #[error("no leader is known; retry once the cluster has elected one")]
     NoLeader,
-    /// Another membership change has not finished.
-    #[error("a membership change is already in progress: {0}")]
-    ChangeInProgress(String),
-    /// The node id is not a member (or not a learner, for promote).
-    #[error("unknown node id {0}")]
-    UnknownNode(NodeId),
     /// The request itself is wrong.
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -56,17 +48,9 @@ pub enum AdminError {
     /// which rule refused it and what to do instead.
     #[error("refused: {0}")]
     Unsafe(String),
-    /// The node chosen to lead is draining and refuses leadership.
-    #[error("node {0} is draining and takes no leadership; transfer to another member")]
-    TargetDraining(NodeId),
-    /// A node the call needs could not be reached.
-    #[error("cannot reach node {id}: {message}")]
-    Unreachable {
-        /// The node.
-        id: NodeId,
-        /// What failed.
-        message: String,
-    },
+    /// A membership change or hand-off was refused or failed.
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
     /// The leader answered a proxied call with an error; relayed unchanged.
     #[error("{}", body.error)]
     Relayed {
@@ -84,11 +68,9 @@ impl AdminError {
     /// Whether repeating the same call later may succeed.
     pub fn retryable(&self) -> bool {
         match self {
-            AdminError::NoLeader
-            | AdminError::ChangeInProgress(_)
-            | AdminError::Proxy { .. }
-            | AdminError::Unreachable { .. } => true,
+            AdminError::NoLeader | AdminError::Proxy { .. } => true,
             AdminError::Relayed { body, .. } => body.retryable,
+            AdminError::Membership(e) => e.retryable(),
             _ => false,
         }
     }
@@ -96,14 +78,11 @@ impl AdminError {
     fn status(&self) -> StatusCode {
         match self {
             AdminError::NoLeader | AdminError::Proxy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            AdminError::ChangeInProgress(_)
-            | AdminError::AlreadyInitialized(_)
-            | AdminError::TargetDraining(_) => StatusCode::CONFLICT,
-            AdminError::UnknownNode(_) => StatusCode::NOT_FOUND,
+            AdminError::AlreadyInitialized(_) => StatusCode::CONFLICT,
+            AdminError::Membership(e) => membership_status(e),
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
             // 412: the cluster is not in a state where this change is safe.
             AdminError::Unsafe(_) => StatusCode::PRECONDITION_FAILED,
-            AdminError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::Relayed { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
@@ -112,13 +91,23 @@ impl AdminError {
     }
 }
 
-/// The JSON body of every admin error.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// Human-readable message.
-    pub error: String,
-    /// Whether the same call may succeed later.
-    pub retryable: bool,
+pub use crate::peer::admin_client::ErrorBody;
+
+/// One status per membership refusal.
+fn membership_status(e: &MembershipError) -> StatusCode {
+    match e {
+        MembershipError::NoLeader | MembershipError::Unreachable { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        MembershipError::ChangeInProgress(_) | MembershipError::TargetDraining(_) => {
+            StatusCode::CONFLICT
+        }
+        MembershipError::UnknownNode(_) => StatusCode::NOT_FOUND,
+        MembershipError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        // 412: the cluster is not in a state where this change is safe.
+        MembershipError::Unsafe(_) => StatusCode::PRECONDITION_FAILED,
+        MembershipError::Raft(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
 }
 
 impl IntoResponse for AdminError {
@@ -142,22 +131,54 @@ pub struct InitRequest {
     pub members: Vec<MemberSpec>,
 }
 
-pub use membership::{JoinRequest, NodeRequest, ReplaceRequest, TransferRequest};
+pub use crate::node::membership::{
+    ChangeReply, JoinRequest, NodeRequest, ReplaceRequest, TransferRequest,
+};
 
-/// Answer of a successful change.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ChangeReply {
-    /// What was done.
-    pub message: String,
-    /// Log index of the change, when it went through the log.
-    pub log_index: Option<u64>,
+/// The state of the duties that the admin API reports: each duty owns
+/// its own, and `server` hands it here.
+#[derive(Clone, Default)]
+pub struct Duties {
+    /// The drain's single outcome.
+    pub drain: Arc<crate::drain::Drain>,
+    /// What this node's exporters are doing.
+    pub export: crate::export::Registry,
+    /// What this node's archiver is doing.
+    pub archive: crate::archive::progress::Progress,
+    /// On a witness: what it knows of each data voter's progress.
+    pub witness: Arc<crate::witness::Floors>,
 }
 
-/// Builds the admin router for `node`.
+/// The admin API's state: the node, and the duties' views.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The node.
+    pub node: Arc<Node>,
+    /// The duties' state.
+    pub duties: Duties,
+}
+
+impl axum::extract::FromRef<AdminState> for Arc<Node> {
+    fn from_ref(state: &AdminState) -> Arc<Node> {
+        state.node.clone()
+    }
+}
+
+impl axum::extract::FromRef<AdminState> for Duties {
+    fn from_ref(state: &AdminState) -> Duties {
+        state.duties.clone()
+    }
+}
+
+/// Builds the admin router for `node`, reporting `duties`.
 ///
 /// The health endpoints are always open. With `[auth]`, `/admin/v1/*`
 /// needs an admin token, and `/metrics` too with `auth.protect_metrics`.
-pub fn router(node: Arc<Node>) -> Router {
+pub fn router(node: Arc<Node>, duties: Duties) -> Router {
+    let state = AdminState {
+        node: node.clone(),
+        duties,
+    };
     let mut api = api_routes();
     let mut metrics_route = Router::new().route("/metrics", get(metrics));
     if node.tokens().is_some() {
@@ -172,7 +193,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/health/ready", get(ready))
         .merge(metrics_route)
         .merge(api)
-        .with_state(node)
+        .with_state(state)
 }
 
 /// Refuses an admin call without an admin token: 401, or 403 for an
@@ -208,7 +229,7 @@ async fn require_admin_token(
 }
 
 /// The `/admin/v1/*` routes.
-fn api_routes() -> Router<Arc<Node>> {
+fn api_routes() -> Router<AdminState> {
     Router::new()
         .route("/admin/v1/status", get(status))
         .route("/admin/v1/dead-letters", get(dead_letters))
@@ -229,9 +250,10 @@ fn api_routes() -> Router<Arc<Node>> {
 pub async fn serve(
     listener: crate::tls::Incoming,
     node: Arc<Node>,
+    duties: Duties,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(node))
+    axum::serve(listener, router(node, duties))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -241,18 +263,19 @@ pub async fn serve(
 /// (credentials, bucket) would stall the archive and then trimming, and a
 /// per-node archive directory splits the archive: say so instead of
 /// looking healthy.
-pub(crate) fn not_ready(node: &Node) -> Option<String> {
+pub(crate) fn not_ready(node: &Node, duties: &Duties) -> Option<String> {
     if let Err(why) = node.readiness() {
         return Some(why);
     }
-    node.archive_progress()
+    duties
+        .archive
         .snapshot()
         .misconfigured
         .map(|problem| format!("archive misconfigured: {problem}"))
 }
 
-async fn ready(State(node): State<Arc<Node>>) -> Response {
-    match not_ready(&node) {
+async fn ready(State(node): State<Arc<Node>>, State(duties): State<Duties>) -> Response {
+    match not_ready(&node, &duties) {
         Some(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {why}\n"),
@@ -273,8 +296,11 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
         .into_response()
 }
 
-async fn status(State(node): State<Arc<Node>>) -> Json<status::Status> {
-    Json(status::Status::of(&node))
+async fn status(
+    State(node): State<Arc<Node>>,
+    State(duties): State<Duties>,
+) -> Json<status::Status> {
+    Json(status::Status::of(&node, &duties))
 }
 
 /// The dead-letter record of every sink, from this node's applied state:
@@ -314,7 +340,7 @@ async fn init(
     let members = if req.members.is_empty() {
         BTreeMap::from([(node.id(), node.member())])
     } else {
-        crate::cluster::members_map(&req.members)
+        crate::node::members_map(&req.members)
     };
     if members.keys().any(|id| *id == 0) {
         return Err(AdminError::BadRequest("node id 0 is reserved".into()));
@@ -329,7 +355,7 @@ async fn init(
     }
     // An explicit init is the operator's word that this node starts the
     // cluster: it takes part in Raft from now on (see `Node::is_admitted`).
-    node.admit();
+    node.gate().admit();
     match node.raft().initialize(members.clone()).await {
         Ok(()) => Ok(Json(ChangeReply {
             message: format!(
@@ -346,21 +372,6 @@ async fn init(
     }
 }
 
-/// Maps a failed membership write to an admin error.
-fn write_error(
-    e: RaftError<crate::raft::TypeConfig, ClientWriteError<crate::raft::TypeConfig>>,
-) -> AdminError {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => AdminError::NoLeader,
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => match c {
-            ChangeMembershipError::InProgress(p) => AdminError::ChangeInProgress(p.to_string()),
-            ChangeMembershipError::LearnerNotFound(l) => AdminError::UnknownNode(l.node_id),
-            other => AdminError::BadRequest(other.to_string()),
-        },
-        other => AdminError::Raft(other.to_string()),
-    }
-}
-
 /// Runs `local` when this node leads, otherwise proxies `path` with `body`
 /// to the leader's admin API and relays its answer as it is.
 async fn on_leader<B, F, Fut>(
@@ -372,11 +383,11 @@ async fn on_leader<B, F, Fut>(
 where
     B: Serialize,
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<ChangeReply, AdminError>>,
+    Fut: std::future::Future<Output = Result<ChangeReply, MembershipError>>,
 {
     match node.leader() {
         None => Err(AdminError::NoLeader),
-        Some((id, _)) if id == node.id() => local().await.map(Json),
+        Some((id, _)) if id == node.id() => local().await.map(Json).map_err(AdminError::from),
         Some((_, leader)) => proxy(node, &leader.admin_addr, path, body).await,
     }
 }
@@ -391,13 +402,13 @@ async fn proxy<B: Serialize>(
         addr: admin_addr.to_string(),
         message,
     };
-    node.admin_client(admin_addr, client::MEMBERSHIP_TIMEOUT)
+    node.admin_client(admin_addr, admin_client::MEMBERSHIP_TIMEOUT)
         .map_err(|e| proxy_error(e.to_string()))?
         .post_json::<_, ChangeReply>(path, body)
         .await
         .map(Json)
         .map_err(|e| match e {
-            client::ClientError::Api { status, body } => AdminError::Relayed { status, body },
+            admin_client::ClientError::Api { status, body } => AdminError::Relayed { status, body },
             other => AdminError::Proxy {
                 addr: admin_addr.to_string(),
                 message: other.to_string(),
@@ -417,7 +428,7 @@ async fn leaving_leader<B, F, Fut>(
 where
     B: Serialize,
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<ChangeReply, AdminError>>,
+    Fut: std::future::Future<Output = Result<ChangeReply, MembershipError>>,
 {
     if node.leader().is_some_and(|(id, _)| id == node.id()) && leaving == node.id() {
         let to = membership::step_aside(node, leaving).await?;
@@ -488,21 +499,8 @@ async fn transfer_leader(
     State(node): State<Arc<Node>>,
     Json(req): Json<TransferRequest>,
 ) -> Result<Json<ChangeReply>, AdminError> {
-    on_leader(&node, "/admin/v1/transfer-leader", &req, || async {
-        if req.to == node.id() {
-            return Ok(ChangeReply {
-                message: format!("node {} already leads", req.to),
-                log_index: None,
-            });
-        }
-        let _op = node
-            .begin_membership_op(format!("transfer-leader {}", req.to))
-            .map_err(AdminError::ChangeInProgress)?;
-        membership::transfer(&node, req.to, Duration::from_secs(10)).await?;
-        Ok(ChangeReply {
-            message: format!("node {} is now the leader", req.to),
-            log_index: None,
-        })
+    on_leader(&node, "/admin/v1/transfer-leader", &req, || {
+        membership::transfer_leader(&node, req.to)
     })
     .await
 }
@@ -512,15 +510,19 @@ async fn witness_handover(
     State(node): State<Arc<Node>>,
     Json(req): Json<handover::HandoverRequest>,
 ) -> Result<Json<ChangeReply>, AdminError> {
-    handover::run(&node, req).await.map(Json)
+    handover::run(&node, req)
+        .await
+        .map(Json)
+        .map_err(AdminError::from)
 }
 
 /// Not proxied: it drains the node it is sent to. The drain runs in its
 /// own task, so a client that hangs up cannot stop it half-way.
 async fn drain(
     State(node): State<Arc<Node>>,
+    State(duties): State<Duties>,
 ) -> Result<Json<crate::drain::DrainReport>, AdminError> {
-    tokio::spawn(async move { crate::drain::drain(&node).await })
+    tokio::spawn(async move { crate::drain::drain(&node, &duties.drain).await })
         .await
         .map(Json)
         .map_err(|e| AdminError::Raft(format!("drain task: {e}")))

@@ -15,67 +15,12 @@
 //! 4. Leadership moves only then, so no proposal of this leader is left
 //!    waiting for an answer that a deposed leader could no longer give.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
 
-use crate::cluster::Node;
+use crate::node::Node;
 use crate::raft::NodeId;
-
-/// Counts requests in progress so a drain can wait until none is left.
-#[derive(Default)]
-pub struct InFlight {
-    count: AtomicUsize,
-    idle: Notify,
-}
-
-/// One request in progress; counted until dropped.
-pub struct InFlightGuard {
-    of: Arc<InFlight>,
-}
-
-impl InFlight {
-    /// Counts one more request until the guard drops. Callers enter first
-    /// and check whether they may proceed second (see the module doc).
-    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        InFlightGuard { of: self.clone() }
-    }
-
-    /// Requests in progress now.
-    pub fn count(&self) -> usize {
-        self.count.load(Ordering::SeqCst)
-    }
-
-    /// Waits until no request is in progress or `deadline` passes; true if
-    /// idle.
-    pub async fn wait_idle(&self, deadline: Instant) -> bool {
-        loop {
-            let idle = self.idle.notified();
-            if self.count() == 0 {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            // A guard dropped between the check and here still wakes us:
-            // `notified()` was created before the check.
-            let _ = tokio::time::timeout(left, idle).await;
-        }
-    }
-}
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        if self.of.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.of.idle.notify_waiters();
-        }
-    }
-}
 
 /// What a drain did.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -93,11 +38,17 @@ pub struct DrainReport {
     pub message: String,
 }
 
+/// The drain's own state: its single outcome, once one ran.
+#[derive(Default)]
+pub struct Drain {
+    report: tokio::sync::Mutex<Option<DrainReport>>,
+}
+
 /// Drains `node` (see the module doc). A second call waits for the first
 /// and returns its report, unless the node leads again (an election it had
 /// already entered when the drain began), in which case it hands off again.
-pub async fn drain(node: &Node) -> DrainReport {
-    let mut done = node.drain_slot().lock().await;
+pub async fn drain(node: &Node, state: &Drain) -> DrainReport {
+    let mut done = state.report.lock().await;
     if let Some(report) = done.as_ref().filter(|_| !node.is_leader()) {
         return report.clone();
     }
@@ -110,39 +61,39 @@ async fn run(node: &Node) -> DrainReport {
     let started = Instant::now();
     let deadline = started + Duration::from_millis(node.config().drain.timeout_ms);
     tracing::info!(node_id = node.id(), "draining: refusing new requests");
-    node.stop_accepting();
+    let gate = node.gate();
+    gate.stop_accepting();
     // A draining node must not become leader: it would take forwarded
     // writes it cannot finish. It stops campaigning, refuses leadership
     // transfers (see `peer`), and takes no forwarded write from now on.
     node.raft().runtime_config().elect(false);
-    node.close_forwarded_writes();
-    let local_done = node.local_requests().wait_idle(deadline).await;
+    gate.close_forwarded_writes();
+    let local_done = gate.local_requests().wait_idle(deadline).await;
 
     let mut handed_off_to = None;
     let mut problems = Vec::new();
     if !local_done {
         problems.push(format!(
             "{} accepted requests still unfinished",
-            node.local_requests().count()
+            gate.local_requests().count()
         ));
     }
     if node.is_leader() {
-        if !node.forwarded_requests().wait_idle(deadline).await {
+        if !gate.forwarded_requests().wait_idle(deadline).await {
             problems.push(format!(
                 "{} forwarded requests still unfinished",
-                node.forwarded_requests().count()
+                gate.forwarded_requests().count()
             ));
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, crate::admin::membership::step_aside(node, node.id()))
-            .await
+        match tokio::time::timeout(left, crate::node::membership::step_aside(node, node.id())).await
         {
             Ok(Ok(to)) => handed_off_to = Some(to),
             Ok(Err(e)) => problems.push(format!("leadership not handed off: {e}")),
             Err(_) => problems.push("leadership hand-off did not finish in time".to_string()),
         }
     }
-    let unfinished_requests = node.local_requests().count() + node.forwarded_requests().count();
+    let unfinished_requests = gate.local_requests().count() + gate.forwarded_requests().count();
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let complete = problems.is_empty();
     let message = if complete {

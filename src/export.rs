@@ -10,7 +10,6 @@
 //! - [`loki`]: Loki push API (protobuf + snappy) and Loki 3's OTLP endpoint.
 //! - `sink`: the trait a sink implements (build a batch, send it, recover),
 //!   and `AnySink`, the configured sink of any kind.
-//! - [`replay`]: `otelraft archive replay`, a backfill from archived blocks.
 //! - `runner`: the leader-only loop that reads the log from a sink's cursor,
 //!   sends, and proposes the cursor advance through Raft.
 //!
@@ -29,12 +28,11 @@ pub mod http;
 pub mod loki;
 pub mod progress;
 pub mod prometheus;
-pub mod replay;
 pub mod retry;
 mod runner;
-mod sink;
+pub mod sink;
 
-pub use self::progress::{Registry, SinkProgress};
+pub use self::progress::{ExportPhase, Registry, SinkProgress};
 pub use self::runner::spawn_exporters;
 
 /// The one error type of the export module.

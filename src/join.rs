@@ -25,11 +25,10 @@ use std::time::Duration;
 
 use openraft::type_config::async_runtime::WatchReceiver;
 
-use crate::admin::client::{AdminClient, ClientError, MEMBERSHIP_TIMEOUT};
-use crate::admin::status::Status;
-use crate::admin::{ChangeReply, JoinRequest, NodeRequest};
-use crate::cluster::Node;
-use crate::raft::Role;
+use crate::node::membership::{ChangeReply, JoinRequest, NodeRequest};
+use crate::node::Node;
+use crate::peer::admin_client::{AdminClient, ClientError, MEMBERSHIP_TIMEOUT};
+use crate::raft::{NodeId, Role};
 
 /// Pause between attempts that may succeed soon (a member starting up, a
 /// leader election).
@@ -54,7 +53,7 @@ pub async fn run(node: Arc<Node>) {
         return;
     }
     let mut last_reason = String::new();
-    while !node.is_draining() {
+    while !node.gate().is_draining() {
         let pause = match attempt(&node).await {
             Step::Done => return,
             Step::Wait(reason) => {
@@ -111,7 +110,7 @@ async fn attempt(node: &Node) -> Step {
                 unreachable.join(", ")
             ));
         }
-        node.admit();
+        node.gate().admit();
         return match node.bootstrap_now().await {
             Ok(()) => Step::Wait("bootstrapped; waiting to see this node as a voter".into()),
             Err(e) => Step::Wait(format!("bootstrap failed: {e}")),
@@ -128,7 +127,7 @@ async fn attempt(node: &Node) -> Step {
         return Step::Wait("the cluster has no leader right now".into());
     };
     let leader_view = match node.admin_client(&via, Duration::from_secs(3)) {
-        Ok(client) => client.get_json::<Status>("/admin/v1/status").await,
+        Ok(client) => client.get_json::<MemberView>("/admin/v1/status").await,
         Err(e) => Err(e),
     };
     let cluster = match leader_view {
@@ -151,7 +150,7 @@ async fn attempt(node: &Node) -> Step {
         }
         // Absent from the leader's membership: nothing this empty store
         // lacks can be counted on by the cluster.
-        node.admit();
+        node.gate().admit();
     } else if listed.is_some_and(|m| m.role == "voter") {
         // Our own log will show it once the leader reaches us.
         return Step::Wait("the cluster lists this node as a voter; catching up".into());
@@ -209,16 +208,36 @@ async fn post<B: serde::Serialize>(
         .map(|_| ())
 }
 
+/// What join reads of another member's `admin status` document.
+#[derive(Debug, serde::Deserialize)]
+struct MemberView {
+    /// `leader`, `follower`, `learner`, …
+    role: String,
+    /// The leader it knows.
+    leader_id: Option<NodeId>,
+    /// Its membership.
+    members: Vec<ListedMember>,
+}
+
+/// One member in that document.
+#[derive(Debug, serde::Deserialize)]
+struct ListedMember {
+    id: NodeId,
+    /// `voter` or `learner`.
+    role: String,
+    admin_addr: String,
+}
+
 /// Asks every member in `cluster.join` (but this node) for its status.
 /// Returns the most useful view of an existing cluster (one that knows a
 /// leader, else any with a membership) and the members that did not answer.
-async fn survey(node: &Node) -> (Option<Status>, Vec<String>) {
+async fn survey(node: &Node) -> (Option<MemberView>, Vec<String>) {
     let own = &node.config().advertise.admin;
-    let mut best: Option<Status> = None;
+    let mut best: Option<MemberView> = None;
     let mut unreachable = Vec::new();
     for addr in node.config().cluster.join.iter().filter(|a| *a != own) {
         let answer = match node.admin_client(addr, Duration::from_secs(3)) {
-            Ok(client) => client.get_json::<Status>("/admin/v1/status").await,
+            Ok(client) => client.get_json::<MemberView>("/admin/v1/status").await,
             Err(e) => Err(e),
         };
         match answer {

@@ -5,48 +5,51 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the per-node TOML file, `OTELRAFT_*` overrides and validation.
-//! - [`pb`]: generated protobuf types for the log and the peer service.
-//! - [`export`]: leader-only, exactly-once export to Prometheus and Loki.
-//! - [`archive`]: committed entries sealed into blocks in object storage; restore.
-//! - [`ingest`]: OTLP gRPC and HTTP receivers behind the `IngestHandler` trait.
-//! - [`inspect`]: `otelraft inspect`, a stopped node's log as JSON lines.
-//! - [`raft`]: openraft type configuration, entry codec and the peer network client.
-//! - [`store`]: redb-backed Raft log and state machine with a single group-commit writer.
-//! - [`restore`]: `otelraft restore`, a new node built from the archive after total loss.
-//! - [`trim`]: deletes log rows once every sink and the archive are done with them.
-//! - [`witness`]: a witness keeps its log until every data voter holds it.
-//! - [`peer`]: the internal gRPC service (Raft RPCs and forwarded writes).
-//! - [`bench`]: `otelraft bench`, a closed-loop OTLP load generator.
-//! - [`cluster`]: a running node: Raft plus the submit path that ingest calls.
-//! - [`admin`]: admin HTTP API (status, membership, health, metrics) and its CLI client.
-//! - [`metrics`]: the node's own Prometheus metrics.
-//! - [`drain`]: graceful stop: refuse new requests, finish accepted ones, hand off leadership.
-//! - [`join`]: a node with empty storage asks the cluster for a place (or bootstraps, safely).
-//! - [`server`]: `otelraft serve`: binds every listener of a node and drains on shutdown.
-//! - [`local_cluster`]: `otelraft local-cluster`, three processes on 127.0.0.1.
-//! - [`tls`]: TLS on every listener, mutual TLS and node identity between members.
-//! - [`certs`]: `otelraft certs`, a development CA and member certificates.
-//! - [`auth`]: bearer tokens for the OTLP ports and the admin API.
+//! Layers, bottom up; a module imports only from its own layer or below
+//! (`docs/architecture.md`; `tests/layers.rs` guards it).
+//!
+//! 1. Types, codec and clock:
+//!    - [`pb`]: generated protobuf types for the log and the peer service.
+//!    - [`raft`]: openraft's type configuration, member and role types, the entry codec.
+//!    - [`metrics`]: the node's own Prometheus metrics.
+//!    - [`clock`]: the wall clock, read in one place.
+//!    - [`backoff`]: capped exponential backoff with jitter.
+//! 2. Security, configuration:
+//!    - [`tls`]: TLS on every listener, mutual TLS and node identity between members.
+//!    - [`auth`]: bearer tokens for the OTLP ports and the admin API.
+//!    - [`config`]: the per-node TOML file, `OTELRAFT_*` overrides and validation.
+//! 3. Storage and ingest:
+//!    - [`store`]: redb-backed Raft log and state machine with a single group-commit writer.
+//!    - [`ingest`]: OTLP gRPC and HTTP receivers behind the `IngestHandler` trait.
+//! 4. [`peer`]: the peer protocol's client side (channels, forwarding, openraft's network, the admin HTTP client).
+//! 5. [`node`]: the node core (Raft, store, peers, config, metrics), its gate, submit path, readiness and membership.
+//! 6. The duties, export and archive, side by side:
+//!    - [`drain`]: graceful stop: refuse new requests, finish accepted ones, hand off leadership.
+//!    - [`witness`]: a witness keeps its log until every data voter holds it.
+//!    - [`trim`]: deletes log rows once every sink and the archive are done with them.
+//!    - [`join`]: a node with empty storage asks the cluster for a place (or bootstraps, safely).
+//!    - [`export`]: leader-only, exactly-once export to Prometheus and Loki.
+//!    - [`archive`]: committed entries sealed into blocks in object storage.
+//! 7. Adapters: [`admin`], the admin HTTP API; `peer::server`, the peer gRPC service.
+//! 8. [`server`]: `otelraft serve`, the composition root; [`cli`]: the operator tools.
+//! 9. `main.rs`: the command-line dispatcher.
 
 pub mod admin;
 pub mod archive;
 pub mod auth;
-pub mod bench;
-pub mod certs;
-pub mod cluster;
+pub mod backoff;
+pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod drain;
 pub mod export;
 pub mod ingest;
-pub mod inspect;
 pub mod join;
-pub mod local_cluster;
 pub mod metrics;
+pub mod node;
 pub mod pb;
 pub mod peer;
 pub mod raft;
-pub mod restore;
 pub mod server;
 pub mod store;
 pub mod tls;

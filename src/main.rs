@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use otelraft::cli::restore::RestoreOptions;
 use otelraft::config::NodeConfig;
-use otelraft::restore::RestoreOptions;
 
 #[derive(Parser)]
 #[command(
@@ -65,7 +65,7 @@ enum Cmd {
         #[arg(long)]
         token_file: Option<PathBuf>,
         #[command(subcommand)]
-        command: otelraft::admin::cli::AdminCommand,
+        command: otelraft::cli::admin::AdminCommand,
     },
     /// Print a stopped node's log as JSON lines.
     Inspect {
@@ -84,8 +84,8 @@ enum Cmd {
         #[arg(long)]
         grpc: bool,
         /// Which signal to send.
-        #[arg(long, value_enum, default_value_t = otelraft::bench::Signal::Logs)]
-        signal: otelraft::bench::Signal,
+        #[arg(long, value_enum, default_value_t = otelraft::cli::bench::Signal::Logs)]
+        signal: otelraft::cli::bench::Signal,
         /// Offer this many records/s in total instead of sending as fast as
         /// acknowledgements return; latency then counts from each
         /// request's scheduled time.
@@ -250,7 +250,7 @@ fn pick_sink<'a>(
 }
 
 async fn restore(path: PathBuf, options: RestoreOptions, json: bool) -> Result<(), String> {
-    use otelraft::restore::restore;
+    use otelraft::cli::restore::restore;
     let config = NodeConfig::load(&path).map_err(|e| e.to_string())?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -285,7 +285,7 @@ async fn cluster_archive_cursor(config: &NodeConfig) -> Result<Option<u64>, Stri
     let authorization = otelraft::auth::Tokens::load(&config.auth)
         .map_err(|e| e.to_string())?
         .and_then(|t| t.member_authorization());
-    let client = otelraft::admin::client::AdminClient::for_member(
+    let client = otelraft::peer::admin_client::AdminClient::for_member(
         &config.advertise.admin,
         std::time::Duration::from_secs(3),
         tls.as_ref(),
@@ -371,10 +371,9 @@ async fn archive(config: Option<PathBuf>, cmd: ArchiveCmd) -> Result<(), String>
             json,
         } => {
             let (name, sink) = pick_sink(&config, &to)?;
-            let report =
-                otelraft::export::replay::replay(&archive, name, sink, from, upto, &mut out)
-                    .await
-                    .map_err(|e| e.to_string())?;
+            let report = otelraft::cli::replay::replay(&archive, name, sink, from, upto, &mut out)
+                .await
+                .map_err(|e| e.to_string())?;
             if json {
                 let doc = serde_json::to_string(&report).map_err(|e| e.to_string())?;
                 writeln!(out, "{doc}").map_err(|e| e.to_string())?;
@@ -406,7 +405,7 @@ async fn admin(
     identity: Option<(PathBuf, PathBuf)>,
     token: Option<String>,
     token_file: Option<PathBuf>,
-    command: otelraft::admin::cli::AdminCommand,
+    command: otelraft::cli::admin::AdminCommand,
 ) -> Result<(), String> {
     let tls = match ca {
         Some(ca) => {
@@ -421,7 +420,7 @@ async fn admin(
         }
         None => token,
     };
-    otelraft::admin::cli::run(&endpoint, tls, token, command).await
+    otelraft::cli::admin::run(&endpoint, tls, token, command).await
 }
 
 fn certs(
@@ -431,14 +430,14 @@ fn certs(
     days: u32,
     force: bool,
 ) -> Result<(), String> {
-    let request = otelraft::certs::CertsRequest {
+    let request = otelraft::cli::certs::CertsRequest {
         dir,
         nodes,
         hosts,
         days,
         force,
     };
-    let report = otelraft::certs::generate(&request).map_err(|e| e.to_string())?;
+    let report = otelraft::cli::certs::generate(&request).map_err(|e| e.to_string())?;
     let verb = if report.ca_created {
         "created"
     } else {
@@ -473,14 +472,16 @@ async fn main() -> ExitCode {
             init_tracing();
             match NodeConfig::load(&config) {
                 Err(e) => Err(e.to_string()),
-                Ok(c) => otelraft::server::run(c, otelraft::local_cluster::wait_for_signal())
+                Ok(c) => otelraft::server::run(c, otelraft::server::wait_for_signal())
                     .await
                     .map_err(|e| e.to_string()),
             }
         }
-        Cmd::LocalCluster { dir, witness, tls } => otelraft::local_cluster::run(dir, witness, tls)
-            .await
-            .map_err(|e| e.to_string()),
+        Cmd::LocalCluster { dir, witness, tls } => {
+            otelraft::cli::local_cluster::run(dir, witness, tls)
+                .await
+                .map_err(|e| e.to_string())
+        }
         Cmd::Admin {
             endpoint,
             ca,
@@ -500,7 +501,7 @@ async fn main() -> ExitCode {
         Cmd::Archive { config, command } => archive(config, command).await,
         Cmd::Inspect { data_dir } => {
             let stdout = std::io::stdout();
-            otelraft::inspect::dump(&data_dir, &mut stdout.lock())
+            otelraft::cli::inspect::dump(&data_dir, &mut stdout.lock())
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         }
@@ -520,7 +521,7 @@ async fn main() -> ExitCode {
         } => match bench_secrets(ca, token_file) {
             Err(e) => Err(e),
             Ok((ca_pem, token)) => {
-                let spec = otelraft::bench::BenchSpec {
+                let spec = otelraft::cli::bench::BenchSpec {
                     targets,
                     grpc,
                     signal,
@@ -534,7 +535,7 @@ async fn main() -> ExitCode {
                     ca_pem,
                     token,
                 };
-                match otelraft::bench::run(spec).await {
+                match otelraft::cli::bench::run(spec).await {
                     Ok(report) => serde_json::to_string_pretty(&report)
                         .map(|s| println!("{s}"))
                         .map_err(|e| e.to_string()),

@@ -1,11 +1,8 @@
-//! The Raft layer: openraft's type configuration, the peer network client and
-//! the conversions between openraft entries and the on-disk/on-wire format.
-//!
-//! Everything that names openraft types lives below this module or in
-//! `store`/`peer`; ingest and admin use the `Cluster` handle instead.
+//! The Raft types: openraft's type configuration, the member and role
+//! types, and (`codec`) the conversions between openraft entries and the
+//! on-disk/on-wire format. A leaf: it imports only the protobuf types.
 
 pub mod codec;
-pub mod network;
 
 use std::fmt;
 
@@ -26,7 +23,7 @@ pub enum Role {
     #[default]
     Data,
     /// A voter that keeps the log durably and nothing else: it never
-    /// campaigns, exports, archives or serves snapshots (DESIGN.md section 3).
+    /// campaigns, exports, archives or serves snapshots (`docs/operations.md`).
     Witness,
 }
 
@@ -83,8 +80,6 @@ openraft::declare_raft_types!(
         Node = Member,
 );
 
-/// The openraft handle, specialised to our storage's state machine.
-pub type Raft = openraft::Raft<TypeConfig, crate::store::StateMachineStore>;
 /// A log entry as openraft sees it.
 pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
 /// A log id (term, leader, index).

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::cluster::{Node, NodeError, NodeHandler};
+use crate::admin::Duties;
 use crate::config::NodeConfig;
 use crate::ingest::{self, Ingest, IngestSettings};
 use crate::metrics::Metrics;
+use crate::node::{Node, NodeError, Submitter};
 use crate::peer::PeerService;
 use crate::tls::{Incoming, Listener};
 
@@ -69,9 +70,14 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         let _ = peer_stop_rx.wait_for(|s| *s).await;
     };
 
+    // The composition root: the node core, the submit path over it, and
+    // each duty with the state it owns (which admin reports).
+    let submitter = Submitter::new(node.clone());
+    let duties = Duties::default();
     let peer_server = tonic::transport::Server::builder()
         .add_service(PeerService::server(
             node.clone(),
+            submitter.clone(),
             config.peer.max_message_bytes,
         ))
         .serve_with_incoming_shutdown(peer_listener.into_stream(), peer_stopped);
@@ -87,19 +93,27 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         }
     } else {
         tasks.extend(
-            crate::export::spawn_exporters(&node, node.export_progress())
+            crate::export::spawn_exporters(&node, &duties.export)
                 .map_err(|e| NodeError::Raft(format!("exporters: {e}")))?,
         );
         tasks.extend(
-            crate::archive::archiver::spawn(&node)
+            crate::archive::archiver::spawn(&node, duties.archive.clone())
                 .map_err(|e| NodeError::Raft(format!("archive: {e}")))?,
         );
     }
     tasks.push(metrics_task);
     tasks.push(tokio::spawn(reload_on_sighup(node.clone(), tls.clone())));
     tasks.push(tokio::spawn(crate::trim::run(node.clone())));
-    tasks.push(tokio::spawn(crate::witness::run(node.clone())));
-    let admin_task = tokio::spawn(crate::admin::serve(admin_listener, node.clone(), stopped()));
+    tasks.push(tokio::spawn(crate::witness::run(
+        node.clone(),
+        duties.witness.clone(),
+    )));
+    let admin_task = tokio::spawn(crate::admin::serve(
+        admin_listener,
+        node.clone(),
+        duties.clone(),
+        stopped(),
+    ));
     // After the peer and admin servers: the leader verifies a joining node
     // by calling it back.
     tasks.push(tokio::spawn(crate::join::run(node.clone())));
@@ -111,11 +125,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         max_request_bytes: config.ingest.max_request_bytes,
         auth: node.tokens().cloned(),
     };
-    let ingest = Arc::new(Ingest::new(
-        Arc::new(NodeHandler(node.clone())),
-        settings,
-        metrics.clone(),
-    ));
+    let ingest = Arc::new(Ingest::new(Arc::new(submitter), settings, metrics.clone()));
     let grpc_task = tokio::spawn(ingest::serve_grpc(grpc_listener, ingest.clone(), stopped()));
     let http_task = tokio::spawn(ingest::serve_http(http_listener, ingest, stopped()));
     tracing::info!(
@@ -147,7 +157,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
 
     shutdown.await;
     tracing::info!(node_id = config.node_id, "shutting down: draining");
-    crate::drain::drain(&node).await;
+    crate::drain::drain(&node, &duties.drain).await;
     let _ = stop_tx.send(true);
     // Accepted requests finished during the drain; what is left is bounded
     // so the service manager's stop timeout is not overrun.
@@ -254,5 +264,21 @@ async fn close_storage(node: Arc<Node>) {
             holders,
             "storage still open at exit; the next start repairs the database"
         ),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM: what `otelraft serve` stops on.
+pub async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
     }
 }

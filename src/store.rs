@@ -26,6 +26,10 @@
 //! - The state machine never holds OTLP payloads: the data is stored once, in
 //!   the log.
 
+/// Name of the file that marks a data directory whose restore has not
+/// finished; `otelraft serve` refuses to start on it.
+pub const RESTORING_FILE: &str = "RESTORING";
+
 pub mod carry;
 mod log;
 mod state_machine;
@@ -408,6 +412,15 @@ pub enum StoreError {
         /// The table key of the broken entry.
         index: u64,
         /// Why it does not decode.
+        source: CodecError,
+    },
+    /// An entry could not be encoded (a membership that does not
+    /// serialise); nothing was written.
+    #[error("log entry {index} does not encode: {source}")]
+    Unencodable {
+        /// Its index.
+        index: u64,
+        /// Why.
         source: CodecError,
     },
     /// A stored log entry decodes but its own index disagrees with its key.

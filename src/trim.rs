@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cluster::Node;
+use crate::node::Node;
 
 /// How often the trim point and the archive gauges are refreshed.
 const INTERVAL: Duration = Duration::from_millis(500);

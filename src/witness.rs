@@ -17,7 +17,7 @@
 //!
 //! Ordering: Raft's purge (`purge_log`) is asked for first, then the row
 //! trim; the store deletes a row only below both (`store::tables::LOG`), and
-//! openraft's own purge is off on a witness (`cluster::raft_config`).
+//! openraft's own purge is off on a witness (`node::raft_config`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::Node;
+use crate::node::Node;
 use crate::raft::{NodeId, Role};
 
 /// How often the witness asks the data voters for their progress.
@@ -92,8 +92,9 @@ fn data_voters(node: &Node) -> Vec<(NodeId, String)> {
         .collect()
 }
 
-/// Runs on a witness until Raft stops; returns at once on a data node.
-pub async fn run(node: Arc<Node>) {
+/// Runs on a witness until Raft stops, keeping `floors` (which admin
+/// status shows); returns at once on a data node.
+pub async fn run(node: Arc<Node>, floors: Arc<Floors>) {
     if !node.is_witness() {
         return;
     }
@@ -119,8 +120,8 @@ pub async fn run(node: Arc<Node>) {
             }
         }
         let ids: Vec<NodeId> = voters.iter().map(|(id, _)| *id).collect();
-        node.witness_floors().update(&ids, &reports);
-        let floor = node.witness_floors().status().trim_floor;
+        floors.update(&ids, &reports);
+        let floor = floors.status().trim_floor;
         node.metrics()
             .log_trim_index
             .set(floor.map_or(-1, |f| i64::try_from(f).unwrap_or(i64::MAX)));

@@ -160,7 +160,8 @@ async fn a_leader_kill_during_uploads_leaves_each_range_stored_once() {
             let mut i = 0usize;
             while !stop.load(Ordering::SeqCst) {
                 let (_, url) = &urls[(w + i) % urls.len()];
-                let body = otelraft::bench::logs_request(&bodies(&format!("w{w}"), i * 20, 20));
+                let body =
+                    otelraft::cli::bench::logs_request(&bodies(&format!("w{w}"), i * 20, 20));
                 let sent = client
                     .post(format!("{url}/v1/logs"))
                     .header("content-type", "application/x-protobuf")

@@ -63,7 +63,7 @@ fn start_clients(targets: Vec<String>) -> Clients {
                     let bodies: Vec<String> = (0..RECORDS)
                         .map(|i| format!("drain-c{c}-{n:06}-{i:02}"))
                         .collect();
-                    let body = otelraft::bench::logs_request(&bodies).encode_to_vec();
+                    let body = otelraft::cli::bench::logs_request(&bodies).encode_to_vec();
                     // Offer the same records to members in turn until one
                     // answers, as an OTLP exporter retries a refusal.
                     let mut attempt = 0usize;

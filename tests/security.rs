@@ -140,7 +140,7 @@ async fn grpc_export(node: &TestNode, authorization: Option<&str>) -> Result<(),
         .expect("tls")
         .timeout(Duration::from_secs(10))
         .connect_lazy();
-    let mut request = tonic::Request::new(otelraft::bench::payload::logs_request(&bodies(
+    let mut request = tonic::Request::new(otelraft::cli::bench::payload::logs_request(&bodies(
         "grpc-auth",
         2,
     )));
@@ -172,9 +172,9 @@ async fn without_the_right_token_nothing_commits_and_admin_is_refused() {
     // OTLP/HTTP: 401 without a token or with an unknown one, 403 with an
     // admin token; the body is never read.
     let url = format!("{}/v1/logs", node.http_url());
-    let body = prost::Message::encode_to_vec(&otelraft::bench::payload::logs_request(&bodies(
-        "refused", 3,
-    )));
+    let body = prost::Message::encode_to_vec(&otelraft::cli::bench::payload::logs_request(
+        &bodies("refused", 3),
+    ));
     for (token, expected) in [
         (None, 401),
         (Some("not-a-token-of-this-cluster"), 401),
@@ -306,7 +306,7 @@ async fn plaintext_to_every_tls_port_fails_fast_and_commits_nothing() {
         );
     let started = std::time::Instant::now();
     let refused = logs
-        .export(otelraft::bench::payload::logs_request(&bodies(
+        .export(otelraft::cli::bench::payload::logs_request(&bodies(
             "plain-grpc",
             2,
         )))
@@ -728,9 +728,9 @@ async fn sighup_reloads_certificates_and_tokens_and_refuses_broken_files() {
     );
     let https = node.client(Duration::from_secs(10));
     let url = format!("{}/v1/logs", node.http_url());
-    let body = prost::Message::encode_to_vec(&otelraft::bench::payload::logs_request(&bodies(
-        "rotated", 2,
-    )));
+    let body = prost::Message::encode_to_vec(&otelraft::cli::bench::payload::logs_request(
+        &bodies("rotated", 2),
+    ));
     for (token, expected) in [(TEST_INGEST_TOKEN, 401), (rotated, 200)] {
         let status = https
             .post(&url)

@@ -692,7 +692,7 @@ async fn collect_logs(
         .filter(|p| p.role == crate::nodes::Role::Data)
     {
         let mut buf = Vec::new();
-        otelraft::inspect::dump(&p.data_dir, &mut buf)
+        otelraft::cli::inspect::dump(&p.data_dir, &mut buf)
             .map_err(|e| format!("inspect n{}: {e}", p.id))?;
         logs.push((p.id, parse_lines(&buf)?));
     }

@@ -227,7 +227,7 @@ impl World {
             .find(|(n, _)| *n != old)
             .map(|(_, u)| u)
             .ok_or("no member to ask")?;
-        let admin = otelraft::admin::client::AdminClient::new(&via);
+        let admin = otelraft::peer::admin_client::AdminClient::new(&via);
         self.slots[free - 1] = Some(fresh);
         match admin
             .post_json::<_, Value>("/admin/v1/replace", &body)

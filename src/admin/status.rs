@@ -1,12 +1,13 @@
 //! The `status` document: what one node knows about itself and the cluster.
-//! Its field names are a stable interface (DESIGN.md section 7).
+//! Its field names are a stable interface (tools and dashboards read them; `docs/operations.md`).
 
+use crate::export::progress::ExportPhase;
 use std::collections::BTreeMap;
 
 use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::Node;
+use crate::node::Node;
 use crate::raft::NodeId;
 use crate::store::{ArchivedBlock, PendingSeal, SignalTotals, SmState};
 
@@ -187,15 +188,17 @@ pub struct SinkStatus {
 }
 
 /// Status of every configured sink, and of any sink the state knows.
-fn sink_statuses(node: &Node, state: &crate::store::SmState) -> BTreeMap<String, SinkStatus> {
+fn sink_statuses(
+    node: &Node,
+    export: &crate::export::Registry,
+    state: &crate::store::SmState,
+) -> BTreeMap<String, SinkStatus> {
     // Lag counts up to the newest ingest entry: later entries are cursor
     // advances and other bookkeeping, with nothing to export.
     let applied = state.last_ingest_index;
     let total_bytes: u64 = state.signals.values().map(|t| t.payload_bytes).sum();
-    let progress = node.export_progress().snapshot();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let progress = export.snapshot();
+    let now_ms = crate::clock::unix_millis();
     let names: std::collections::BTreeSet<&String> = node
         .config()
         .sinks
@@ -208,8 +211,8 @@ fn sink_statuses(node: &Node, state: &crate::store::SmState) -> BTreeMap<String,
             let s = state.sinks.get(name).cloned().unwrap_or_default();
             let p = progress.get(name).cloned().unwrap_or_default();
             let behind = applied > s.cursor;
-            let lag_seconds = match (p.phase.as_str(), p.oldest_unexported_ms) {
-                ("idle", _) | ("", _) => None,
+            let lag_seconds = match (p.phase, p.oldest_unexported_ms) {
+                (ExportPhase::Idle, _) => None,
                 (_, Some(t)) if behind => Some((now_ms - t).max(0) as f64 / 1000.0),
                 _ => Some(0.0),
             };
@@ -226,11 +229,7 @@ fn sink_statuses(node: &Node, state: &crate::store::SmState) -> BTreeMap<String,
                 delivered: s.delivered,
                 batches: s.batches,
                 dead_letters: s.dead_letter_counts,
-                phase: if p.phase.is_empty() {
-                    "idle".into()
-                } else {
-                    p.phase
-                },
+                phase: p.phase.as_str().to_string(),
                 last_error: p.last_error,
             };
             (name.clone(), status)
@@ -240,7 +239,7 @@ fn sink_statuses(node: &Node, state: &crate::store::SmState) -> BTreeMap<String,
 
 impl Status {
     /// Reads the status of `node` now.
-    pub fn of(node: &Node) -> Status {
+    pub fn of(node: &Node, duties: &super::Duties) -> Status {
         let m = node.raft_metrics();
         let state = node.state();
         let membership = m.membership_config.membership();
@@ -291,7 +290,7 @@ impl Status {
         let voters_reachable = node
             .reachable_members()
             .map(|r| voters.iter().filter(|v| r.contains(v)).count());
-        let not_ready = super::not_ready(node);
+        let not_ready = super::not_ready(node, duties);
         Status {
             quorum: QuorumStatus::new(voters.len(), voters_reachable),
             node_id: node.id(),
@@ -300,7 +299,7 @@ impl Status {
             node_role: node.config().role.to_string(),
             ready: not_ready.is_none(),
             not_ready,
-            witness: node.is_witness().then(|| node.witness_floors().status()),
+            witness: node.is_witness().then(|| duties.witness.status()),
             leader_id: m.current_leader,
             term: m.current_term,
             commit_index,
@@ -310,13 +309,13 @@ impl Status {
             purged_index: m.purged.map(|l| l.index),
             members,
             signals: state.signals.clone(),
-            sinks: sink_statuses(node, &state),
+            sinks: sink_statuses(node, &duties.export, &state),
             archive_cursor: node
                 .config()
                 .archive
                 .enabled
                 .then_some(state.archive.cursor),
-            archive: archive_status(node, &state),
+            archive: archive_status(node, &duties.archive, &state),
             retained_log: {
                 let m = node.metrics();
                 let get = |g: &prometheus_client::metrics::gauge::Gauge| {
@@ -421,9 +420,13 @@ impl Status {
     }
 }
 
-fn archive_status(node: &Node, state: &SmState) -> ArchiveStatus {
+fn archive_status(
+    node: &Node,
+    archive: &crate::archive::progress::Progress,
+    state: &SmState,
+) -> ArchiveStatus {
     let a = &state.archive;
-    let progress = node.archive_progress().snapshot();
+    let progress = archive.snapshot();
     ArchiveStatus {
         enabled: node.config().archive.enabled,
         location: progress.location,

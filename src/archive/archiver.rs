@@ -19,7 +19,7 @@
 //! pending range, which is the same object.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -30,11 +30,12 @@ use openraft::ServerState;
 use super::block::{self, RawEntry, SealedBlock};
 use super::bounds;
 use super::config::ArchiveConfig;
+use super::progress::Progress;
 use super::store::Archive;
 use super::ArchiveError;
-use crate::cluster::Node;
-use crate::export::retry::Backoff;
+use crate::backoff::Backoff;
 use crate::metrics;
+use crate::node::Node;
 use crate::pb::log::{command::Kind, ArchiveSeal, Archived, Command};
 use crate::raft::codec;
 use crate::store::PendingSeal;
@@ -48,9 +49,11 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(30);
 /// this node leads) and the store probe (every node). Does nothing but set
 /// the phase when the archive is disabled.
 /// Returns the tasks, which run until aborted.
-pub fn spawn(node: &Arc<Node>) -> Result<Vec<tokio::task::JoinHandle<()>>, ArchiveError> {
+pub fn spawn(
+    node: &Arc<Node>,
+    progress: Progress,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, ArchiveError> {
     let config = node.config().archive.clone();
-    let progress = node.archive_progress();
     if !config.enabled {
         progress.update(|p| p.phase = "disabled".to_string());
         return Ok(Vec::new());
@@ -60,9 +63,15 @@ pub fn spawn(node: &Arc<Node>) -> Result<Vec<tokio::task::JoinHandle<()>>, Archi
         p.phase = "idle".to_string();
         p.location = archive.location.clone();
     });
-    let probe = tokio::spawn(probe(node.clone(), archive.clone(), config.clone()));
+    let probe = tokio::spawn(probe(
+        node.clone(),
+        progress.clone(),
+        archive.clone(),
+        config.clone(),
+    ));
     let archiver = Archiver {
         node: node.clone(),
+        progress,
         archive,
         config,
     };
@@ -72,7 +81,7 @@ pub fn spawn(node: &Arc<Node>) -> Result<Vec<tokio::task::JoinHandle<()>>, Archi
 /// Lists the archive prefix now and then, so bad credentials or a missing
 /// bucket show in `/health/ready` on every member, not only on the leader
 /// when it first uploads.
-async fn probe(node: Arc<Node>, archive: Archive, config: ArchiveConfig) {
+async fn probe(node: Arc<Node>, progress: Progress, archive: Archive, config: ArchiveConfig) {
     let mut backoff = backoff(&config);
     let prefix = block::blocks_prefix(&archive.prefix);
     loop {
@@ -82,7 +91,7 @@ async fn probe(node: Arc<Node>, archive: Archive, config: ArchiveConfig) {
             Ok(_) => {
                 backoff.reset();
                 let unshared = unshared_local_dir(&node, &config);
-                let before = node.archive_progress().snapshot().misconfigured;
+                let before = progress.snapshot().misconfigured;
                 if unshared.is_some() && before != unshared {
                     tracing::error!(
                         dir = %config.dir.display(),
@@ -90,8 +99,7 @@ async fn probe(node: Arc<Node>, archive: Archive, config: ArchiveConfig) {
                         unshared.as_deref().unwrap_or_default()
                     );
                 }
-                node.archive_progress()
-                    .update(|p| p.misconfigured = unshared);
+                progress.update(|p| p.misconfigured = unshared);
                 // Until the membership is known, the split check cannot run.
                 let known = node
                     .raft_metrics()
@@ -111,7 +119,7 @@ async fn probe(node: Arc<Node>, archive: Archive, config: ArchiveConfig) {
                 let fatal = is_misconfiguration(&e);
                 tracing::warn!(location = %archive.location, error = %e, misconfigured = fatal, "archive probe failed");
                 let unshared = unshared_local_dir(&node, &config);
-                node.archive_progress().update(|p| {
+                progress.update(|p| {
                     p.misconfigured = if fatal {
                         Some(message.clone())
                     } else {
@@ -205,6 +213,7 @@ fn backoff(config: &ArchiveConfig) -> Backoff {
 
 struct Archiver {
     node: Arc<Node>,
+    progress: Progress,
     archive: Archive,
     config: ArchiveConfig,
 }
@@ -217,7 +226,10 @@ impl Archiver {
                 return; // Raft stopped.
             };
             let outcome = async {
-                self.node.barrier().await.map_err(ArchiveError::NotLeader)?;
+                self.node
+                    .barrier()
+                    .await
+                    .map_err(|e| ArchiveError::NotLeader(e.to_string()))?;
                 self.archive_while_leader(term).await
             }
             .await;
@@ -233,15 +245,11 @@ impl Archiver {
     }
 
     fn set_phase(&self, phase: &str) {
-        self.node
-            .archive_progress()
-            .update(|p| p.phase = phase.to_string());
+        self.progress.update(|p| p.phase = phase.to_string());
     }
 
     fn note_error(&self, e: &ArchiveError) {
-        self.node
-            .archive_progress()
-            .update(|p| p.last_error = Some(e.to_string()));
+        self.progress.update(|p| p.last_error = Some(e.to_string()));
     }
 
     fn check_leading(&self, term: u64) -> Result<(), ArchiveError> {
@@ -327,9 +335,9 @@ impl Archiver {
                 })),
             };
             self.node
-                .propose_as_leader(command)
+                .propose(command)
                 .await
-                .map_err(ArchiveError::NotLeader)?;
+                .map_err(|e| ArchiveError::NotLeader(e.to_string()))?;
         }
     }
 
@@ -425,10 +433,10 @@ impl Archiver {
             })),
         };
         self.node
-            .propose_as_leader(command)
+            .propose(command)
             .await
-            .map_err(ArchiveError::NotLeader)?;
-        self.node.archive_progress().update(|p| p.last_error = None);
+            .map_err(|e| ArchiveError::NotLeader(e.to_string()))?;
+        self.progress.update(|p| p.last_error = None);
         tracing::debug!(key = %key, bytes = sealed.bytes.len(), "block archived");
         // The record is committed; a failed head write only leaves the head
         // behind until the next block raises it.
@@ -561,9 +569,7 @@ impl Archiver {
             return Ok(());
         }
         let retention = Duration::from_secs_f64(self.config.retention_days * 86_400.0);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = crate::clock::since_epoch();
         let horizon_ms = now.saturating_sub(retention).as_millis() as i64;
         let prefix = block::blocks_prefix(&self.archive.prefix);
         let mut listing = self.archive.store.list(Some(&prefix));
@@ -667,6 +673,6 @@ fn proposal_stamp(row: &Bytes) -> Option<u64> {
 
 /// Time since a proposal stamp (zero for a stamp from the future).
 fn age_since(proposed_unix_nanos: u64) -> Option<Duration> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    let now = crate::clock::since_epoch();
     Some(now.saturating_sub(Duration::from_nanos(proposed_unix_nanos)))
 }

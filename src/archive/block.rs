@@ -623,7 +623,7 @@ pub(crate) mod tests {
 
     use opentelemetry_proto::tonic::resource::v1::Resource;
 
-    use crate::bench::realistic::string_kv;
+    use crate::cli::bench::realistic::string_kv;
 
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -729,7 +729,7 @@ pub(crate) mod tests {
             ingest(
                 first,
                 Signal::Logs,
-                crate::bench::realistic::logs(first, 3).encode_to_vec(),
+                crate::cli::bench::realistic::logs(first, 3).encode_to_vec(),
                 3,
             ),
             ingest(first + 1, Signal::Metrics, metrics(4).encode_to_vec(), 4),
@@ -1031,7 +1031,7 @@ pub(crate) mod tests {
                 raw(&ingest(
                     index,
                     Signal::Logs,
-                    crate::bench::realistic::logs(i, 500).encode_to_vec(),
+                    crate::cli::bench::realistic::logs(i, 500).encode_to_vec(),
                     500,
                 ))
             })
@@ -1050,7 +1050,7 @@ pub(crate) mod tests {
         let bodies: Vec<String> = (0..500)
             .map(|i| format!("{i:06} benchmark log line {}", "x".repeat(170)))
             .collect();
-        let bench = crate::bench::logs_request(&bodies).encode_to_vec();
+        let bench = crate::cli::bench::logs_request(&bodies).encode_to_vec();
         let sealed = seal(&[raw(&ingest(1, Signal::Logs, bench, 500))]).expect("seals");
         println!(
             "bench OTLP logs: {} bytes uncompressed, {} bytes sealed, ratio {:.2}",

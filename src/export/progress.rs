@@ -9,14 +9,43 @@ use serde::{Deserialize, Serialize};
 
 use super::config::SinkKind;
 
+/// What an exporter is doing.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportPhase {
+    /// Not leading: nothing to do here.
+    #[default]
+    Idle,
+    /// A new leader learning what the sink already holds.
+    Settling,
+    /// Sending batches.
+    Exporting,
+    /// Every ingest entry is exported.
+    CaughtUp,
+    /// Waiting to try a failed send again.
+    Retrying,
+}
+
+impl ExportPhase {
+    /// The name `admin status` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportPhase::Idle => "idle",
+            ExportPhase::Settling => "settling",
+            ExportPhase::Exporting => "exporting",
+            ExportPhase::CaughtUp => "caught_up",
+            ExportPhase::Retrying => "retrying",
+        }
+    }
+}
+
 /// The live view of one exporter.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SinkProgress {
     /// Protocol, as in the config.
     pub kind: String,
-    /// `idle` (not leader), `settling`, `exporting`, `caught_up` or
-    /// `retrying`.
-    pub phase: String,
+    /// What it is doing.
+    pub phase: ExportPhase,
     /// Proposal time (ms) of the oldest entry not yet exported, when this
     /// node is exporting and behind.
     pub oldest_unexported_ms: Option<i64>,
@@ -35,7 +64,7 @@ impl Registry {
     pub fn register(&self, name: &str, kind: SinkKind) {
         self.update(name, |p| {
             p.kind = kind.as_str().to_string();
-            p.phase = "idle".to_string();
+            p.phase = ExportPhase::Idle;
         });
     }
 

@@ -19,7 +19,7 @@
 //! second record of the same range.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::ServerState;
@@ -27,12 +27,12 @@ use openraft::ServerState;
 use super::config::SinkConfig;
 use super::dead_letter::Reason;
 use super::http::Answer;
-use super::progress::Registry;
-use super::retry::Backoff;
+use super::progress::{ExportPhase, Registry};
 use super::sink::{AnySink, Batch, Sink};
 use super::ExportError;
-use crate::cluster::Node;
+use crate::backoff::Backoff;
 use crate::metrics;
+use crate::node::Node;
 use crate::pb::log::{command::Kind, Command};
 use crate::store::{SinkState, StoreError};
 
@@ -93,12 +93,15 @@ impl<S: Sink> Exporter<S> {
                 return; // Raft stopped.
             };
             let outcome = async {
-                self.node.barrier().await.map_err(ExportError::NotLeader)?;
+                self.node
+                    .barrier()
+                    .await
+                    .map_err(|e| ExportError::NotLeader(e.to_string()))?;
                 let uncertain = self.settle(term).await?;
                 self.export_while_leader(term, uncertain).await
             }
             .await;
-            self.set_phase("idle");
+            self.set_phase(ExportPhase::Idle);
             if let Err(e) = outcome {
                 tracing::warn!(sink = self.sink.name(), term, error = %e, "exporter stopped; will resume when leading");
                 self.registry
@@ -117,10 +120,10 @@ impl<S: Sink> Exporter<S> {
         )
     }
 
-    fn set_phase(&self, phase: &str) {
+    fn set_phase(&self, phase: ExportPhase) {
         self.registry.update(self.sink.name(), |p| {
-            p.phase = phase.to_string();
-            if phase == "idle" || phase == "caught_up" {
+            p.phase = phase;
+            if matches!(phase, ExportPhase::Idle | ExportPhase::CaughtUp) {
                 p.oldest_unexported_ms = None;
             }
         });
@@ -135,7 +138,7 @@ impl<S: Sink> Exporter<S> {
     /// is lost. True when the sink could not tell, so the first batch may
     /// repeat the previous leader's last one.
     async fn settle(&self, term: u64) -> Result<bool, ExportError> {
-        self.set_phase("settling");
+        self.set_phase(ExportPhase::Settling);
         let mut backoff = self.backoff();
         let state = self.sink_state();
         let held = loop {
@@ -223,7 +226,7 @@ impl<S: Sink> Exporter<S> {
             // Only ingest entries hold data; the advances this loop commits
             // must not count as new work.
             if sm.last_ingest_index <= state.cursor {
-                self.set_phase("caught_up");
+                self.set_phase(ExportPhase::CaughtUp);
                 let _ = tokio::time::timeout(IDLE_WAIT, rx.changed()).await;
                 continue;
             }
@@ -250,7 +253,7 @@ impl<S: Sink> Exporter<S> {
                 .first()
                 .map(|v| v.proposed_ms());
             self.registry.update(self.sink.name(), |p| {
-                p.phase = "exporting".to_string();
+                p.phase = ExportPhase::Exporting;
                 p.oldest_unexported_ms = oldest;
             });
             let mut batch = self.sink.build(&state, &entries);
@@ -323,7 +326,7 @@ impl<S: Sink> Exporter<S> {
                     return Ok(Delivery::Sent);
                 }
                 Err(e) => {
-                    self.set_phase("retrying");
+                    self.set_phase(ExportPhase::Retrying);
                     self.note_error(&e);
                     tokio::time::sleep(backoff.next_delay(retry_after(&e))).await;
                 }
@@ -368,9 +371,9 @@ impl<S: Sink> Exporter<S> {
             kind: Some(Kind::Cursor(batch.advance(self.sink.name(), term))),
         };
         self.node
-            .propose_as_leader(command)
+            .propose(command)
             .await
-            .map_err(ExportError::NotLeader)?;
+            .map_err(|e| ExportError::NotLeader(e.to_string()))?;
         Ok(())
     }
 
@@ -391,12 +394,6 @@ fn retry_after(e: &ExportError) -> Option<Duration> {
         ExportError::Unavailable { retry_after, .. } => *retry_after,
         _ => None,
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Keeps the export gauges equal to the replicated state (every node) and
@@ -435,7 +432,9 @@ async fn publish_gauges(node: Arc<Node>, registry: Registry) {
                 .get(name)
                 .and_then(|p| p.oldest_unexported_ms)
                 .filter(|_| applied > s.cursor)
-                .map_or(0.0, |t| (now_ms() - t).max(0) as f64 / 1000.0);
+                .map_or(0.0, |t| {
+                    (crate::clock::unix_millis() - t).max(0) as f64 / 1000.0
+                });
             m.export_lag_seconds.get_or_create(&l).set(lag_s);
         }
         if node.raft_metrics().running_state.is_err() {

@@ -2,7 +2,7 @@
 //! the ingest metrics: a request is counted as accepted only once the
 //! handler has committed it, and every refusal is counted with its reason.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use tracing::{debug, warn};
 
@@ -42,7 +42,7 @@ impl Ingest {
             signal: signal as i32,
             payload: payload.into(),
             records,
-            received_unix_nanos: unix_nanos_now(),
+            received_unix_nanos: crate::clock::unix_nanos(),
             origin_node: settings.node_id,
             ..Default::default()
         };
@@ -104,12 +104,4 @@ impl Ingest {
         );
         error
     }
-}
-
-fn unix_nanos_now() -> u64 {
-    // A clock before 1970 is a broken host; stamping 0 beats failing ingest.
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }

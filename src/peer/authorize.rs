@@ -22,7 +22,7 @@
 
 use tonic::{Request, Status};
 
-use crate::cluster::Node;
+use crate::node::Node;
 use crate::raft::NodeId;
 use crate::tls::ConnInfo;
 

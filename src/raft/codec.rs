@@ -31,6 +31,14 @@ pub enum CodecError {
     /// The entry has no payload variant.
     #[error("log entry {0} has no payload")]
     MissingPayload(u64),
+    /// A membership did not serialise (it never should: ids and strings).
+    #[error("membership in log entry {index} does not encode: {source}")]
+    EncodeMembership {
+        /// Index of the entry.
+        index: u64,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
 }
 
 impl From<CodecError> for std::io::Error {
@@ -50,23 +58,27 @@ pub fn log_id(term: u64, leader_node: u64, index: u64) -> LogId {
     )
 }
 
-/// Converts an entry into its protobuf form.
-pub fn to_pb(entry: &Entry) -> LogEntry {
+/// Converts an entry into its protobuf form. A membership that does not
+/// serialise is an error here, at its cause, never an empty payload in the
+/// log.
+pub fn to_pb(entry: &Entry) -> Result<LogEntry, CodecError> {
     let payload = match &entry.payload {
         EntryPayload::Blank => Payload::Blank(true),
         EntryPayload::Normal(cmd) => Payload::Command(cmd.clone()),
-        // Membership is a plain serde struct of ids and addresses: it always
-        // serialises, so an error here would be a bug in serde_json itself.
         EntryPayload::Membership(m) => {
-            Payload::MembershipJson(Bytes::from(serde_json::to_vec(m).unwrap_or_default()))
+            let json = serde_json::to_vec(m).map_err(|source| CodecError::EncodeMembership {
+                index: entry.log_id.index,
+                source,
+            })?;
+            Payload::MembershipJson(Bytes::from(json))
         }
     };
-    LogEntry {
+    Ok(LogEntry {
         term: entry.log_id.leader_id.term,
         leader_node: entry.log_id.leader_id.node_id,
         index: entry.log_id.index,
         payload: Some(payload),
-    }
+    })
 }
 
 /// Converts the protobuf form back into an entry.
@@ -89,8 +101,8 @@ pub fn from_pb(pb: LogEntry) -> Result<Entry, CodecError> {
 }
 
 /// Encodes an entry to bytes for storage.
-pub fn encode(entry: &Entry) -> Vec<u8> {
-    to_pb(entry).encode_to_vec()
+pub fn encode(entry: &Entry) -> Result<Vec<u8>, CodecError> {
+    Ok(to_pb(entry)?.encode_to_vec())
 }
 
 /// Decodes an entry from stored bytes.
@@ -109,7 +121,7 @@ mod tests {
     use crate::raft::Member;
 
     fn roundtrip(e: Entry) {
-        let bytes = Bytes::from(encode(&e));
+        let bytes = Bytes::from(encode(&e).expect("encodes"));
         let back = decode(bytes).expect("decodes");
         assert_eq!(back, e);
     }

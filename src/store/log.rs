@@ -191,7 +191,12 @@ impl LogStore {
                     None if total >= max_bytes => break,
                     _ => {}
                 }
-                let bytes = Bytes::from(codec::encode(&entry));
+                let bytes = Bytes::from(codec::encode(&entry).map_err(|source| {
+                    StoreError::Unencodable {
+                        index: entry.log_id.index,
+                        source,
+                    }
+                })?);
                 total += bytes.len();
                 rows.insert(entry.log_id.index, bytes);
             }
@@ -446,8 +451,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let encoded: Vec<(LogId, Vec<u8>)> = entries
             .iter()
-            .map(|e| (e.log_id, codec::encode(e)))
-            .collect();
+            .map(|e| codec::encode(e).map(|bytes| (e.log_id, bytes)))
+            .collect::<Result<_, _>>()?;
         {
             // Visible to readers from here on, before the fsync.
             let mut overlay = writer::lock(&self.inner.overlay);

@@ -13,7 +13,7 @@
 
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -359,9 +359,7 @@ fn apply_command(state: &mut SmState, cmd: &Command) {
 
 /// `<term>-<node>-<index>-<unix_ms>`, for diagnostics only.
 fn snapshot_id(last: Option<&LogId>) -> String {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    let ms = crate::clock::unix_millis();
     match last {
         Some(l) => format!(
             "{}-{}-{}-{ms}",

@@ -204,7 +204,10 @@ async fn restart_keeps_log_vote_purge_and_committed() {
     assert_eq!(st.last_log_id, Some(log_id(1, 1, 15)));
     assert_eq!(metrics.log_entries.get(), 12);
     assert_eq!(metrics.log_first_index.get(), 4);
-    let bytes: usize = want.iter().map(|e| codec::encode(e).len()).sum();
+    let bytes: usize = want
+        .iter()
+        .map(|e| codec::encode(e).expect("encodes").len())
+        .sum();
     assert_eq!(
         metrics.log_bytes.get(),
         bytes as i64,
@@ -442,7 +445,7 @@ async fn corrupt_entries_are_errors_not_panics() {
     assert_eq!(log.read_range(1, 4).await.expect("read").len(), 3);
 
     // A valid entry under the wrong key is caught too.
-    plant(4, codec::encode(&blank(1, 7)));
+    plant(4, codec::encode(&blank(1, 7)).expect("encodes"));
     let err = log.read_range(4, 5).await.expect_err("misplaced");
     assert!(
         matches!(err, StoreError::Misplaced { key: 4, found: 7 }),

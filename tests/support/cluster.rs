@@ -660,7 +660,7 @@ where
     }
 }
 
-pub use otelraft::bench::logs_request;
+pub use otelraft::cli::bench::logs_request;
 
 /// POSTs a logs request as protobuf; returns the HTTP status (or None on a
 /// transport error, which counts as "unknown" outcome).

@@ -133,7 +133,7 @@ async fn run(
             .map(|i| format!("{prefix}-{n:06}-{i:02}"))
             .collect();
         n += 1;
-        let body = otelraft::bench::logs_request(&bodies).encode_to_vec();
+        let body = otelraft::cli::bench::logs_request(&bodies).encode_to_vec();
         let ok = client
             .post(format!("{target}/v1/logs"))
             .header("content-type", "application/x-protobuf")

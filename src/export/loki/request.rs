@@ -300,10 +300,10 @@ pub fn record_metadata(prefix: &[(String, String)], record: &LogRecord) -> Vec<(
         ));
     }
     if !record.trace_id.is_empty() {
-        out.push(("trace_id".to_string(), hex(&record.trace_id)));
+        out.push(("trace_id".to_string(), hex::encode(&record.trace_id)));
     }
     if !record.span_id.is_empty() {
-        out.push(("span_id".to_string(), hex(&record.span_id)));
+        out.push(("span_id".to_string(), hex::encode(&record.span_id)));
     }
     if record.flags != 0 {
         out.push(("flags".to_string(), record.flags.to_string()));
@@ -341,15 +341,8 @@ pub fn sanitize_name(name: &str) -> String {
     out
 }
 
-/// True for a valid Loki (Prometheus) label name `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub fn is_valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    match chars.next() {
-        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
-        _ => return false,
-    }
-    chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
+/// Loki's label names follow Prometheus' rule `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub use crate::export::prometheus::naming::is_valid_label_name;
 
 /// An OTLP value as text, for lines, labels and metadata values:
 /// strings as-is; booleans, integers and doubles as their literal
@@ -360,7 +353,7 @@ pub fn any_value_text(value: &AnyValue) -> String {
     match &value.value {
         None => String::new(),
         Some(Value::StringValue(s)) => s.clone(),
-        Some(Value::BytesValue(b)) => hex(b),
+        Some(Value::BytesValue(b)) => hex::encode(b),
         Some(Value::DoubleValue(d)) => double_text(*d),
         Some(other) => {
             let mut out = String::new();
@@ -393,7 +386,7 @@ fn write_json(value: Option<&Value>, out: &mut String) {
         Some(Value::StringValueStrindex(i)) => out.push_str(&i.to_string()),
         Some(Value::DoubleValue(d)) if d.is_finite() => out.push_str(&double_text(*d)),
         Some(Value::DoubleValue(d)) => write_json_string(&double_text(*d), out),
-        Some(Value::BytesValue(b)) => write_json_string(&hex(b), out),
+        Some(Value::BytesValue(b)) => write_json_string(&hex::encode(b), out),
         Some(Value::ArrayValue(array)) => {
             out.push('[');
             for (i, item) in array.values.iter().enumerate() {
@@ -435,17 +428,6 @@ fn write_json_string(s: &str, out: &mut String) {
         }
     }
     out.push('"');
-}
-
-/// Lowercase hex of `bytes` (trace and span ids, bytes values).
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
 }
 
 /// A label set as a LogQL stream selector `{a="x", b="y"}`: names sorted

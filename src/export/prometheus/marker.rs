@@ -8,8 +8,6 @@
 //! reaching back to `state.marker_ms` returns the largest index any batch
 //! recorded, or nothing.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::request::{MARKER_METRIC, MARKER_RESTORE_LABEL, MARKER_SINK_LABEL};
 use crate::export::http::HttpService;
 use crate::export::ExportError;
@@ -33,9 +31,7 @@ pub async fn read_marker(
     query_base: &str,
     state: &SinkState,
 ) -> Result<Option<u64>, ExportError> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now = crate::clock::unix_millis();
     let query = Query {
         http,
         sink,

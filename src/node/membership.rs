@@ -17,12 +17,117 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use openraft::errors::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 
-use super::{AdminError, ChangeReply};
-use crate::cluster::Node;
+use super::Node;
 use crate::raft::{Member, NodeId, Role};
+
+/// Why a membership change or a hand-off did not happen. Each refusal
+/// happens before anything is written.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// No leader is known, so the change cannot be made now.
+    #[error("no leader is known; retry once the cluster has elected one")]
+    NoLeader,
+    /// Another membership change has not finished.
+    #[error("a membership change is already in progress: {0}")]
+    ChangeInProgress(String),
+    /// The node id is not a member (or not a learner, for promote).
+    #[error("unknown node id {0}")]
+    UnknownNode(NodeId),
+    /// The request itself is wrong.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The change would put data or availability at risk; the message says
+    /// which rule refused it and what to do instead.
+    #[error("refused: {0}")]
+    Unsafe(String),
+    /// The node chosen to lead is draining and refuses leadership.
+    #[error("node {0} is draining and takes no leadership; transfer to another member")]
+    TargetDraining(NodeId),
+    /// A node the call needs could not be reached.
+    #[error("cannot reach node {id}: {message}")]
+    Unreachable {
+        /// The node.
+        id: NodeId,
+        /// What failed.
+        message: String,
+    },
+    /// Raft failed in another way.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+impl MembershipError {
+    /// Whether repeating the same call later may succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            MembershipError::NoLeader
+                | MembershipError::ChangeInProgress(_)
+                | MembershipError::Unreachable { .. }
+        )
+    }
+}
+
+/// Answer of a successful change.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChangeReply {
+    /// What was done.
+    pub message: String,
+    /// Log index of the change, when it went through the log.
+    pub log_index: Option<u64>,
+}
+
+/// What a failed membership write means.
+fn write_error(
+    e: RaftError<crate::raft::TypeConfig, ClientWriteError<crate::raft::TypeConfig>>,
+) -> MembershipError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => MembershipError::NoLeader,
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => match c {
+            ChangeMembershipError::InProgress(p) => {
+                MembershipError::ChangeInProgress(p.to_string())
+            }
+            ChangeMembershipError::LearnerNotFound(l) => MembershipError::UnknownNode(l.node_id),
+            other => MembershipError::BadRequest(other.to_string()),
+        },
+        other => MembershipError::Raft(other.to_string()),
+    }
+}
+
+/// Held while a membership operation runs; frees the slot when dropped.
+pub struct MembershipOp<'a> {
+    node: &'a Node,
+}
+
+impl Drop for MembershipOp<'_> {
+    fn drop(&mut self) {
+        *self
+            .node
+            .membership_op
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+impl Node {
+    /// Claims the membership-operation slot for `what`, or says which
+    /// operation holds it.
+    pub fn begin_membership_op(&self, what: String) -> Result<MembershipOp<'_>, MembershipError> {
+        let mut slot = self.membership_op.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((running, since)) = slot.as_ref() {
+            return Err(MembershipError::ChangeInProgress(format!(
+                "{running} (started {} s ago)",
+                since.elapsed().as_secs()
+            )));
+        }
+        *slot = Some((what, Instant::now()));
+        Ok(MembershipOp { node: self })
+    }
+}
 
 /// How long a new member may take to catch up before the call gives up.
 pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(90);
@@ -104,13 +209,13 @@ fn ids(set: &BTreeSet<NodeId>) -> String {
 ///
 /// Raft commits a joint change only with a quorum of the current voters and
 /// a quorum of the next ones, so both must be reachable now.
-pub fn check_voters(c: &VoterChange<'_>, force: bool) -> Result<(), AdminError> {
+pub fn check_voters(c: &VoterChange<'_>, force: bool) -> Result<(), MembershipError> {
     if !c
         .next
         .iter()
         .any(|id| c.roles.get(id).copied().unwrap_or_default() == Role::Data)
     {
-        return Err(AdminError::Unsafe(format!(
+        return Err(MembershipError::Unsafe(format!(
             "the voters would be {{{}}}: no data voter would remain, and a witness never leads",
             ids(c.next)
         )));
@@ -118,14 +223,14 @@ pub fn check_voters(c: &VoterChange<'_>, force: bool) -> Result<(), AdminError> 
     let up = |set: &BTreeSet<NodeId>| set.iter().filter(|id| c.reachable.contains(id)).count();
     let (up_now, up_next) = (up(c.current), up(c.next));
     if up_now < quorum(c.current.len()) {
-        return Err(AdminError::Unsafe(format!(
+        return Err(MembershipError::Unsafe(format!(
             "only {up_now} of the voters {{{}}} are reachable, fewer than the quorum of {}: no change can commit until more of them are back",
             ids(c.current),
             quorum(c.current.len())
         )));
     }
     if up_next < quorum(c.next.len()) {
-        return Err(AdminError::Unsafe(format!(
+        return Err(MembershipError::Unsafe(format!(
             "the cluster would lose quorum: the new voters {{{}}} need {} of them, but only {up_next} are reachable",
             ids(c.next),
             quorum(c.next.len())
@@ -134,7 +239,7 @@ pub fn check_voters(c: &VoterChange<'_>, force: bool) -> Result<(), AdminError> 
     let margin_now = up_now - quorum(c.current.len());
     let margin_next = up_next - quorum(c.next.len());
     if margin_next == 0 && margin_now > 0 && !force {
-        return Err(AdminError::Unsafe(format!(
+        return Err(MembershipError::Unsafe(format!(
             "after this change the voters {{{}}} would survive no further failure ({up_next} reachable, quorum {}), while today the cluster survives {margin_now}; add a replacement first (`admin replace`), or pass --force",
             ids(c.next),
             quorum(c.next.len())
@@ -151,7 +256,7 @@ async fn check_next(
     nodes: &BTreeMap<NodeId, Member>,
     next: &BTreeSet<NodeId>,
     force: bool,
-) -> Result<(), AdminError> {
+) -> Result<(), MembershipError> {
     let roles: BTreeMap<NodeId, Role> = nodes.iter().map(|(id, m)| (*id, m.role)).collect();
     check_voters(
         &VoterChange {
@@ -168,11 +273,11 @@ async fn check_next(
 /// a joint (two-step) change is still in flight.
 fn settled_membership(
     node: &Node,
-) -> Result<(BTreeSet<NodeId>, BTreeMap<NodeId, Member>), AdminError> {
+) -> Result<(BTreeSet<NodeId>, BTreeMap<NodeId, Member>), MembershipError> {
     let m = node.raft_metrics();
     let membership = m.membership_config.membership();
     if membership.get_joint_config().len() > 1 {
-        return Err(AdminError::ChangeInProgress(
+        return Err(MembershipError::ChangeInProgress(
             "a joint membership change has not finished yet".into(),
         ));
     }
@@ -187,7 +292,7 @@ fn settled_membership(
 /// The members the leader heard from recently. A leader that took over a
 /// moment ago may not have every answer yet, so a set that lacks members is
 /// given a heartbeat round and up to two election timeouts to fill.
-async fn reachable(node: &Node) -> Result<BTreeSet<NodeId>, AdminError> {
+async fn reachable(node: &Node) -> Result<BTreeSet<NodeId>, MembershipError> {
     let all = node
         .raft_metrics()
         .membership_config
@@ -198,7 +303,7 @@ async fn reachable(node: &Node) -> Result<BTreeSet<NodeId>, AdminError> {
         Instant::now() + Duration::from_millis(node.config().raft.election_timeout_max_ms * 2);
     let mut nudged = false;
     loop {
-        let up = node.reachable_members().ok_or(AdminError::NoLeader)?;
+        let up = node.reachable_members().ok_or(MembershipError::NoLeader)?;
         if up.len() >= all || Instant::now() >= deadline {
             return Ok(up);
         }
@@ -210,9 +315,8 @@ async fn reachable(node: &Node) -> Result<BTreeSet<NodeId>, AdminError> {
     }
 }
 
-fn claim<'a>(node: &'a Node, what: String) -> Result<crate::cluster::MembershipOp<'a>, AdminError> {
+fn claim(node: &Node, what: String) -> Result<MembershipOp<'_>, MembershipError> {
     node.begin_membership_op(what)
-        .map_err(AdminError::ChangeInProgress)
 }
 
 /// Refuses ids that are taken, reserved or retired.
@@ -220,17 +324,17 @@ fn check_new_id(
     node: &Node,
     nodes: &BTreeMap<NodeId, Member>,
     id: NodeId,
-) -> Result<(), AdminError> {
+) -> Result<(), MembershipError> {
     if id == 0 {
-        return Err(AdminError::BadRequest("node id 0 is reserved".into()));
+        return Err(MembershipError::BadRequest("node id 0 is reserved".into()));
     }
     if nodes.contains_key(&id) {
-        return Err(AdminError::BadRequest(format!(
+        return Err(MembershipError::BadRequest(format!(
             "node {id} is already a member"
         )));
     }
     if node.state().retired_ids.contains(&id) {
-        return Err(AdminError::BadRequest(format!(
+        return Err(MembershipError::BadRequest(format!(
             "node id {id} belonged to a member that was removed; ids are never reused, pick a new one"
         )));
     }
@@ -240,13 +344,13 @@ fn check_new_id(
 /// Asks the joining node who it is, so a wrong address or a role that its
 /// config does not declare is refused before the membership changes.
 /// A node that is still starting gets a few seconds to answer.
-async fn verified_member(node: &Node, req: &JoinRequest) -> Result<Member, AdminError> {
+async fn verified_member(node: &Node, req: &JoinRequest) -> Result<Member, MembershipError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let info = loop {
         match node.peers().node_info(&req.peer_addr).await {
             Ok(info) => break info,
             Err(e) if Instant::now() >= deadline => {
-                return Err(AdminError::Unreachable {
+                return Err(MembershipError::Unreachable {
                     id: req.id,
                     message: e.to_string(),
                 })
@@ -255,14 +359,14 @@ async fn verified_member(node: &Node, req: &JoinRequest) -> Result<Member, Admin
         }
     };
     if info.node_id != req.id {
-        return Err(AdminError::BadRequest(format!(
+        return Err(MembershipError::BadRequest(format!(
             "the node at {} is node {}, not node {}",
             req.peer_addr, info.node_id, req.id
         )));
     }
     if let Some(expected) = req.role {
         if expected != info.role {
-            return Err(AdminError::BadRequest(format!(
+            return Err(MembershipError::BadRequest(format!(
                 "node {} is configured with role = \"{}\", not \"{expected}\"; change its config and restart it first",
                 req.id, info.role
             )));
@@ -276,13 +380,13 @@ async fn verified_member(node: &Node, req: &JoinRequest) -> Result<Member, Admin
 }
 
 /// Waits until `id` holds every entry the leader had when the wait began.
-async fn wait_caught_up(node: &Node, id: NodeId, timeout: Duration) -> Result<(), AdminError> {
+async fn wait_caught_up(node: &Node, id: NodeId, timeout: Duration) -> Result<(), MembershipError> {
     let target = node.raft_metrics().last_log_index.unwrap_or(0);
     let deadline = Instant::now() + timeout;
     loop {
         let m = node.raft_metrics();
         let Some(replication) = m.replication.as_ref() else {
-            return Err(AdminError::NoLeader);
+            return Err(MembershipError::NoLeader);
         };
         let matched = replication
             .get(&id)
@@ -292,7 +396,7 @@ async fn wait_caught_up(node: &Node, id: NodeId, timeout: Duration) -> Result<()
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(AdminError::Unsafe(format!(
+            return Err(MembershipError::Unsafe(format!(
                 "node {id} has not caught up after {} s: it holds up to index {matched}, the leader had {target}; check its log, or retry",
                 timeout.as_secs()
             )));
@@ -307,7 +411,7 @@ async fn add_and_catch_up(
     node: &Node,
     req: &JoinRequest,
     nodes: &BTreeMap<NodeId, Member>,
-) -> Result<Option<u64>, AdminError> {
+) -> Result<Option<u64>, MembershipError> {
     let index = if nodes.contains_key(&req.id) {
         None
     } else {
@@ -317,19 +421,22 @@ async fn add_and_catch_up(
             .raft()
             .add_learner(req.id, member, false)
             .await
-            .map_err(super::write_error)?;
+            .map_err(write_error)?;
         Some(resp.log_id.index)
     };
     wait_caught_up(node, req.id, CATCH_UP_TIMEOUT).await?;
     Ok(index)
 }
 
-async fn commit(node: &Node, change: ChangeMembers<NodeId, Member>) -> Result<u64, AdminError> {
+async fn commit(
+    node: &Node,
+    change: ChangeMembers<NodeId, Member>,
+) -> Result<u64, MembershipError> {
     node.raft()
         .change_membership(change, false)
         .await
         .map(|r| r.log_id.index)
-        .map_err(super::write_error)
+        .map_err(write_error)
 }
 
 /// Refuses `req` when its id is taken by anything but the same learner at
@@ -340,7 +447,7 @@ fn check_join(
     voters: &BTreeSet<NodeId>,
     nodes: &BTreeMap<NodeId, Member>,
     req: &JoinRequest,
-) -> Result<(), AdminError> {
+) -> Result<(), MembershipError> {
     match nodes.get(&req.id) {
         Some(m)
             if !voters.contains(&req.id)
@@ -355,7 +462,7 @@ fn check_join(
 }
 
 /// `add-learner`: the node joins without a vote and catches up.
-pub async fn add_learner(node: &Node, req: JoinRequest) -> Result<ChangeReply, AdminError> {
+pub async fn add_learner(node: &Node, req: JoinRequest) -> Result<ChangeReply, MembershipError> {
     let _op = claim(node, format!("add-learner {}", req.id))?;
     let (voters, nodes) = settled_membership(node)?;
     check_join(node, &voters, &nodes, &req)?;
@@ -367,21 +474,25 @@ pub async fn add_learner(node: &Node, req: JoinRequest) -> Result<ChangeReply, A
 }
 
 /// Makes learner `id` a voter once it has caught up.
-async fn promote_learner(node: &Node, id: NodeId, force: bool) -> Result<ChangeReply, AdminError> {
+async fn promote_learner(
+    node: &Node,
+    id: NodeId,
+    force: bool,
+) -> Result<ChangeReply, MembershipError> {
     let (voters, nodes) = settled_membership(node)?;
     let Some(member) = nodes.get(&id) else {
-        return Err(AdminError::UnknownNode(id));
+        return Err(MembershipError::UnknownNode(id));
     };
     if voters.contains(&id) {
-        return Err(AdminError::BadRequest(format!(
+        return Err(MembershipError::BadRequest(format!(
             "node {id} is already a voter"
         )));
     }
     match wait_caught_up(node, id, CATCH_UP_TIMEOUT).await {
-        Err(AdminError::Unsafe(why)) if !force => {
-            return Err(AdminError::Unsafe(format!("{why}; or pass --force")))
+        Err(MembershipError::Unsafe(why)) if !force => {
+            return Err(MembershipError::Unsafe(format!("{why}; or pass --force")))
         }
-        Err(AdminError::Unsafe(_)) => {}
+        Err(MembershipError::Unsafe(_)) => {}
         other => other?,
     }
     let mut next = voters.clone();
@@ -395,14 +506,17 @@ async fn promote_learner(node: &Node, id: NodeId, force: bool) -> Result<ChangeR
 }
 
 /// `promote`: a caught-up learner becomes a voter.
-pub async fn promote(node: &Node, req: NodeRequest) -> Result<ChangeReply, AdminError> {
+pub async fn promote(node: &Node, req: NodeRequest) -> Result<ChangeReply, MembershipError> {
     let _op = claim(node, format!("promote {}", req.id))?;
     promote_learner(node, req.id, req.force).await
 }
 
 /// `add-witness`: the node joins as a learner, catches up, and becomes a
 /// voting witness. Its config must say `role = "witness"`.
-pub async fn add_witness(node: &Node, mut req: JoinRequest) -> Result<ChangeReply, AdminError> {
+pub async fn add_witness(
+    node: &Node,
+    mut req: JoinRequest,
+) -> Result<ChangeReply, MembershipError> {
     let _op = claim(node, format!("add-witness {}", req.id))?;
     req.role = Some(Role::Witness);
     let (voters, nodes) = settled_membership(node)?;
@@ -414,7 +528,7 @@ pub async fn add_witness(node: &Node, mut req: JoinRequest) -> Result<ChangeRepl
 /// What the leader must do before it can remove itself: hand over to the
 /// most up-to-date reachable data voter other than `leaving`. Holds the
 /// membership slot while it does.
-pub async fn step_aside(node: &Node, leaving: NodeId) -> Result<NodeId, AdminError> {
+pub async fn step_aside(node: &Node, leaving: NodeId) -> Result<NodeId, MembershipError> {
     let _op = claim(
         node,
         format!("hand leadership away before {leaving} leaves"),
@@ -447,19 +561,19 @@ pub async fn step_aside(node: &Node, leaving: NodeId) -> Result<NodeId, AdminErr
         match transfer(node, to, TRANSFER_TIMEOUT).await {
             // It may have taken over just before it began to drain: then
             // leadership has moved, and there is nothing left to hand off.
-            Err(AdminError::TargetDraining(id)) => {
+            Err(MembershipError::TargetDraining(id)) => {
                 if let Some((leader, _)) = node.leader().filter(|(l, _)| *l != leaving) {
                     return Ok(leader);
                 }
                 if !node.is_leader() {
-                    return Err(AdminError::NoLeader);
+                    return Err(MembershipError::NoLeader);
                 }
                 draining.push(id);
             }
             other => return other.map(|()| to),
         }
     }
-    Err(AdminError::Unsafe(if draining.is_empty() {
+    Err(MembershipError::Unsafe(if draining.is_empty() {
         format!("node {leaving} leads and no other reachable data voter can take over")
     } else {
         format!(
@@ -482,20 +596,20 @@ async fn target_drains(node: &Node, nodes: &BTreeMap<NodeId, Member>, to: NodeId
 
 /// Hands leadership to `to` and waits until this node sees it lead; `to`
 /// first gets up to `catch_up` to hold every entry this node has.
-pub async fn transfer(node: &Node, to: NodeId, catch_up: Duration) -> Result<(), AdminError> {
+pub async fn transfer(node: &Node, to: NodeId, catch_up: Duration) -> Result<(), MembershipError> {
     let (voters, nodes) = settled_membership(node)?;
     if !voters.contains(&to) {
-        return Err(AdminError::UnknownNode(to));
+        return Err(MembershipError::UnknownNode(to));
     }
     if nodes.get(&to).is_some_and(|n| n.role == Role::Witness) {
-        return Err(AdminError::Unsafe(format!(
+        return Err(MembershipError::Unsafe(format!(
             "node {to} is a witness and never leads"
         )));
     }
     let deadline = Instant::now() + TRANSFER_TIMEOUT;
     while !reachable(node).await?.contains(&to) {
         if Instant::now() >= deadline {
-            return Err(AdminError::Unsafe(format!(
+            return Err(MembershipError::Unsafe(format!(
                 "node {to} has not answered the leader recently; it cannot take over"
             )));
         }
@@ -507,7 +621,7 @@ pub async fn transfer(node: &Node, to: NodeId, catch_up: Duration) -> Result<(),
         .trigger()
         .transfer_leader(to)
         .await
-        .map_err(|e| AdminError::Raft(e.to_string()))?;
+        .map_err(|e| MembershipError::Raft(e.to_string()))?;
     // The target refuses a transfer while it drains (see `peer`); openraft
     // only logs that refusal, so it is asked directly while we wait.
     let deadline = Instant::now() + TRANSFER_TIMEOUT;
@@ -518,26 +632,42 @@ pub async fn transfer(node: &Node, to: NodeId, catch_up: Duration) -> Result<(),
         }
         if asked.elapsed() >= Duration::from_millis(200) {
             if target_drains(node, &nodes, to).await {
-                return Err(AdminError::TargetDraining(to));
+                return Err(MembershipError::TargetDraining(to));
             }
             asked = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Err(AdminError::Raft(format!(
+    Err(MembershipError::Raft(format!(
         "node {to} did not take over within {} s",
         TRANSFER_TIMEOUT.as_secs()
     )))
 }
 
+/// `transfer-leader`: hands leadership to `to`, one operation at a time.
+pub async fn transfer_leader(node: &Node, to: NodeId) -> Result<ChangeReply, MembershipError> {
+    if to == node.id() {
+        return Ok(ChangeReply {
+            message: format!("node {to} already leads"),
+            log_index: None,
+        });
+    }
+    let _op = claim(node, format!("transfer-leader {to}"))?;
+    transfer(node, to, TRANSFER_TIMEOUT).await?;
+    Ok(ChangeReply {
+        message: format!("node {to} is now the leader"),
+        log_index: None,
+    })
+}
+
 /// `remove`: a learner leaves at once; a voter leaves through a joint
 /// change, after the quorum checks. The caller has made sure this node is
 /// not the one leaving.
-pub async fn remove(node: &Node, req: NodeRequest) -> Result<ChangeReply, AdminError> {
+pub async fn remove(node: &Node, req: NodeRequest) -> Result<ChangeReply, MembershipError> {
     let _op = claim(node, format!("remove {}", req.id))?;
     let (voters, nodes) = settled_membership(node)?;
     if !nodes.contains_key(&req.id) {
-        return Err(AdminError::UnknownNode(req.id));
+        return Err(MembershipError::UnknownNode(req.id));
     }
     let change = if voters.contains(&req.id) {
         let mut next = voters.clone();
@@ -557,14 +687,14 @@ pub async fn remove(node: &Node, req: NodeRequest) -> Result<ChangeReply, AdminE
 /// `replace`: the new node joins as a learner and catches up, then one
 /// joint change swaps it in for the old one. Safe to run again after a
 /// failure part-way: a new node that is already a learner is reused.
-pub async fn replace(node: &Node, req: ReplaceRequest) -> Result<ChangeReply, AdminError> {
+pub async fn replace(node: &Node, req: ReplaceRequest) -> Result<ChangeReply, MembershipError> {
     let _op = claim(node, format!("replace {} by {}", req.old, req.new.id))?;
     let (voters, nodes) = settled_membership(node)?;
     if !nodes.contains_key(&req.old) {
-        return Err(AdminError::UnknownNode(req.old));
+        return Err(MembershipError::UnknownNode(req.old));
     }
     if voters.contains(&req.new.id) {
-        return Err(AdminError::BadRequest(format!(
+        return Err(MembershipError::BadRequest(format!(
             "node {} is already a voter",
             req.new.id
         )));

@@ -1,12 +1,19 @@
-//! The HTTP client behind `otelraft admin …`, also used by members to proxy
-//! membership calls to the leader.
+//! The HTTP client of the admin API: behind `otelraft admin …`, and used by
+//! members to call each other (proxied membership calls, join, hand-over).
 
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::ErrorBody;
+/// The JSON body of every admin error.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Human-readable message.
+    pub error: String,
+    /// Whether the same call may succeed later.
+    pub retryable: bool,
+}
 
 /// Why an admin call failed on the client side.
 #[derive(Debug, thiserror::Error)]

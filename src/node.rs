@@ -1,35 +1,45 @@
-//! A running member: Raft over the redb store, the submit path ingest calls,
-//! and the queries admin needs.
+//! The node core: Raft over the redb store, the peer clients, the config
+//! and the metrics, and the queries every duty asks (who leads, with a
+//! lease; propose; barrier). It knows no duty: the drain, the witness, the
+//! trimmer, join, export and archive each own their state and see the node
+//! from above (`docs/architecture.md`).
 //!
-//! The submit path is where "acknowledge only after commit" is enforced: a
-//! request resolves with a `Receipt` only when `client_write` on the leader
-//! has returned, which openraft does after the entry is committed (durable on
-//! a quorum) and applied. Concurrent requests become concurrent
-//! `client_write`s; openraft batches them into one append, and the store's
-//! single writer turns each append into one fsync.
+//! # Layout
+//!
+//! - [`gate`]: admission (for a node that joins) and draining, and the
+//!   requests between acceptance and answer.
+//! - [`submit`]: the submit path ingest calls (`IngestHandler`).
+//! - [`readiness`]: whether this node can do its job now.
+//! - [`membership`]: membership changes and leadership hand-off, the
+//!   domain logic that the admin API and the drain call.
+//! - [`handover`]: the 2 + witness hazard's way out.
+
+pub mod gate;
+pub mod handover;
+pub mod membership;
+mod readiness;
+pub mod submit;
+
+pub use gate::{Gate, InFlight};
+pub use submit::Submitter;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use openraft::errors::{ClientWriteError, RaftError};
 use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::Instant as _;
 use openraft::{RaftMetrics, ServerState, SnapshotPolicy};
-use tokio::sync::Semaphore;
 
 use crate::config::NodeConfig;
-use crate::drain::{DrainReport, InFlight};
-use crate::ingest::{IngestHandler, Receipt, SubmitError, SubmitFuture};
 use crate::metrics::{self, Metrics};
-use crate::pb::log::{command::Kind, Command, IngestRequest};
-use crate::raft::network::{NetworkFactory, PeerClients, PeerError, PeerSettings};
-use crate::raft::{Member, NodeId, Raft, Role};
+use crate::pb::log::Command;
+use crate::peer::client::{PeerClients, PeerSettings};
+use crate::peer::network::NetworkFactory;
+use crate::raft::{Member, NodeId, Role, TypeConfig};
 use crate::store::{self, LogStore, SmState, StateMachineStore};
-
-/// How long to wait between looks for a leader while a request waits.
-const LEADER_POLL: Duration = Duration::from_millis(50);
 
 /// Why a node could not start. Start-up errors are not retryable by the
 /// process itself; the operator (or systemd) decides.
@@ -73,6 +83,28 @@ pub enum NodeError {
     },
 }
 
+/// The openraft handle over this node's store.
+pub type Raft = openraft::Raft<TypeConfig, StateMachineStore>;
+
+/// Why a proposal did not go through. Only `NotLeader` proves that
+/// nothing was proposed; after `Unknown` the entry may yet commit.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProposeError {
+    /// This node does not lead; `leader` is the one it knows, if any.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader this node knows.
+        leader: Option<NodeId>,
+    },
+    /// The proposal may or may not commit: it timed out, or Raft failed
+    /// after taking it.
+    #[error("outcome unknown: {0}; the entry may or may not be committed")]
+    Unknown(String),
+    /// Raft has stopped on this node.
+    #[error("raft stopped: {0}")]
+    Stopped(String),
+}
+
 impl NodeError {
     /// Start-up failures need an operator.
     pub fn retryable(&self) -> bool {
@@ -92,51 +124,15 @@ pub struct Node {
     /// The ingest and admin tokens (`None`: `[auth]` is off).
     tokens: Option<Arc<crate::auth::Tokens>>,
     metrics: Arc<Metrics>,
-    /// Bytes of requests this node has accepted but not yet answered.
-    inflight: Arc<Semaphore>,
-    /// False once a drain began: new local requests are refused.
-    accepting: AtomicBool,
-    /// False once a draining leader stops taking forwarded writes.
-    forwarded_open: AtomicBool,
-    /// Local OTLP requests between acceptance and answer.
-    local_requests: Arc<InFlight>,
-    /// Forwarded writes this node, as leader, is committing.
-    forwarded_requests: Arc<InFlight>,
-    /// The outcome of the drain, once one ran (see `drain::drain`).
-    drain: tokio::sync::Mutex<Option<DrainReport>>,
-    /// False while a node that must join (`cluster.join`, empty storage)
-    /// has not yet been found absent from the cluster: until then it
-    /// answers no vote and no append, because the cluster may still count
-    /// it as a voter that had entries and votes this empty store lacks.
-    admitted: AtomicBool,
-    /// What this node's exporters are doing (leader only does anything).
-    export_progress: crate::export::Registry,
-    /// What this node's archiver is doing.
-    archive_progress: crate::archive::progress::Progress,
+    /// Admission, draining and the requests in progress.
+    gate: Gate,
     /// When an append from a leader last succeeded here (ms since `started`,
     /// plus one; 0 = never). A follower is ready only while this is fresh.
     leader_contact: AtomicU64,
     started: Instant,
     /// The membership operation running on this node (as leader), if any:
-    /// operations run one at a time.
+    /// operations run one at a time (see `membership`).
     membership_op: std::sync::Mutex<Option<(String, Instant)>>,
-    /// On a witness: what it knows of each data voter's durable progress.
-    witness: crate::witness::Floors,
-}
-
-/// Held while a membership operation runs; frees the slot when dropped.
-pub struct MembershipOp<'a> {
-    node: &'a Node,
-}
-
-impl Drop for MembershipOp<'_> {
-    fn drop(&mut self) {
-        *self
-            .node
-            .membership_op
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = None;
-    }
 }
 
 /// The openraft settings derived from ours.
@@ -174,13 +170,6 @@ fn raft_config(c: &NodeConfig) -> Result<openraft::Config, NodeError> {
         .map_err(|e| NodeError::Raft(e.to_string()))
 }
 
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 impl Node {
     /// Opens storage and starts Raft. Listeners are started by `serve`.
     /// `client_tls`: what the node presents when it calls other members
@@ -192,7 +181,7 @@ impl Node {
     ) -> Result<Arc<Node>, NodeError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| NodeError::Store(store::StoreError::from(e)))?;
-        let marker = config.data_dir.join(crate::restore::RESTORING_FILE);
+        let marker = config.data_dir.join(store::RESTORING_FILE);
         if marker.exists() {
             return Err(NodeError::RestoreUnfinished { path: marker });
         }
@@ -217,7 +206,6 @@ impl Node {
         )
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
-        let inflight = Arc::new(Semaphore::new(config.ingest.max_inflight_bytes));
         metrics
             .log_budget_bytes
             .set(i64::try_from(config.raft.max_log_bytes).unwrap_or(i64::MAX));
@@ -225,9 +213,9 @@ impl Node {
             .is_initialized()
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
-        let admitted = AtomicBool::new(!empty || config.cluster.join.is_empty());
+        let gate = Gate::new(!empty || config.cluster.join.is_empty());
         Ok(Arc::new(Node {
-            admitted,
+            gate,
             config,
             raft,
             log,
@@ -236,29 +224,15 @@ impl Node {
             client_tls: std::sync::RwLock::new(client_tls),
             tokens,
             metrics,
-            inflight,
-            accepting: AtomicBool::new(true),
-            forwarded_open: AtomicBool::new(true),
-            local_requests: Arc::default(),
-            forwarded_requests: Arc::default(),
-            drain: tokio::sync::Mutex::new(None),
-            export_progress: crate::export::Registry::default(),
-            archive_progress: crate::archive::progress::Progress::default(),
             leader_contact: AtomicU64::new(0),
             started: Instant::now(),
             membership_op: std::sync::Mutex::new(None),
-            witness: crate::witness::Floors::default(),
         }))
     }
 
     /// Whether this node is configured as a witness.
     pub fn is_witness(&self) -> bool {
         self.config.role == Role::Witness
-    }
-
-    /// A witness's view of the data voters' durable progress.
-    pub fn witness_floors(&self) -> &crate::witness::Floors {
-        &self.witness
     }
 
     /// Records that a leader's append just succeeded here.
@@ -282,20 +256,6 @@ impl Node {
     pub fn has_recent_leader_contact(&self) -> bool {
         let fresh = Duration::from_millis(self.config.raft.election_timeout_max_ms * 2);
         self.since_leader_contact().is_some_and(|d| d <= fresh)
-    }
-
-    /// Claims the membership-operation slot for `what`, or says which
-    /// operation holds it.
-    pub fn begin_membership_op(&self, what: String) -> Result<MembershipOp<'_>, String> {
-        let mut slot = self.membership_op.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((running, since)) = slot.as_ref() {
-            return Err(format!(
-                "{running} (started {} s ago)",
-                since.elapsed().as_secs()
-            ));
-        }
-        *slot = Some((what, Instant::now()));
-        Ok(MembershipOp { node: self })
     }
 
     /// The members (voters and learners) the leader heard from within the
@@ -351,16 +311,6 @@ impl Node {
         self.sm.view()
     }
 
-    /// The live progress of this node's exporters.
-    pub fn export_progress(&self) -> &crate::export::Registry {
-        &self.export_progress
-    }
-
-    /// The live progress of this node's archiver.
-    pub fn archive_progress(&self) -> &crate::archive::progress::Progress {
-        &self.archive_progress
-    }
-
     /// Shared metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -377,14 +327,20 @@ impl Node {
         &self,
         addr: &str,
         timeout: Duration,
-    ) -> Result<crate::admin::client::AdminClient, crate::admin::client::ClientError> {
+    ) -> Result<crate::peer::admin_client::AdminClient, crate::peer::admin_client::ClientError>
+    {
         let authorization = self.tokens.as_ref().and_then(|t| t.member_authorization());
         let tls = self
             .client_tls
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        crate::admin::client::AdminClient::for_member(addr, timeout, tls.as_ref(), authorization)
+        crate::peer::admin_client::AdminClient::for_member(
+            addr,
+            timeout,
+            tls.as_ref(),
+            authorization,
+        )
     }
 
     /// Calls other members with `tls` from now on (a reloaded certificate).
@@ -442,46 +398,9 @@ impl Node {
         }
     }
 
-    /// Stops taking new requests (requests already accepted still finish).
-    pub fn stop_accepting(&self) {
-        self.accepting.store(false, Ordering::SeqCst);
-    }
-
-    /// Whether this node may take part in Raft (see the `admitted` field).
-    pub fn is_admitted(&self) -> bool {
-        self.admitted.load(Ordering::SeqCst)
-    }
-
-    /// Lets this node take part in Raft: `join` found it absent from the
-    /// cluster (or a learner, which never votes), or it bootstraps.
-    pub fn admit(&self) {
-        self.admitted.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether a drain has begun.
-    pub fn is_draining(&self) -> bool {
-        !self.accepting.load(Ordering::SeqCst)
-    }
-
-    /// Refuses forwarded writes from now on, as a leader that is about to
-    /// hand over (see `drain`).
-    pub fn close_forwarded_writes(&self) {
-        self.forwarded_open.store(false, Ordering::SeqCst);
-    }
-
-    /// Local OTLP requests in progress.
-    pub fn local_requests(&self) -> &Arc<InFlight> {
-        &self.local_requests
-    }
-
-    /// Forwarded writes in progress on this leader.
-    pub fn forwarded_requests(&self) -> &Arc<InFlight> {
-        &self.forwarded_requests
-    }
-
-    /// Where `drain::drain` keeps its single outcome.
-    pub(crate) fn drain_slot(&self) -> &tokio::sync::Mutex<Option<DrainReport>> {
-        &self.drain
+    /// Admission, draining and the requests in progress.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
     }
 
     /// Whether this node is the Raft leader now.
@@ -542,66 +461,24 @@ impl Node {
         }
     }
 
-    /// Proposes `request` on this node, which must be the leader; resolves
-    /// once it is committed and applied. `NoLeader` means nothing was
-    /// proposed here, so the caller may retry elsewhere.
-    pub async fn write_as_leader(&self, mut request: IngestRequest) -> Result<u64, SubmitError> {
-        // No "accepting" check here: a request that got past it in
-        // `submit_owned` must be allowed to finish while the node drains.
-        if self.is_witness() {
-            // It leads only to hand over to a data node; clients retry.
-            return Err(SubmitError::NoLeader {
-                reason: "the witness leads only until a data node takes over".to_string(),
-                retry_after: Duration::from_secs(1),
-            });
-        }
-        let retained = self.metrics.log_bytes.get();
-        let budget = self.config.raft.max_log_bytes;
-        if u64::try_from(retained).unwrap_or(0) >= budget {
-            return Err(SubmitError::Overloaded {
-                reason: format!(
-                    "the retained log ({retained} bytes) is at its budget (raft.max_log_bytes = {budget}) until sinks and the archive catch up"
-                ),
-                retry_after: Duration::from_secs(5),
-            });
-        }
-        request.proposed_unix_nanos = now_nanos();
-        request.proposer_node = self.id();
-        let command = Command {
-            kind: Some(Kind::Ingest(request)),
-        };
+    /// Proposes `command` on this node, which must lead; resolves once it
+    /// is committed and applied here. Never forwarded: a follower's client
+    /// write goes through `submit`, which forwards before proposing.
+    pub async fn propose(&self, command: Command) -> Result<u64, ProposeError> {
         let timeout = Duration::from_millis(self.config.ingest.commit_timeout_ms);
         match tokio::time::timeout(timeout, self.raft.client_write(command)).await {
             Ok(Ok(resp)) => Ok(resp.log_id.index),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(SubmitError::NoLeader {
-                    reason: format!(
-                        "node {} is not the leader (leader: {:?})",
-                        self.id(),
-                        f.leader_id
-                    ),
-                    retry_after: Duration::from_secs(1),
+                Err(ProposeError::NotLeader {
+                    leader: f.leader_id,
                 })
             }
-            Ok(Err(e)) => Err(SubmitError::Internal(format!("raft write failed: {e}"))),
-            Err(_) => Err(SubmitError::Internal(format!(
-                "not committed within {} ms; the request may or may not be committed",
+            Ok(Err(RaftError::Fatal(e))) => Err(ProposeError::Stopped(e.to_string())),
+            Ok(Err(e)) => Err(ProposeError::Unknown(format!("raft write failed: {e}"))),
+            Err(_) => Err(ProposeError::Unknown(format!(
+                "not committed within {} ms",
                 timeout.as_millis()
             ))),
-        }
-    }
-
-    /// Proposes a leader-only command (export cursor advances, archive
-    /// records); never forwarded. Resolves once committed and applied here.
-    pub async fn propose_as_leader(&self, command: Command) -> Result<u64, String> {
-        let timeout = Duration::from_millis(self.config.ingest.commit_timeout_ms);
-        match tokio::time::timeout(timeout, self.raft.client_write(command)).await {
-            Ok(Ok(resp)) => Ok(resp.log_id.index),
-            Ok(Err(e)) => Err(format!("proposal failed: {e}")),
-            Err(_) => Err(format!(
-                "proposal not committed within {} ms",
-                timeout.as_millis()
-            )),
         }
     }
 
@@ -626,19 +503,29 @@ impl Node {
     /// Waits until everything committed before this call is applied here
     /// (a ReadIndex barrier). A new leader runs it before acting on the
     /// replicated state, so it sees every earlier leader's records.
-    pub async fn barrier(&self) -> Result<(), String> {
+    pub async fn barrier(&self) -> Result<(), ProposeError> {
         let read = self
             .raft
             .ensure_linearizable(openraft::ReadPolicy::ReadIndex)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match e {
+                RaftError::APIError(openraft::errors::LinearizableReadError::ForwardToLeader(
+                    f,
+                )) => ProposeError::NotLeader {
+                    leader: f.leader_id,
+                },
+                RaftError::Fatal(e) => ProposeError::Stopped(e.to_string()),
+                other => ProposeError::Unknown(other.to_string()),
+            })?;
         let want = read.index();
         let mut rx = self.raft.metrics();
         loop {
             if rx.borrow_watched().last_applied.map_or(0, |l| l.index) >= want {
                 return Ok(());
             }
-            rx.changed().await.map_err(|_| "raft stopped".to_string())?;
+            rx.changed()
+                .await
+                .map_err(|_| ProposeError::Stopped("raft stopped".to_string()))?;
         }
     }
 
@@ -656,109 +543,6 @@ impl Node {
             || m.last_quorum_acked
                 .as_ref()
                 .is_some_and(|at| at.elapsed() < lease)
-    }
-
-    /// Commits `request` through whichever member leads, forwarding when that
-    /// is not this node. Waits for a leader up to the commit timeout.
-    async fn commit_anywhere(&self, request: IngestRequest) -> Result<u64, SubmitError> {
-        let timeout = Duration::from_millis(self.config.ingest.commit_timeout_ms);
-        let deadline = Instant::now() + timeout;
-        let leader_wait = Duration::from_millis(self.config.raft.election_timeout_max_ms * 3);
-        let leader_deadline = Instant::now() + leader_wait.min(timeout);
-        let retry = |reason: String| SubmitError::NoLeader {
-            reason,
-            retry_after: Duration::from_secs(1),
-        };
-        loop {
-            let outcome = match self.leader() {
-                None => Err(retry("no leader is known".to_string())),
-                Some((id, _)) if id == self.id() => self.write_as_leader(request.clone()).await,
-                Some((id, member)) => {
-                    let remaining = deadline.saturating_duration_since(Instant::now());
-                    match self
-                        .clients
-                        .forward(&member.peer_addr, request.clone(), remaining)
-                        .await
-                    {
-                        Ok(index) => Ok(index),
-                        Err(e) => Err(forward_error(id, e)),
-                    }
-                }
-            };
-            match outcome {
-                // Only "nothing was proposed" answers are retried here; any
-                // other failure may have committed, and the client decides.
-                Err(SubmitError::NoLeader { reason, .. }) if Instant::now() < leader_deadline => {
-                    tracing::debug!(%reason, "waiting for a leader");
-                    tokio::time::sleep(LEADER_POLL).await;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// Reserves `bytes` of the in-flight budget until the returned guard
-    /// drops (also when a client disconnects and the request is cancelled).
-    fn reserve(&self, bytes: usize) -> Result<Reservation, SubmitError> {
-        if bytes > self.config.ingest.max_inflight_bytes {
-            return Err(SubmitError::TooLarge(format!(
-                "{bytes} bytes exceed ingest.max_inflight_bytes ({})",
-                self.config.ingest.max_inflight_bytes
-            )));
-        }
-        let permits = u32::try_from(bytes.max(1))
-            .map_err(|_| SubmitError::TooLarge(format!("{bytes} bytes")))?;
-        let Ok(permit) = self.inflight.clone().try_acquire_many_owned(permits) else {
-            return Err(SubmitError::Overloaded {
-                reason: "too much data in flight on this node".to_string(),
-                retry_after: Duration::from_secs(1),
-            });
-        };
-        self.metrics.ingest_inflight_bytes.inc_by(bytes as i64);
-        Ok(Reservation {
-            _permit: permit,
-            bytes: bytes as i64,
-            metrics: self.metrics.clone(),
-        })
-    }
-
-    /// The leader's side of a forwarded write: the leader's own in-flight
-    /// budget applies to it as to its local clients.
-    pub async fn accept_forwarded(&self, request: IngestRequest) -> Result<u64, SubmitError> {
-        let _in_flight = self.forwarded_requests.enter();
-        if !self.forwarded_open.load(Ordering::SeqCst) {
-            return Err(SubmitError::NoLeader {
-                reason: format!("node {} is handing over leadership", self.id()),
-                retry_after: Duration::from_secs(1),
-            });
-        }
-        let _reservation = self.reserve(request.payload.len())?;
-        self.write_as_leader(request).await
-    }
-
-    async fn submit_owned(self: Arc<Self>, request: IngestRequest) -> Result<Receipt, SubmitError> {
-        // Counted before the check, so a drain that saw the count at zero
-        // after refusing new requests cannot miss this one (see `drain`).
-        let in_flight = self.local_requests.enter();
-        if !self.accepting.load(Ordering::SeqCst) {
-            return Err(SubmitError::ShuttingDown);
-        }
-        let reservation = self.reserve(request.payload.len())?;
-        #[cfg(feature = "broken-ack-for-tests")]
-        {
-            // Deliberately wrong (see Cargo.toml): acknowledge, then commit.
-            tokio::spawn(async move {
-                let _in_flight = in_flight;
-                let _reservation = reservation;
-                let _ = self.commit_anywhere(request).await;
-            });
-            return Ok(Receipt { log_index: 0 });
-        }
-        #[allow(unreachable_code)]
-        let log_index = self.commit_anywhere(request).await?;
-        drop(reservation);
-        drop(in_flight);
-        Ok(Receipt { log_index })
     }
 
     /// Mirrors Raft state into the metrics gauges until Raft shuts down.
@@ -799,75 +583,6 @@ impl Node {
             }
         }
     }
-
-    /// `/health/ready`: `Ok` when this node can do its job now, else why not.
-    ///
-    /// A data node is ready when it can get a request committed: it leads
-    /// and a quorum acknowledged it recently, or it heard from a leader
-    /// recently. A witness is ready when it is voting and up to date: a
-    /// voter, in recent contact with a leader, holding every entry the
-    /// leader has reported committed.
-    pub fn readiness(&self) -> Result<(), String> {
-        if self.is_draining() {
-            return Err("draining: this node takes no new requests".into());
-        }
-        let m = self.raft_metrics();
-        if m.running_state.is_err() {
-            return Err("raft has stopped".into());
-        }
-        let Some(leader) = m.current_leader else {
-            return Err("no leader known".into());
-        };
-        let fresh = Duration::from_millis(self.config.raft.election_timeout_max_ms * 2);
-        if let Some(recorded) = m.membership_config.membership().get_node(&self.id()) {
-            if recorded.role != self.config.role {
-                return Err(format!(
-                    "the membership records this node as {} but its config says role = \"{}\"",
-                    recorded.role, self.config.role
-                ));
-            }
-        }
-        if m.state == ServerState::Leader {
-            if self.is_witness() {
-                return Err("the witness leads only until a data node takes over".into());
-            }
-            let acked = m
-                .last_quorum_acked
-                .as_ref()
-                .is_some_and(|at| at.elapsed() <= fresh);
-            return if acked {
-                Ok(())
-            } else {
-                Err("leader without a recent quorum".into())
-            };
-        }
-        if !self.has_recent_leader_contact() {
-            return Err(format!("no recent contact with leader {leader}"));
-        }
-        if self.is_witness() {
-            let voter = m
-                .membership_config
-                .membership()
-                .voter_ids()
-                .any(|v| v == self.id());
-            if !voter {
-                return Err("the witness is not a voter yet".into());
-            }
-            let last = m.last_log_index.unwrap_or(0);
-            let committed = m.cluster_committed.map_or(0, |l| l.index);
-            if last < committed {
-                return Err(format!(
-                    "behind: holds up to index {last}, the leader committed {committed}"
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether `/health/ready` answers 200 (see [`Node::readiness`]).
-    pub fn is_ready(&self) -> bool {
-        self.readiness().is_ok()
-    }
 }
 
 /// The membership map openraft takes, from configured or requested members.
@@ -885,54 +600,4 @@ pub fn members_map(members: &[crate::config::InitialMember]) -> BTreeMap<NodeId,
             )
         })
         .collect()
-}
-
-fn forward_error(leader: NodeId, e: PeerError) -> SubmitError {
-    match &e {
-        PeerError::Status { code, message, .. } => match *code {
-            crate::peer::NOT_LEADER => SubmitError::NoLeader {
-                reason: message.clone(),
-                retry_after: Duration::from_secs(1),
-            },
-            tonic::Code::ResourceExhausted => SubmitError::Overloaded {
-                reason: message.clone(),
-                retry_after: Duration::from_secs(1),
-            },
-            tonic::Code::OutOfRange => SubmitError::TooLarge(message.clone()),
-            // The leader may have been reached: the outcome is unknown.
-            tonic::Code::DeadlineExceeded => {
-                SubmitError::Internal(format!("forward to leader {leader}: {e}"))
-            }
-            // Unreachable before anything was sent: safe to call NoLeader,
-            // but not to retry blindly here (the bytes may be in flight).
-            tonic::Code::Unavailable => {
-                SubmitError::Internal(format!("leader {leader} unavailable: {e}"))
-            }
-            _ => SubmitError::Internal(format!("forward to leader {leader}: {e}")),
-        },
-        _ => SubmitError::Internal(format!("forward to leader {leader}: {e}")),
-    }
-}
-
-/// Bytes reserved from the in-flight budget; released on drop.
-struct Reservation {
-    _permit: tokio::sync::OwnedSemaphorePermit,
-    bytes: i64,
-    metrics: Arc<Metrics>,
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        self.metrics.ingest_inflight_bytes.dec_by(self.bytes);
-    }
-}
-
-/// The handle ingest holds: submit through this node.
-#[derive(Clone)]
-pub struct NodeHandler(pub Arc<Node>);
-
-impl IngestHandler for NodeHandler {
-    fn submit(&self, request: IngestRequest) -> SubmitFuture {
-        Box::pin(self.0.clone().submit_owned(request))
-    }
 }

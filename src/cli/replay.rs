@@ -20,13 +20,13 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use super::config::SinkConfig;
-use super::http::Answer;
-use super::retry::Backoff;
-use super::sink::{AnySink, Batch, Sink};
-use super::ExportError;
 use crate::archive::tool::{self, BlockInfo};
 use crate::archive::{Archive, ArchiveError};
+use crate::backoff::Backoff;
+use crate::export::config::SinkConfig;
+use crate::export::http::Answer;
+use crate::export::sink::{AnySink, Batch, Sink};
+use crate::export::ExportError;
 use crate::pb::log::{command::Kind, log_entry::Payload};
 use crate::raft::{codec, Entry};
 use crate::store::SinkState;

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
-use crate::admin::client::AdminClient;
 use crate::admin::status::Status;
+use crate::peer::admin_client::AdminClient;
 
 /// Why the local cluster could not run.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +100,7 @@ fn ensure_token(path: &Path) -> Result<String, LocalClusterError> {
         return Ok(token);
     }
     let token = hex::encode(rand::random::<[u8; 24]>());
-    crate::certs::write_file(path, &format!("{token}\n"), true)
+    crate::cli::certs::write_file(path, &format!("{token}\n"), true)
         .map_err(io(format!("write {}", path.display())))?;
     Ok(token)
 }
@@ -141,7 +141,7 @@ pub fn node_config(
         archive_dir.display().to_string()
     ));
     if let Some(tls_dir) = tls_dir {
-        let (cert, key) = crate::certs::node_files(tls_dir, me.id);
+        let (cert, key) = crate::cli::certs::node_files(tls_dir, me.id);
         let dir = tls_dir.parent().unwrap_or(tls_dir);
         s.push_str(&format!(
             "\n[tls]\nenabled = true\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n\n[auth]\nenabled = true\ningest_tokens_file = {:?}\nadmin_tokens_file = {:?}\n",
@@ -351,10 +351,10 @@ pub async fn run(dir: PathBuf, witness: bool, tls: bool) -> Result<(), LocalClus
         let missing: Vec<u64> = nodes
             .iter()
             .map(|n| n.id)
-            .filter(|id| !crate::certs::node_files(&tls_dir, *id).0.exists())
+            .filter(|id| !crate::cli::certs::node_files(&tls_dir, *id).0.exists())
             .collect();
         if !missing.is_empty() {
-            crate::certs::generate(&crate::certs::CertsRequest {
+            crate::cli::certs::generate(&crate::cli::certs::CertsRequest {
                 dir: tls_dir.clone(),
                 nodes: missing,
                 hosts: Vec::new(),
@@ -542,20 +542,4 @@ pub async fn run(dir: PathBuf, witness: bool, tls: bool) -> Result<(), LocalClus
     let took = stop_all(&mut running, &mut signals).await;
     println!("stopped in {:.1} s", took.as_secs_f64());
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
-    }
 }

@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 
 use clap::Subcommand;
 
-use super::client::{AdminClient, ClientError};
-use super::handover::HandoverRequest;
-use super::status::Status;
-use super::TransferRequest;
-use super::{ChangeReply, InitRequest, JoinRequest, MemberSpec, NodeRequest, ReplaceRequest};
+use crate::admin::status::Status;
+use crate::admin::TransferRequest;
+use crate::admin::{
+    ChangeReply, InitRequest, JoinRequest, MemberSpec, NodeRequest, ReplaceRequest,
+};
+use crate::node::handover::HandoverRequest;
+use crate::peer::admin_client::{AdminClient, ClientError};
 use crate::raft::Role;
 
 /// The admin subcommands.
@@ -163,7 +165,7 @@ pub async fn run(
     }
     let client = AdminClient::with_tls(
         endpoint,
-        crate::admin::client::MEMBERSHIP_TIMEOUT,
+        crate::peer::admin_client::MEMBERSHIP_TIMEOUT,
         tls.as_ref(),
     )
     .map_err(|e| e.to_string())?

@@ -15,7 +15,11 @@ use crate::store::{self, StoreError};
 pub fn dump(data_dir: &Path, out: &mut impl Write) -> Result<usize, StoreError> {
     let entries = store::dump_offline(data_dir)?;
     for e in &entries {
-        writeln!(out, "{}", entry_line(&codec::to_pb(e))).map_err(StoreError::from)?;
+        let pb = codec::to_pb(e).map_err(|source| StoreError::Unencodable {
+            index: e.log_id.index,
+            source,
+        })?;
+        writeln!(out, "{}", entry_line(&pb)).map_err(StoreError::from)?;
     }
     Ok(entries.len())
 }

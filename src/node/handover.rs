@@ -1,4 +1,4 @@
-//! The way out of the 2 + witness hazard (DESIGN.md section 3): the
+//! The way out of the 2 + witness hazard (`docs/operations.md`): the
 //! witness leads just long enough to give a data voter the entries it
 //! missed, then hands leadership to it.
 //!
@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 
-use super::{AdminError, ChangeReply};
-use crate::cluster::Node;
+use super::membership::{ChangeReply, MembershipError};
+use super::Node;
 use crate::raft::{NodeId, Role};
 
 /// How long the witness waits to be elected.
@@ -44,7 +44,7 @@ pub struct HandoverRequest {
 /// which it rejects in a pre-vote; a rejected round teaches the witness
 /// that term, so the next round can win. The caller has checked that no
 /// leader is alive, so no healthy leader is disturbed.
-async fn elect(node: &Node, to: NodeId) -> Result<(), AdminError> {
+async fn elect(node: &Node, to: NodeId) -> Result<(), MembershipError> {
     let deadline = Instant::now() + ELECTION_TIMEOUT;
     let round = Duration::from_millis(node.config().raft.election_timeout_max_ms * 2);
     loop {
@@ -53,7 +53,7 @@ async fn elect(node: &Node, to: NodeId) -> Result<(), AdminError> {
             .trigger()
             .elect(false)
             .await
-            .map_err(|e| AdminError::Raft(e.to_string()))?;
+            .map_err(|e| MembershipError::Raft(e.to_string()))?;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let standing = node.raft_metrics().current_term;
         let round_end = Instant::now() + round;
@@ -69,7 +69,7 @@ async fn elect(node: &Node, to: NodeId) -> Result<(), AdminError> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         if Instant::now() >= deadline {
-            return Err(AdminError::Raft(format!(
+            return Err(MembershipError::Raft(format!(
                 "the witness was not elected within {} s: node {to} may hold a newer log or be unreachable; see the witness's log",
                 ELECTION_TIMEOUT.as_secs()
             )));
@@ -78,26 +78,26 @@ async fn elect(node: &Node, to: NodeId) -> Result<(), AdminError> {
 }
 
 /// Runs the hand-over on this node, which must be the witness.
-pub async fn run(node: &Node, req: HandoverRequest) -> Result<ChangeReply, AdminError> {
+pub async fn run(node: &Node, req: HandoverRequest) -> Result<ChangeReply, MembershipError> {
     if !node.is_witness() {
-        return Err(AdminError::BadRequest(
+        return Err(MembershipError::BadRequest(
             "this node is not a witness; run witness-handover against the witness's admin address"
                 .into(),
         ));
     }
-    let _op = node
-        .begin_membership_op("witness-handover".into())
-        .map_err(AdminError::ChangeInProgress)?;
+    let _op = node.begin_membership_op("witness-handover".into())?;
     let m = node.raft_metrics();
     let membership = m.membership_config.membership().clone();
     if !membership.voter_ids().any(|v| v == node.id()) {
-        return Err(AdminError::BadRequest("this witness is not a voter".into()));
+        return Err(MembershipError::BadRequest(
+            "this witness is not a voter".into(),
+        ));
     }
     // Who is alive, what they hold, and whether a leader is: a leader that
     // the witness or any data voter heard from a moment ago may only be cut
     // off from the witness, and an election would depose it.
     if node.has_recent_leader_contact() {
-        return Err(AdminError::BadRequest(format!(
+        return Err(MembershipError::BadRequest(format!(
             "this witness heard from leader {} moments ago; the cluster needs no hand-over",
             m.current_leader.map_or("?".into(), |l| l.to_string())
         )));
@@ -110,7 +110,7 @@ pub async fn run(node: &Node, req: HandoverRequest) -> Result<ChangeReply, Admin
         match node.peers().node_info(&member.peer_addr).await {
             Ok(info) if info.node_id == id => {
                 if info.leader || info.recent_leader_contact {
-                    return Err(AdminError::BadRequest(format!(
+                    return Err(MembershipError::BadRequest(format!(
                         "node {id} {} (term {}); the cluster needs no hand-over",
                         if info.leader {
                             "leads"
@@ -130,7 +130,7 @@ pub async fn run(node: &Node, req: HandoverRequest) -> Result<ChangeReply, Admin
     let to = match req.to {
         Some(to) => {
             if !candidates.iter().any(|(id, _)| *id == to) {
-                return Err(AdminError::Unreachable {
+                return Err(MembershipError::Unreachable {
                     id: to,
                     message: "it is not a reachable data voter; start it first".into(),
                 });
@@ -142,7 +142,7 @@ pub async fn run(node: &Node, req: HandoverRequest) -> Result<ChangeReply, Admin
             .max_by_key(|(_, applied)| *applied)
             .map(|(id, _)| *id)
             .ok_or_else(|| {
-                AdminError::Unsafe(
+                MembershipError::Unsafe(
                     "no data voter answers; start the surviving data node first".into(),
                 )
             })?,

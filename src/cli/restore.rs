@@ -35,7 +35,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
@@ -45,9 +45,9 @@ use prost::Message;
 
 use crate::archive::tool::{self, BlockInfo};
 use crate::archive::{Archive, ArchiveError};
-use crate::cluster::members_map;
 use crate::config::NodeConfig;
 use crate::metrics::Metrics;
+use crate::node::members_map;
 use crate::pb::log::command::Kind;
 use crate::raft::{codec, LogId, SnapshotMeta, StoredMembership, Vote};
 use crate::store::{
@@ -117,9 +117,7 @@ pub struct RestoreOptions {
     pub set_aside_later: bool,
 }
 
-/// Name of the file that marks a data directory whose restore has not
-/// finished; `otelraft serve` refuses to start on it.
-pub const RESTORING_FILE: &str = "RESTORING";
+pub use crate::store::RESTORING_FILE;
 
 /// What a restore did, printed by the CLI.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -192,7 +190,7 @@ pub async fn restore(
         )));
     };
     let (first_index, last_block_index) = (first.first_index, last.last_index);
-    let restore_id = now_ms();
+    let restore_id = crate::clock::unix_millis();
     let later: Vec<BlockInfo> = listed
         .into_iter()
         .filter(|b| b.last_index > last_block_index)
@@ -534,12 +532,6 @@ fn sync_dir(dir: &std::path::Path) -> Result<(), StoreError> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(StoreError::Io)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

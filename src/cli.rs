@@ -1,0 +1,21 @@
+//! The operator tools: everything `otelraft` does besides `serve`. Each
+//! talks to a node through its admin API, or reads a stopped node's files
+//! or the archive; none runs inside a node.
+//!
+//! # Layout
+//!
+//! - [`admin`]: `otelraft admin …`, the admin API's command-line client.
+//! - [`local_cluster`]: `otelraft local-cluster`, three processes on 127.0.0.1-3.
+//! - [`bench`]: `otelraft bench`, a closed-loop OTLP load generator.
+//! - [`certs`]: `otelraft certs`, a development CA and member certificates.
+//! - [`inspect`]: `otelraft inspect`, a stopped node's log as JSON lines.
+//! - [`restore`]: `otelraft restore`, a new node built from the archive.
+//! - [`replay`]: `otelraft archive replay`, backfill a sink from the archive.
+
+pub mod admin;
+pub mod bench;
+pub mod certs;
+pub mod inspect;
+pub mod local_cluster;
+pub mod replay;
+pub mod restore;

@@ -1,0 +1,201 @@
+//! Guards the architecture (`docs/architecture.md`): a module imports only
+//! from its own layer or the layers below it, and export and archive, side
+//! by side in the duties' layer, never import each other.
+//!
+//! The imports are read from the sources: every `crate::…` path and every
+//! `super::…` path outside comments, up to a file's `#[cfg(test)]` section
+//! (tests may use any fixture). Each path is placed in the layer of the
+//! longest module prefix in [`LAYERS`].
+
+use std::path::{Path, PathBuf};
+
+/// Module prefixes and their layers, bottom up.
+const LAYERS: &[(&str, u8, &str)] = &[
+    ("pb", 1, "types"),
+    ("raft", 1, "types"),
+    ("clock", 1, "clock"),
+    ("backoff", 1, "clock"),
+    ("metrics", 1, "types"),
+    ("tls", 2, "tls"),
+    ("auth", 2, "auth"),
+    ("config", 2, "config"),
+    ("archive::config", 2, "config"),
+    ("export::config", 2, "config"),
+    ("store", 3, "store"),
+    ("ingest", 3, "ingest"),
+    ("peer", 4, "peer"),
+    ("node", 5, "node"),
+    ("drain", 6, "duties"),
+    ("witness", 6, "duties"),
+    ("trim", 6, "duties"),
+    ("join", 6, "duties"),
+    ("export", 6, "export"),
+    ("archive", 6, "archive"),
+    ("admin", 7, "adapters"),
+    ("peer::server", 7, "adapters"),
+    ("peer::authorize", 7, "adapters"),
+    ("server", 8, "server"),
+    ("cli", 8, "cli"),
+    ("main", 9, "main"),
+];
+
+/// The layer of module `path` (`a::b::c`), from its longest known prefix.
+fn layer(path: &str) -> Option<(u8, &'static str, &'static str)> {
+    LAYERS
+        .iter()
+        .filter(|(prefix, _, _)| path == *prefix || path.starts_with(&format!("{prefix}::")))
+        .max_by_key(|(prefix, _, _)| prefix.len())
+        .map(|(prefix, layer, name)| (*layer, *name, *prefix))
+}
+
+/// The module path of a source file under `src/`.
+fn module_of(src: &Path, file: &Path) -> Vec<String> {
+    let rel = file.strip_prefix(src).expect("under src");
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().to_string())
+        .collect();
+    let last = parts.pop().expect("a file name");
+    let stem = last.trim_end_matches(".rs");
+    if stem != "lib" && stem != "mod" {
+        parts.push(stem.to_string());
+    }
+    parts
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read src") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The module paths a line refers to: `crate::a::b` and `super::x`.
+fn references(line: &str, module: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (start, prefix) in [("crate::", None), ("super::", Some(()))] {
+        let mut rest = line;
+        while let Some(i) = rest.find(start) {
+            let before = rest[..i].chars().last();
+            let after = &rest[i + start.len()..];
+            rest = after;
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                continue;
+            }
+            let tail: String = after
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            let segments: Vec<&str> = tail
+                .split("::")
+                .filter(|s| !s.is_empty())
+                .take_while(|s| s.chars().next().is_some_and(|c| c.is_lowercase()))
+                .collect();
+            let mut path: Vec<String> = match prefix {
+                None => Vec::new(),
+                // `super` is the parent of this file's module.
+                Some(()) => module[..module.len().saturating_sub(1)].to_vec(),
+            };
+            path.extend(segments.iter().map(|s| s.to_string()));
+            if !path.is_empty() {
+                found.push(path.join("::"));
+            }
+        }
+    }
+    found
+}
+
+/// Every (file, line, importer module, imported module, why) that breaks a
+/// rule.
+fn violations() -> Vec<String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    let mut found = Vec::new();
+    for file in files {
+        let module = module_of(&src, &file);
+        let here = module.join("::");
+        let Some((own, own_name, _)) = layer(&here) else {
+            if !here.is_empty() {
+                found.push(format!("{}: module `{here}` has no layer", file.display()));
+            }
+            continue;
+        };
+        let text = std::fs::read_to_string(&file).expect("read source");
+        for (n, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("#[cfg(test)]") {
+                break;
+            }
+            if code.starts_with("//") {
+                continue;
+            }
+            for target in references(code, &module) {
+                let Some((theirs, their_name, _)) = layer(&target) else {
+                    continue;
+                };
+                let why = if theirs > own {
+                    Some(format!(
+                        "layer {own} ({own_name}) imports layer {theirs} ({their_name})"
+                    ))
+                } else if (own_name, their_name) == ("export", "archive")
+                    || (own_name, their_name) == ("archive", "export")
+                {
+                    Some("export and archive never import each other".to_string())
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    found.push(format!(
+                        "{}:{}: `{here}` uses `{target}`: {why}",
+                        file.strip_prefix(&src).unwrap_or(&file).display(),
+                        n + 1
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_module_imports_from_a_layer_above_it_and_export_and_archive_stay_apart() {
+    let found = violations();
+    assert!(
+        found.is_empty(),
+        "{} import(s) break the layers of docs/architecture.md:\n{}",
+        found.len(),
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_guard_sees_an_upward_import_and_a_sideways_one() {
+    let node = vec!["node".to_string()];
+    let refs = references(
+        "use crate::admin::Duties; let x = crate::pb::log::Entry;",
+        &node,
+    );
+    assert_eq!(
+        refs,
+        vec![
+            "admin::Duties".replace("::Duties", ""),
+            "pb::log".to_string()
+        ]
+    );
+    assert!(layer("admin").unwrap().0 > layer("node").unwrap().0);
+    let server = vec!["peer".to_string(), "server".to_string()];
+    assert_eq!(
+        references("use super::wire::NOT_LEADER;", &server),
+        vec!["peer::wire"]
+    );
+    assert_eq!(layer("peer::wire").unwrap().0, 4);
+    assert_eq!(layer("peer::server").unwrap().0, 7);
+    assert_eq!(layer("export::config").unwrap().1, "config");
+    assert_eq!(layer("archive::archiver").unwrap().1, "archive");
+}
