@@ -534,6 +534,24 @@ pub async fn step_aside(node: &Node, leaving: NodeId) -> Result<NodeId, Membersh
         format!("hand leadership away before {leaving} leaves"),
     )?;
     let (voters, nodes) = settled_membership(node)?;
+    // When no other data voter answers as willing (all draining or down,
+    // as when the whole cluster stops), say so now rather than after
+    // waiting for the reachable set to fill.
+    let mut willing = false;
+    for to in voters
+        .iter()
+        .filter(|id| **id != leaving && nodes.get(id).is_some_and(|n| n.role == Role::Data))
+    {
+        if draining_state(node, &nodes, *to).await == Some(false) {
+            willing = true;
+            break;
+        }
+    }
+    if !willing {
+        return Err(MembershipError::Unsafe(format!(
+            "node {leaving} leads and no other data voter can take over: every one is draining or does not answer"
+        )));
+    }
     let up = reachable(node).await?;
     let m = node.raft_metrics();
     let matched = |id: &NodeId| {
@@ -582,16 +600,18 @@ pub async fn step_aside(node: &Node, leaving: NodeId) -> Result<NodeId, Membersh
     }))
 }
 
+/// Whether `to` is draining, by its own `NodeInfo` answer; `None` when it
+/// does not answer as itself.
+async fn draining_state(node: &Node, nodes: &BTreeMap<NodeId, Member>, to: NodeId) -> Option<bool> {
+    let member = nodes.get(&to)?;
+    let info = node.peers().node_info(&member.peer_addr).await.ok()?;
+    (info.node_id == to).then_some(info.draining)
+}
+
 /// Whether `to` says it is draining. An unanswered question is not a yes:
 /// the transfer itself then decides.
 async fn target_drains(node: &Node, nodes: &BTreeMap<NodeId, Member>, to: NodeId) -> bool {
-    let Some(member) = nodes.get(&to) else {
-        return false;
-    };
-    node.peers()
-        .node_info(&member.peer_addr)
-        .await
-        .is_ok_and(|info| info.node_id == to && info.draining)
+    draining_state(node, nodes, to).await == Some(true)
 }
 
 /// Hands leadership to `to` and waits until this node sees it lead; `to`
