@@ -10,7 +10,7 @@
 //! - [`bounds`]: where the archive begins and ends, recorded in the bucket.
 //! - [`archiver`]: the leader's seal, upload and record loop; retention.
 //! - [`progress`]: what this node's archiver is doing, for status and health.
-//! - [`tool`]: `otelraft archive ls | verify | cat`.
+//! - [`reader`]: listing, fetching and verifying blocks (restore, replay and the CLI read through it).
 //!
 //! # Invariants
 //!
@@ -24,8 +24,8 @@ pub mod block;
 pub mod bounds;
 pub mod config;
 pub mod progress;
+pub mod reader;
 pub mod store;
-pub mod tool;
 
 pub use self::store::Archive;
 

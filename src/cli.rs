@@ -5,6 +5,7 @@
 //! # Layout
 //!
 //! - [`admin`]: `otelraft admin …`, the admin API's command-line client.
+//! - [`archive`]: `otelraft archive ls | cat`.
 //! - [`local_cluster`]: `otelraft local-cluster`, three processes on 127.0.0.1-3.
 //! - [`bench`]: `otelraft bench`, a closed-loop OTLP load generator.
 //! - [`certs`]: `otelraft certs`, a development CA and member certificates.
@@ -13,6 +14,7 @@
 //! - [`replay`]: `otelraft archive replay`, backfill a sink from the archive.
 
 pub mod admin;
+pub mod archive;
 pub mod bench;
 pub mod certs;
 pub mod inspect;

@@ -305,7 +305,8 @@ async fn cluster_archive_cursor(config: &NodeConfig) -> Result<Option<u64>, Stri
 }
 
 async fn archive(config: Option<PathBuf>, cmd: ArchiveCmd) -> Result<(), String> {
-    use otelraft::archive::{tool, Archive};
+    use otelraft::archive::{reader, Archive};
+    use otelraft::cli::archive as tool;
     let path = config.ok_or("--config (or OTELRAFT_CONFIG) is required")?;
     let config = NodeConfig::load(&path).map_err(|e| e.to_string())?;
     if !config.archive.enabled {
@@ -330,7 +331,7 @@ async fn archive(config: Option<PathBuf>, cmd: ArchiveCmd) -> Result<(), String>
                     None
                 }
             };
-            let report = tool::verify(&archive, &mut out, from, cursor)
+            let report = reader::verify(&archive, &mut out, from, cursor)
                 .await
                 .map_err(|e| e.to_string())?;
             if report.ok() {
@@ -348,7 +349,7 @@ async fn archive(config: Option<PathBuf>, cmd: ArchiveCmd) -> Result<(), String>
         }
         ArchiveCmd::Cat { block, all } => {
             let keys = match (all, block) {
-                (true, _) => tool::list_blocks(&archive)
+                (true, _) => reader::list_blocks(&archive)
                     .await
                     .map_err(|e| e.to_string())?
                     .into_iter()

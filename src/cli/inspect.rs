@@ -2,12 +2,12 @@
 //! per line, with OTLP payloads rendered as OTLP JSON. Read-only.
 //!
 //! The lines are the ones `otelraft archive cat` prints for the same
-//! entries (see `archive::tool::entry_line`).
+//! entries (see `cli::archive::entry_line`).
 
 use std::io::Write;
 use std::path::Path;
 
-use crate::archive::tool::entry_line;
+use crate::cli::archive::entry_line;
 use crate::raft::codec;
 use crate::store::{self, StoreError};
 

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::archive::tool::{self, BlockInfo};
+use crate::archive::reader::{self, BlockInfo};
 use crate::archive::{Archive, ArchiveError};
 use crate::backoff::Backoff;
 use crate::export::config::SinkConfig;
@@ -103,7 +103,7 @@ pub async fn replay(
     // Index 0 is Raft's first membership entry: there is never data in it,
     // and the cursor state needs a predecessor index.
     let from = from.max(1);
-    let blocks = blocks_for(tool::list_blocks(archive).await?, from, upto)?;
+    let blocks = blocks_for(reader::list_blocks(archive).await?, from, upto)?;
     let upto = upto.unwrap_or(u64::MAX);
     let mut state = SinkState {
         cursor: from - 1,
@@ -118,7 +118,7 @@ pub async fn replay(
     let mut pending: Vec<Entry> = Vec::new();
     let mut pending_bytes = 0usize;
     for info in &blocks {
-        let (opened, _) = tool::fetch_block(archive, info).await?;
+        let (opened, _) = reader::fetch_block(archive, info).await?;
         for pb in opened.entries {
             if pb.index < from || pb.index > upto {
                 continue;
@@ -259,7 +259,7 @@ async fn send_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::tool::listed_block as block;
+    use crate::archive::reader::listed_block as block;
 
     #[test]
     fn the_blocks_of_a_range_must_cover_it() {

@@ -43,7 +43,7 @@ use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::{EntryPayload, Membership};
 use prost::Message;
 
-use crate::archive::tool::{self, BlockInfo};
+use crate::archive::reader::{self, BlockInfo};
 use crate::archive::{Archive, ArchiveError};
 use crate::config::NodeConfig;
 use crate::metrics::Metrics;
@@ -181,7 +181,7 @@ pub async fn restore(
         });
     }
     let archive = Archive::open(&config.archive)?;
-    let listed = tool::list_blocks(&archive).await?;
+    let listed = reader::list_blocks(&archive).await?;
     let chain = contiguous_chain(listed.clone(), options.upto)?;
     let (Some(first), Some(last)) = (chain.first(), chain.last()) else {
         return Err(RestoreError::Unusable(format!(
@@ -238,7 +238,7 @@ pub async fn restore(
     let mut seeded = BTreeSet::new();
     let mut last_id: Option<LogId> = None;
     for info in &chain {
-        let (opened, size) = tool::fetch_block(&archive, info).await?;
+        let (opened, size) = reader::fetch_block(&archive, info).await?;
         for pb in opened.entries {
             let entry = codec::from_pb(pb).map_err(|e| RestoreError::Entry {
                 key: info.key.clone(),
@@ -477,7 +477,7 @@ async fn retained_rows(
 ) -> Result<Vec<(u64, Bytes)>, RestoreError> {
     let mut rows = Vec::new();
     for info in chain.iter().filter(|b| b.last_index >= from) {
-        let (opened, _) = tool::fetch_block(archive, info).await?;
+        let (opened, _) = reader::fetch_block(archive, info).await?;
         for pb in opened.entries.into_iter().filter(|e| e.index >= from) {
             rows.push((pb.index, Bytes::from(pb.encode_to_vec())));
         }
@@ -537,7 +537,7 @@ fn sync_dir(dir: &std::path::Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::tool::listed_block as block;
+    use crate::archive::reader::listed_block as block;
 
     fn ranges(chain: &[BlockInfo]) -> Vec<(u64, u64)> {
         chain
