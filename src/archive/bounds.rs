@@ -104,8 +104,11 @@ async fn write<T: Serialize>(
     mode: PutMode,
 ) -> Result<(), object_store::Error> {
     let key = key(&archive.prefix, name);
-    // A plain struct of integers: serialising it cannot fail.
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    // Never an empty record: a value that does not serialise is an error.
+    let bytes = serde_json::to_vec(value).map_err(|e| object_store::Error::Generic {
+        store: "bounds",
+        source: Box::new(e),
+    })?;
     let options = PutOptions {
         mode,
         ..Default::default()
