@@ -38,6 +38,7 @@
 //!   zstd dominates; repeated bodies would compress much faster, hence the
 //!   varied payloads.
 
+use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -69,7 +70,8 @@ use otelraft::metrics::Metrics;
 use otelraft::pb::log::{command::Kind, Command, IngestRequest, Signal};
 use otelraft::raft::codec::{self, log_id};
 use otelraft::raft::{Entry, TypeConfig};
-use otelraft::store::{self, SeriesMarkState, SinkState};
+use otelraft::state::{SeriesMarkState, SinkState};
+use otelraft::store;
 use prost::Message;
 use tower::ServiceExt;
 
@@ -424,7 +426,8 @@ fn prometheus_remote_write(c: &mut Criterion) {
                 };
                 (m.series, mark)
             })
-            .collect(),
+            .collect::<BTreeMap<_, _>>()
+            .into(),
         ..SinkState::default()
     };
     let entries = entries(ENTRIES);

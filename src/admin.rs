@@ -330,7 +330,7 @@ pub struct DeadLetterReport {
     /// Every dead-lettered item, counted by reason code.
     pub counts: BTreeMap<String, u64>,
     /// The newest items (at most `store::DEAD_LETTERS_KEPT`), oldest first.
-    pub newest: Vec<crate::store::DeadLetterItem>,
+    pub newest: Vec<crate::state::DeadLetterItem>,
 }
 
 async fn init(

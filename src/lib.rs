@@ -14,12 +14,13 @@
 //!    - [`metrics`]: the node's own Prometheus metrics.
 //!    - [`clock`]: the wall clock, read in one place.
 //!    - [`backoff`]: capped exponential backoff with jitter.
-//! 2. Security, configuration:
+//! 2. Security, configuration, the replicated state:
 //!    - [`tls`]: TLS on every listener, mutual TLS and node identity between members.
 //!    - [`auth`]: bearer tokens for the OTLP ports and the admin API.
 //!    - [`config`]: the per-node TOML file, `OTELRAFT_*` overrides and validation.
+//!    - [`state`]: the replicated state machine's model, pure: sinks, series marks, dead letters, archive.
 //! 3. Storage and ingest:
-//!    - [`store`]: redb-backed Raft log and state machine with a single group-commit writer.
+//!    - [`store`]: redb-backed Raft log and the persisted state, with a single group-commit writer.
 //!    - [`ingest`]: OTLP gRPC and HTTP receivers behind the `IngestHandler` trait.
 //! 4. [`peer`]: the peer protocol's client side (channels, forwarding, openraft's network, the admin HTTP client).
 //! 5. [`node`]: the node core (Raft, store, peers, config, metrics), its gate, submit path, readiness and membership.
@@ -51,6 +52,7 @@ pub mod pb;
 pub mod peer;
 pub mod raft;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod tls;
 pub mod trim;

@@ -39,7 +39,8 @@ use crate::pb::log::Command;
 use crate::peer::client::{PeerClients, PeerSettings};
 use crate::peer::network::NetworkFactory;
 use crate::raft::{Member, NodeId, Role, TypeConfig};
-use crate::store::{self, LogStore, SmState, StateMachineStore};
+use crate::state::SmState;
+use crate::store::{self, LogStore, StateMachineStore};
 
 /// Why a node could not start. Start-up errors are not retryable by the
 /// process itself; the operator (or systemd) decides.
@@ -306,9 +307,16 @@ impl Node {
         &self.log
     }
 
-    /// The applied state machine contents.
+    /// A copy of the applied state machine contents (series marks shared),
+    /// for status reports.
     pub fn state(&self) -> SmState {
         self.sm.view()
+    }
+
+    /// `f` of the applied state, read under its lock without copying the
+    /// rest; what loops use.
+    pub fn read_state<R>(&self, f: impl FnOnce(&SmState) -> R) -> R {
+        self.sm.read(f)
     }
 
     /// Shared metrics.

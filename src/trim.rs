@@ -27,9 +27,11 @@ pub async fn run(node: Arc<Node>) {
         if node.raft_metrics().running_state.is_err() {
             return;
         }
-        let state = node.state();
-        let retain_from =
-            state.retain_from(sinks.iter().map(String::as_str), config.archive.enabled);
+        let (retain_from, archive, lag) = node.read_state(|state| {
+            let retain_from =
+                state.retain_from(sinks.iter().map(String::as_str), config.archive.enabled);
+            (retain_from, state.archive.clone(), archive_lag(state))
+        });
         let below = match retain_from {
             Some(index) => index,
             // Nothing consumes the data: keep it, unless told otherwise.
@@ -43,11 +45,10 @@ pub async fn run(node: Arc<Node>) {
             m.log_trim_index
                 .set(i64::try_from(below).unwrap_or(i64::MAX) - 1);
         }
-        let archive = &state.archive;
         m.archive_cursor
             .set(i64::try_from(archive.cursor).unwrap_or(i64::MAX));
         m.archive_lag_entries
-            .set(i64::try_from(archive_lag(&state)).unwrap_or(i64::MAX));
+            .set(i64::try_from(lag).unwrap_or(i64::MAX));
         m.archive_blocks
             .set(i64::try_from(archive.blocks).unwrap_or(i64::MAX));
         m.archive_bytes
@@ -65,6 +66,6 @@ pub async fn run(node: Arc<Node>) {
 }
 
 /// Content entries applied but not yet archived.
-pub fn archive_lag(state: &crate::store::SmState) -> u64 {
+pub fn archive_lag(state: &crate::state::SmState) -> u64 {
     (state.last_content_index + 1).saturating_sub(state.archive.next_index())
 }

@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("tls", 2, "tls"),
     ("auth", 2, "auth"),
     ("config", 2, "config"),
+    ("state", 2, "state"),
     ("archive::config", 2, "config"),
     ("export::config", 2, "config"),
     ("store", 3, "store"),
@@ -198,4 +199,32 @@ fn the_guard_sees_an_upward_import_and_a_sideways_one() {
     assert_eq!(layer("peer::server").unwrap().0, 7);
     assert_eq!(layer("export::config").unwrap().1, "config");
     assert_eq!(layer("archive::archiver").unwrap().1, "archive");
+}
+
+/// The replicated state model is pure: no runtime, no database.
+#[test]
+fn the_state_model_imports_neither_tokio_nor_redb() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![src.join("state.rs")];
+    rust_files(&src.join("state"), &mut files);
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read source");
+        for (n, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            if ["tokio::", "redb::", "use tokio", "use redb"]
+                .iter()
+                .any(|p| line.contains(p))
+            {
+                found.push(format!("{}:{}: {line}", file.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the state model does I/O:\n{}",
+        found.join("\n")
+    );
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::node::Node;
 use crate::raft::NodeId;
-use crate::store::{ArchivedBlock, PendingSeal, SignalTotals, SmState};
+use crate::state::{ArchivedBlock, PendingSeal, SignalTotals, SmState};
 
 /// One member as status reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -191,7 +191,7 @@ pub struct SinkStatus {
 fn sink_statuses(
     node: &Node,
     export: &crate::export::Registry,
-    state: &crate::store::SmState,
+    state: &crate::state::SmState,
 ) -> BTreeMap<String, SinkStatus> {
     // Lag counts up to the newest ingest entry: later entries are cursor
     // advances and other bookkeeping, with nothing to export.

@@ -38,7 +38,7 @@ use crate::metrics;
 use crate::node::Node;
 use crate::pb::log::{command::Kind, ArchiveSeal, Archived, Command};
 use crate::raft::codec;
-use crate::store::PendingSeal;
+use crate::state::PendingSeal;
 
 /// Longest wait for new entries before re-checking leadership and age.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
@@ -276,8 +276,10 @@ impl Archiver {
                     return Ok(());
                 }
             }
-            let state = self.node.state();
-            let archive = state.archive.clone();
+            let (archive, last_content, applied) = self.node.read_state(|s| {
+                let applied = s.last_applied.map_or(0, |l| l.index);
+                (s.archive.clone(), s.last_content_index, applied)
+            });
             if let Some(pending) = archive.pending {
                 self.upload_and_record(term, pending, archive.blocks == 0)
                     .await?;
@@ -290,13 +292,12 @@ impl Archiver {
                     self.note_error(&e);
                 }
             }
-            if archive.next_index() > state.last_content_index {
+            if archive.next_index() > last_content {
                 self.set_phase("caught_up");
                 let _ = tokio::time::timeout(IDLE_WAIT, rx.changed()).await;
                 continue;
             }
             let first = archive.next_index();
-            let applied = state.last_applied.map_or(0, |l| l.index);
             let block = match open.take() {
                 Some(block) if block.first == first => block,
                 _ => OpenBlock::new(first),

@@ -29,7 +29,7 @@ use crate::export::sink::{AnySink, Batch, Sink};
 use crate::export::ExportError;
 use crate::pb::log::{command::Kind, log_entry::Payload};
 use crate::raft::{codec, Entry};
-use crate::store::SinkState;
+use crate::state::SinkState;
 
 /// Tries per batch before a replay gives up on an unreachable sink.
 const MAX_ATTEMPTS: u32 = 10;

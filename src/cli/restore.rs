@@ -50,9 +50,8 @@ use crate::metrics::Metrics;
 use crate::node::members_map;
 use crate::pb::log::command::Kind;
 use crate::raft::{codec, LogId, SnapshotMeta, StoredMembership, Vote};
-use crate::store::{
-    self, apply_entry, ArchiveState, ArchivedBlock, SinkRestore, SinkState, SmState, StoreError,
-};
+use crate::state::{apply_entry, ArchiveState, ArchivedBlock, SinkRestore, SinkState, SmState};
+use crate::store::{self, StoreError};
 
 /// The one error type of restore.
 #[derive(Debug, thiserror::Error)]

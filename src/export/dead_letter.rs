@@ -1,6 +1,6 @@
 //! Why an item was kept out of a sink. Every reason is counted per sink in
 //! `/metrics` and `admin status`, and the newest items are kept in the
-//! replicated state (see `store::SinkState::dead_letters`).
+//! replicated state (see `state::SinkState::dead_letters`).
 
 /// A stable code for an item that was diverted to the dead-letter record.
 /// The strings are part of the metrics and status interface.

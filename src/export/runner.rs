@@ -18,6 +18,7 @@
 //! storing anything twice; the compare-and-set advance then refuses the
 //! second record of the same range.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +35,8 @@ use crate::backoff::Backoff;
 use crate::metrics;
 use crate::node::Node;
 use crate::pb::log::{command::Kind, Command};
-use crate::store::{SinkState, StoreError};
+use crate::state::SinkState;
+use crate::store::StoreError;
 
 /// How often the export gauges are refreshed from the replicated state.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
@@ -130,7 +132,7 @@ impl<S: Sink> Exporter<S> {
     }
 
     fn sink_state(&self) -> SinkState {
-        self.node.state().sink(self.sink.name())
+        self.node.read_state(|s| s.sink(self.sink.name()))
     }
 
     /// Finds out whether the sink already holds the batch after the cursor,
@@ -179,7 +181,9 @@ impl<S: Sink> Exporter<S> {
     /// trimmed from this log; the sink holds them, so the batch covers the
     /// whole range all the same.
     async fn rebuild(&self, state: &SinkState, to: u64) -> Result<Batch, ExportError> {
-        let applied = self.node.state().last_applied.map_or(0, |l| l.index);
+        let applied = self
+            .node
+            .read_state(|s| s.last_applied.map_or(0, |l| l.index));
         if applied < to {
             return Err(ExportError::Protocol {
                 sink: self.sink.name().to_string(),
@@ -220,12 +224,13 @@ impl<S: Sink> Exporter<S> {
                     return Ok(());
                 }
             }
-            let sm = self.node.state();
-            let state = sm.sink(self.sink.name());
-            let applied = sm.last_applied.map_or(0, |l| l.index);
+            let (state, applied, last_ingest) = self.node.read_state(|s| {
+                let applied = s.last_applied.map_or(0, |l| l.index);
+                (s.sink(self.sink.name()), applied, s.last_ingest_index)
+            });
             // Only ingest entries hold data; the advances this loop commits
             // must not count as new work.
-            if sm.last_ingest_index <= state.cursor {
+            if last_ingest <= state.cursor {
                 self.set_phase(ExportPhase::CaughtUp);
                 let _ = tokio::time::timeout(IDLE_WAIT, rx.changed()).await;
                 continue;
@@ -396,17 +401,48 @@ fn retry_after(e: &ExportError) -> Option<Duration> {
     }
 }
 
+/// What the gauges show of one sink, copied out of the replicated state
+/// without its series marks or dead letters.
+struct SinkFigures<'a> {
+    name: &'a str,
+    cursor: u64,
+    payload_bytes: u64,
+    delivered: u64,
+    dead_letter_counts: BTreeMap<String, u64>,
+}
+
+impl<'a> SinkFigures<'a> {
+    fn of(name: &'a str, state: Option<&SinkState>) -> Self {
+        SinkFigures {
+            name,
+            cursor: state.map_or(0, |s| s.cursor),
+            payload_bytes: state.map_or(0, |s| s.payload_bytes),
+            delivered: state.map_or(0, |s| s.delivered),
+            dead_letter_counts: state
+                .map(|s| s.dead_letter_counts.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// Keeps the export gauges equal to the replicated state (every node) and
 /// the local progress (leader).
 async fn publish_gauges(node: Arc<Node>, registry: Registry) {
     loop {
-        let state = node.state();
-        let applied = state.last_ingest_index;
-        let total_bytes: u64 = state.signals.values().map(|t| t.payload_bytes).sum();
+        let (applied, total_bytes, sinks) = node.read_state(|state| {
+            let total_bytes: u64 = state.signals.values().map(|t| t.payload_bytes).sum();
+            let sinks: Vec<SinkFigures> = node
+                .config()
+                .sinks
+                .keys()
+                .map(|name| SinkFigures::of(name, state.sinks.get(name)))
+                .collect();
+            (state.last_ingest_index, total_bytes, sinks)
+        });
         let progress = registry.snapshot();
         let m = node.metrics();
-        for name in node.config().sinks.keys() {
-            let s = state.sinks.get(name).cloned().unwrap_or_default();
+        for s in &sinks {
+            let name = s.name;
             let l = metrics::sink(name);
             m.export_cursor.get_or_create(&l).set(s.cursor as i64);
             m.export_lag_entries

@@ -15,7 +15,7 @@ use super::http::Answer;
 use super::ExportError;
 use crate::pb::log::{CursorAdvance, DeadLetter, IngestRequest, SeriesMark, Signal};
 use crate::raft::Entry;
-use crate::store::{SinkState, DEAD_LETTERS_KEPT};
+use crate::state::{SinkState, DEAD_LETTERS_KEPT};
 
 /// One committed entry as a sink sees it.
 pub struct EntryView<'a> {

@@ -18,16 +18,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
-use openraft::{EntryPayload, OptionalSend};
+use openraft::OptionalSend;
 use redb::{Database, ReadableDatabase};
 
 use super::carry;
 use super::tables::{self, snap_key, SNAPSHOT};
 use super::writer::{Op, SmPersist, WriterHandle};
-use super::{ArchivedBlock, PendingSeal, SmState, StoreError};
-use crate::pb::log::command::Kind;
-use crate::pb::log::{Command, Signal};
-use crate::raft::{Entry, LogId, SnapshotMeta, StoredMembership, TypeConfig};
+use super::StoreError;
+use crate::raft::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::state::{apply_entry, SmState};
 
 /// The state is queued for persistence at most this often.
 pub(super) const PERSIST_INTERVAL: Duration = Duration::from_millis(50);
@@ -84,14 +83,22 @@ impl StateMachineStore {
             .contains(&id)
     }
 
-    /// A copy of the applied state, for the admin status endpoint. Cheap: the
-    /// state holds counters and positions, not payloads.
+    /// A copy of the applied state, for the admin status endpoint. The
+    /// series marks are shared, not copied; loops read what they need with
+    /// [`StateMachineStore::read`] instead.
     pub fn view(&self) -> SmState {
-        self.inner
+        self.read(SmState::clone)
+    }
+
+    /// `f` of the applied state, under the read lock: a narrow read (one
+    /// sink, the archive, a few positions) copies only what `f` returns.
+    /// `f` must be quick; apply waits for it.
+    pub fn read<R>(&self, f: impl FnOnce(&SmState) -> R) -> R {
+        f(&self
+            .inner
             .state
             .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The state as JSON and its `last_applied`, taken under one lock.
@@ -261,99 +268,6 @@ impl StateMachineStore {
             }))
         })
         .await?
-    }
-}
-
-/// Applies one entry. Must stay deterministic: restart recovery re-applies
-/// entries on top of an older persisted state and must reach the same state,
-/// and `otelraft restore` rebuilds the state from archived entries with it.
-pub fn apply_entry(state: &mut SmState, entry: &Entry) {
-    match &entry.payload {
-        EntryPayload::Blank => {}
-        EntryPayload::Membership(m) => {
-            let gone: Vec<u64> = state
-                .membership
-                .membership()
-                .nodes()
-                .map(|(id, _)| *id)
-                .filter(|id| m.get_node(id).is_none())
-                .collect();
-            state.retired_ids.extend(gone);
-            state.membership = StoredMembership::new(Some(entry.log_id), m.clone());
-            state.last_content_index = entry.log_id.index;
-        }
-        EntryPayload::Normal(cmd) => {
-            if matches!(cmd.kind, Some(Kind::Ingest(_))) {
-                state.last_ingest_index = entry.log_id.index;
-            }
-            if !matches!(cmd.kind, Some(Kind::Seal(_) | Kind::Archived(_))) {
-                state.last_content_index = entry.log_id.index;
-            }
-            apply_command(state, cmd)
-        }
-    }
-    state.last_applied = Some(entry.log_id);
-}
-
-fn apply_command(state: &mut SmState, cmd: &Command) {
-    match &cmd.kind {
-        Some(Kind::Ingest(req)) => {
-            let name = Signal::try_from(req.signal)
-                .unwrap_or(Signal::Unspecified)
-                .name();
-            let totals = state.signals.entry(name.to_string()).or_default();
-            totals.requests = totals.requests.saturating_add(1);
-            totals.records = totals.records.saturating_add(req.records);
-            totals.payload_bytes = totals
-                .payload_bytes
-                .saturating_add(req.payload.len() as u64);
-        }
-        Some(Kind::Cursor(c)) => {
-            state
-                .sinks
-                .entry(c.sink.clone())
-                .or_default()
-                .apply_advance(c);
-        }
-        Some(Kind::Seal(seal)) => {
-            let archive = &mut state.archive;
-            // Compare and set: only the block right after the cursor, only
-            // one pending at a time, so a deposed leader's late seal is a
-            // no-op and the next block's range is settled once.
-            if archive.pending.is_none()
-                && seal.first_index == archive.next_index()
-                && seal.last_index >= seal.first_index
-            {
-                archive.pending = Some(PendingSeal {
-                    first_index: seal.first_index,
-                    last_index: seal.last_index,
-                });
-            }
-        }
-        Some(Kind::Archived(a)) => {
-            let archive = &mut state.archive;
-            let matches = archive
-                .pending
-                .is_some_and(|p| p.first_index == a.first_index && p.last_index == a.last_index);
-            if matches {
-                archive.pending = None;
-                archive.cursor = a.last_index;
-                archive.blocks = archive.blocks.saturating_add(1);
-                archive.bytes = archive.bytes.saturating_add(a.size);
-                archive.uncompressed_bytes = archive
-                    .uncompressed_bytes
-                    .saturating_add(a.uncompressed_bytes);
-                archive.last_block = Some(ArchivedBlock {
-                    first_index: a.first_index,
-                    last_index: a.last_index,
-                    key: a.key.clone(),
-                    checksum: a.checksum.clone(),
-                    size: a.size,
-                });
-            }
-        }
-        // An empty command changes nothing; it still counts as applied.
-        None => {}
     }
 }
 

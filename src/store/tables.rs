@@ -13,9 +13,10 @@ use redb::{
 };
 use serde::de::DeserializeOwned;
 
-use super::{SmState, StoreError, DB_FILE_NAME};
+use super::{StoreError, DB_FILE_NAME};
 use crate::metrics::Metrics;
 use crate::raft::{codec, Entry, LogId, Vote};
+use crate::state::SmState;
 
 /// Log index -> `pb::log::LogEntry` protobuf bytes (see `raft::codec`).
 /// Invariant: keys are contiguous and the entry stored at key `i` has index

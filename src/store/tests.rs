@@ -15,27 +15,14 @@ use openraft::type_config::TypeConfigExt;
 use openraft::{EntryPayload, Membership, StorageHelper};
 use redb::Durability;
 
-use super::state_machine::apply_entry;
 use super::tables::LOG;
 use super::*;
 use crate::pb::log::command::Kind;
-use crate::pb::log::{ArchiveSeal, Archived, Command, CursorAdvance, IngestRequest, Signal};
+use crate::pb::log::{ArchiveSeal, Archived, CursorAdvance, IngestRequest, Signal};
 use crate::raft::codec::{self, log_id};
 use crate::raft::{Member, TypeConfig, Vote};
-
-fn blank(term: u64, index: u64) -> Entry {
-    Entry {
-        log_id: log_id(term, 1, index),
-        payload: EntryPayload::Blank,
-    }
-}
-
-fn normal(term: u64, index: u64, kind: Kind) -> Entry {
-    Entry {
-        log_id: log_id(term, 1, index),
-        payload: EntryPayload::Normal(Command { kind: Some(kind) }),
-    }
-}
+use crate::state::tests::{blank, normal};
+use crate::state::{apply_entry, SignalTotals, SmState};
 
 fn ingest(term: u64, index: u64, signal: Signal, records: u64, payload: &'static [u8]) -> Entry {
     normal(
@@ -531,65 +518,6 @@ async fn purged_rows_are_retained_until_trimmed() {
     log.purge(log_id(1, 1, 10)).await.expect("purge all");
     let st = log.get_log_state().await.expect("log state");
     assert_eq!(st.last_log_id, Some(log_id(1, 1, 10)));
-}
-
-/// A seal applies only at the archive's next index with none pending, and
-/// a record only for the pending range: a deposed leader's late seal or
-/// record changes nothing.
-#[test]
-fn archive_seal_and_record_are_compare_and_set() {
-    let seal = |i, first, last| {
-        normal(
-            1,
-            i,
-            Kind::Seal(ArchiveSeal {
-                first_index: first,
-                last_index: last,
-                term: 1,
-            }),
-        )
-    };
-    let record = |i, first, last| {
-        normal(
-            1,
-            i,
-            Kind::Archived(Archived {
-                first_index: first,
-                last_index: last,
-                key: format!("k/{first}-{last}"),
-                checksum: "c".into(),
-                size: 1,
-                uncompressed_bytes: 2,
-            }),
-        )
-    };
-    let entries = vec![
-        blank(1, 0),
-        seal(1, 1, 3), // refused: the archive starts at 0
-        seal(2, 0, 1),
-        seal(3, 0, 2),   // refused: a seal is pending
-        record(4, 0, 2), // refused: not the pending range
-        record(5, 0, 1),
-        record(6, 0, 1), // refused: nothing pending any more
-        seal(7, 0, 6),   // refused: 0 is archived
-        seal(8, 2, 7),
-    ];
-    let st = expected_state(&entries);
-    assert_eq!(st.archive.cursor, 1);
-    assert_eq!(st.archive.blocks, 1);
-    assert_eq!(st.archive.next_index(), 2);
-    assert_eq!(
-        st.archive.pending,
-        Some(crate::store::PendingSeal {
-            first_index: 2,
-            last_index: 7
-        })
-    );
-    assert_eq!(
-        st.archive.last_block.as_ref().map(|b| b.key.as_str()),
-        Some("k/0-1")
-    );
-    assert_eq!(st.last_content_index, 0, "archive records are not content");
 }
 
 /// Index 0 is Raft's first entry (the initial membership): a purge with no

@@ -17,7 +17,7 @@ use crate::export::sink::{ingest_views, Batch, EntryView, Sink};
 use crate::export::ExportError;
 use crate::pb::log::Signal;
 use crate::raft::Entry;
-use crate::store::SinkState;
+use crate::state::SinkState;
 
 /// Which Loki endpoint a sink posts to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,7 +11,7 @@
 use super::request::{MARKER_METRIC, MARKER_RESTORE_LABEL, MARKER_SINK_LABEL};
 use crate::export::http::HttpService;
 use crate::export::ExportError;
-use crate::store::SinkState;
+use crate::state::SinkState;
 
 /// How far past this node's clock the query looks, to cover other
 /// members' clocks running ahead.

@@ -34,7 +34,7 @@ use crate::export::sink::{ingest_views, Batch};
 use crate::pb::log::{SeriesMark, Signal};
 use crate::pb::prometheus::{Label, Sample, TimeSeries, WriteRequest};
 use crate::raft::Entry;
-use crate::store::{SeriesMarkState, SinkRestore, SinkState};
+use crate::state::{SeriesMarkState, SinkRestore, SinkState};
 
 /// Name of the marker series.
 pub const MARKER_METRIC: &str = "otelraft_export_cursor";

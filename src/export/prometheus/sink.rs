@@ -9,7 +9,7 @@ use crate::export::http::{Answer, HttpService};
 use crate::export::sink::{Batch, Sink};
 use crate::export::ExportError;
 use crate::raft::Entry;
-use crate::store::SinkState;
+use crate::state::SinkState;
 
 /// Headers remote write 1.0 requires.
 const HEADERS: [(&str, &str); 4] = [
