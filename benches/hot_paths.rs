@@ -62,8 +62,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use otelraft::archive::block::{self, RawEntry};
-use otelraft::archive::config::ArchiveConfig;
 use otelraft::cli::bench::realistic::{self, string_kv};
+use otelraft::config::archive::ArchiveConfig;
 use otelraft::export::prometheus::request;
 use otelraft::ingest::{http_router, Ingest, IngestHandler, IngestSettings, Receipt, SubmitFuture};
 use otelraft::metrics::Metrics;

@@ -4,7 +4,6 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the `[archive]` section and S3 credentials.
 //! - [`store`]: opens the object store the section describes.
 //! - [`block`]: the block format (`docs/archive-format.md`) and object keys.
 //! - [`bounds`]: where the archive begins and ends, recorded in the bucket.
@@ -22,7 +21,6 @@
 pub mod archiver;
 pub mod block;
 pub mod bounds;
-pub mod config;
 pub mod progress;
 pub mod reader;
 pub mod store;

@@ -116,12 +116,6 @@ impl AuthConfigError {
     }
 }
 
-impl From<AuthConfigError> for crate::config::ConfigError {
-    fn from(e: AuthConfigError) -> Self {
-        crate::config::ConfigError::field(e.field, e.message)
-    }
-}
-
 fn read_list(field: &'static str, path: &Path) -> Result<Vec<String>, AuthConfigError> {
     if path.as_os_str().is_empty() {
         return Ok(Vec::new());

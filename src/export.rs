@@ -2,7 +2,6 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the `[[sinks]]` TOML sections and their validation.
 //! - [`dead_letter`]: reason codes for items kept out of a sink.
 //! - [`retry`]: which sink responses are retried, and the backoff between tries.
 //! - [`http`]: the one HTTP client every sink sends through.
@@ -22,7 +21,6 @@
 //! committed cursor can be in the sink, and a new leader settles that one
 //! batch before it sends anything (see `docs/export.md`).
 
-pub mod config;
 pub mod dead_letter;
 pub mod http;
 pub mod loki;

@@ -33,7 +33,7 @@ use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::Instant as _;
 use openraft::{RaftMetrics, ServerState, SnapshotPolicy};
 
-use crate::config::NodeConfig;
+use crate::config::{Material, NodeConfig};
 use crate::metrics::{self, Metrics};
 use crate::pb::log::Command;
 use crate::peer::client::{PeerClients, PeerSettings};
@@ -68,12 +68,10 @@ pub enum NodeError {
         /// The marker file.
         path: std::path::PathBuf,
     },
-    /// The token settings could not be used.
+    /// The files the configuration names (TLS, tokens, secrets) could not
+    /// be used.
     #[error("{0}")]
-    Auth(#[from] crate::auth::AuthConfigError),
-    /// The TLS files could not be used.
-    #[error("{0}")]
-    Tls(#[from] crate::tls::TlsError),
+    Config(#[from] crate::config::ConfigError),
     /// A server stopped with an error.
     #[error("{what} server failed: {message}")]
     Server {
@@ -173,13 +171,16 @@ fn raft_config(c: &NodeConfig) -> Result<openraft::Config, NodeError> {
 
 impl Node {
     /// Opens storage and starts Raft. Listeners are started by `serve`.
-    /// `client_tls`: what the node presents when it calls other members
-    /// (from the same files `server::run` serves with; `None`: plaintext).
+    /// `material`: the TLS the node presents when it calls other members
+    /// (from the same files `server::run` serves with) and the tokens, as
+    /// loaded once at start-up.
     pub async fn open(
         config: NodeConfig,
         metrics: Arc<Metrics>,
-        client_tls: Option<crate::tls::ClientTls>,
+        material: &Material,
     ) -> Result<Arc<Node>, NodeError> {
+        let client_tls = material.client_tls.clone();
+        let tokens = material.tokens.clone();
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| NodeError::Store(store::StoreError::from(e)))?;
         let marker = config.data_dir.join(store::RESTORING_FILE);
@@ -189,7 +190,6 @@ impl Node {
         let (log, sm) =
             store::open_with_cache(&config.data_dir, metrics.clone(), config.db_cache_bytes())
                 .await?;
-        let tokens = crate::auth::Tokens::load(&config.auth)?.map(Arc::new);
         let clients = PeerClients::new(
             PeerSettings {
                 connect_timeout: Duration::from_millis(config.peer.connect_timeout_ms),

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::Duties;
-use crate::config::NodeConfig;
+use crate::config::{Material, NodeConfig};
 use crate::ingest::{self, Ingest, IngestSettings};
 use crate::metrics::Metrics;
 use crate::node::{Node, NodeError, Submitter};
@@ -36,14 +36,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let http_listener = bind("OTLP HTTP", config.listen.otlp_http).await?;
 
     // The files are read once; listeners and outbound calls share them.
-    let (tls, client_tls) = if config.tls.enabled {
-        let files = crate::tls::material::TlsFiles::load(&config.tls)?;
-        let timeout = std::time::Duration::from_millis(config.tls.handshake_timeout_ms);
-        let server = Arc::new(crate::tls::ServerTls::new(&files, timeout)?);
-        (Some(server), Some(files.client()))
-    } else {
-        (None, None)
-    };
+    let material = Material::load(&config)?;
+    let tls = material.server_tls.clone();
     let incoming = |listener: TcpListener, kind: Listener| {
         Incoming::new(listener, kind, tls.clone()).map_err(|e| NodeError::Server {
             what: kind.label(),
@@ -55,7 +49,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let grpc_listener = incoming(grpc_listener, Listener::OtlpGrpc)?;
     let http_listener = incoming(http_listener, Listener::OtlpHttp)?;
 
-    let node = Node::open(config.clone(), metrics.clone(), client_tls).await?;
+    let node = Node::open(config.clone(), metrics.clone(), &material).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();

@@ -6,6 +6,7 @@
 //! - `material`: reads and checks the PEM files (the key matches the
 //!   certificate, the certificate chains to the cluster CA and names this
 //!   node) and builds the rustls and client configurations from them.
+//! - `listener`: the four listeners and the protocols each offers.
 //! - `incoming`: the accept loop all four listeners share: TLS handshake,
 //!   a clear log line for plaintext clients, and the peer's node identity.
 //! - `identity`: the node id a certificate names (`otelraft://node/<id>`).
@@ -19,10 +20,12 @@
 pub mod config;
 pub mod identity;
 pub mod incoming;
+mod listener;
 pub mod material;
 
 pub use config::TlsSection;
-pub use incoming::{ConnInfo, Incoming, Listener};
+pub use incoming::{ConnInfo, Incoming};
+pub use listener::Listener;
 pub use material::{ClientTls, ServerTls};
 
 /// Why TLS material could not be used. Never retryable: the files must be
@@ -59,23 +62,6 @@ impl TlsError {
         TlsError::Invalid {
             field: field.to_string(),
             message: message.into(),
-        }
-    }
-}
-
-impl From<TlsError> for crate::config::ConfigError {
-    fn from(e: TlsError) -> Self {
-        match e {
-            TlsError::File {
-                field,
-                path,
-                message,
-            } => {
-                crate::config::ConfigError::field(&field, format!("cannot read {path}: {message}"))
-            }
-            TlsError::Invalid { field, message } => {
-                crate::config::ConfigError::field(&field, message)
-            }
         }
     }
 }

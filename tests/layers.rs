@@ -20,8 +20,6 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("auth", 2, "auth"),
     ("config", 2, "config"),
     ("state", 2, "state"),
-    ("archive::config", 2, "config"),
-    ("export::config", 2, "config"),
     ("store", 3, "store"),
     ("ingest", 3, "ingest"),
     ("peer", 4, "peer"),
@@ -197,7 +195,7 @@ fn the_guard_sees_an_upward_import_and_a_sideways_one() {
     );
     assert_eq!(layer("peer::wire").unwrap().0, 4);
     assert_eq!(layer("peer::server").unwrap().0, 7);
-    assert_eq!(layer("export::config").unwrap().1, "config");
+    assert_eq!(layer("config::sink").unwrap().1, "config");
     assert_eq!(layer("archive::archiver").unwrap().1, "archive");
 }
 

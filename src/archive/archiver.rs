@@ -29,11 +29,11 @@ use openraft::ServerState;
 
 use super::block::{self, RawEntry, SealedBlock};
 use super::bounds;
-use super::config::ArchiveConfig;
 use super::progress::Progress;
 use super::store::Archive;
 use super::ArchiveError;
 use crate::backoff::Backoff;
+use crate::config::archive::ArchiveConfig;
 use crate::metrics;
 use crate::node::Node;
 use crate::pb::log::{command::Kind, ArchiveSeal, Archived, Command};

@@ -8,8 +8,8 @@ use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
-use super::config::ArchiveConfig;
 use super::ArchiveError;
+use crate::config::archive::ArchiveConfig;
 
 /// The archive's object store and where its objects live in it.
 #[derive(Clone)]

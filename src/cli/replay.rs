@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::archive::reader::{self, BlockInfo};
 use crate::archive::{Archive, ArchiveError};
 use crate::backoff::Backoff;
-use crate::export::config::SinkConfig;
+use crate::config::sink::SinkConfig;
 use crate::export::http::Answer;
 use crate::export::sink::{AnySink, Batch, Sink};
 use crate::export::ExportError;

@@ -7,9 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::config::{sink_authorization, sink_roots, SinkConfig};
 use super::retry::{parse_retry_after, HttpRetryPolicy, RetryPolicy, Verdict};
 use super::ExportError;
+use crate::config::sink::{sink_authorization, sink_roots, SinkConfig};
 
 /// Longest part of a refusal body kept for logs and dead letters.
 const MAX_BODY_CHARS: usize = 512;

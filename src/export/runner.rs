@@ -25,13 +25,13 @@ use std::time::Duration;
 use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::ServerState;
 
-use super::config::SinkConfig;
 use super::dead_letter::Reason;
 use super::http::Answer;
 use super::progress::{ExportPhase, Registry};
 use super::sink::{AnySink, Batch, Sink};
 use super::ExportError;
 use crate::backoff::Backoff;
+use crate::config::sink::SinkConfig;
 use crate::metrics;
 use crate::node::Node;
 use crate::pb::log::{command::Kind, Command};

@@ -187,7 +187,7 @@ pub trait Sink: Send + Sync + 'static {
 }
 
 /// Any configured sink, built from its `[sinks.<name>]` section: the one
-/// place that maps a [`SinkKind`](super::config::SinkKind) to its type, for
+/// place that maps a [`SinkKind`](crate::config::sink::SinkKind) to its type, for
 /// the exporters and for `otelraft archive replay`.
 pub enum AnySink {
     /// Prometheus remote write.
@@ -198,9 +198,9 @@ pub enum AnySink {
 
 impl AnySink {
     /// Builds the sink `name` as `config` describes it.
-    pub fn new(name: &str, config: &super::config::SinkConfig) -> Result<Self, ExportError> {
-        use super::config::SinkKind;
+    pub fn new(name: &str, config: &crate::config::sink::SinkConfig) -> Result<Self, ExportError> {
         use super::loki::{LokiFormat, LokiSink};
+        use crate::config::sink::SinkKind;
         Ok(match config.kind {
             SinkKind::PrometheusRemoteWrite => {
                 AnySink::Prometheus(super::prometheus::PrometheusSink::new(name, config)?)

@@ -21,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::identity;
 use super::material::ServerTls;
+use super::Listener;
 
 /// Handshakes in progress per listener; a connection beyond it is closed
 /// at once (the accept loop never waits for a slot).
@@ -36,44 +37,6 @@ const READY_QUEUE: usize = 64;
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// What an HTTP client that spoke plaintext to a TLS port reads.
 const PLAINTEXT_REPLY: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 42\r\n\r\nthis port requires TLS: use https:// here\n";
-
-/// Which of a node's listeners a connection arrived on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Listener {
-    /// Raft and forwarded writes (gRPC, mutual TLS).
-    Peer,
-    /// Admin API, health and metrics (HTTP).
-    Admin,
-    /// OTLP over gRPC.
-    OtlpGrpc,
-    /// OTLP over HTTP.
-    OtlpHttp,
-}
-
-impl Listener {
-    /// The name used in logs.
-    pub fn label(self) -> &'static str {
-        match self {
-            Listener::Peer => "peer",
-            Listener::Admin => "admin",
-            Listener::OtlpGrpc => "OTLP gRPC",
-            Listener::OtlpHttp => "OTLP HTTP",
-        }
-    }
-
-    /// The application protocols offered in the handshake. gRPC clients
-    /// insist on `h2` being negotiated.
-    pub(crate) fn alpn(self) -> Vec<Vec<u8>> {
-        match self {
-            Listener::Peer | Listener::OtlpGrpc => vec![b"h2".to_vec()],
-            Listener::Admin | Listener::OtlpHttp => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-        }
-    }
-
-    fn speaks_http1(self) -> bool {
-        matches!(self, Listener::Admin | Listener::OtlpHttp)
-    }
-}
 
 /// What a request handler may know about its connection (a request
 /// extension on the peer service).

@@ -15,8 +15,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 
 use super::identity;
-use super::incoming::Listener;
-use super::{TlsError, TlsSection};
+use super::{Listener, TlsError, TlsSection};
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())

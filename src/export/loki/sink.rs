@@ -10,7 +10,7 @@ use prost::Message;
 
 use super::otlp::OtlpLogsBuilder;
 use super::request::{encode_push, PushBuilder};
-use crate::export::config::SinkConfig;
+use crate::config::sink::SinkConfig;
 use crate::export::dead_letter::Reason;
 use crate::export::http::{Answer, HttpService};
 use crate::export::sink::{ingest_views, Batch, EntryView, Sink};

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::{marker, request};
-use crate::export::config::SinkConfig;
+use crate::config::sink::SinkConfig;
 use crate::export::http::{Answer, HttpService};
 use crate::export::sink::{Batch, Sink};
 use crate::export::ExportError;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use super::ConfigError;
 
 /// Which protocol a sink speaks.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -228,14 +228,23 @@ impl SinkConfig {
                 return Err(ConfigError::field(&field(f), "must be positive"));
             }
         }
-        sink_authorization(self, &format!("sinks.{name}"))?;
-        sink_roots(self, &format!("sinks.{name}"))?;
         if self.retry_max_ms < self.retry_initial_ms {
             return Err(ConfigError::field(
                 &field("retry_max_ms"),
                 "must be at least retry_initial_ms",
             ));
         }
+        Ok(())
+    }
+}
+
+impl SinkConfig {
+    /// Reads the secret and CA files sink `name` names: `Material` checks
+    /// them once at start-up; the sink reads them again each time an
+    /// exporter starts, so a rotated token takes effect at the next leader.
+    pub fn check_files(&self, name: &str) -> Result<(), ConfigError> {
+        sink_authorization(self, &format!("sinks.{name}"))?;
+        sink_roots(self, &format!("sinks.{name}"))?;
         Ok(())
     }
 }

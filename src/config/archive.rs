@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use super::ConfigError;
 
 /// Where and how committed entries are archived.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -209,6 +209,13 @@ impl S3Config {
         if self.region.is_empty() {
             return Err(ConfigError::field("archive.s3.region", "must not be empty"));
         }
+        Ok(())
+    }
+
+    /// Reads the files the section names (credentials, CA): `Material`
+    /// checks them once at start-up; the archive reads them again when it
+    /// opens the store, so a rotated file takes effect then.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
         self.credentials(std::env::vars())?;
         self.roots()?;
         Ok(())

@@ -1,0 +1,166 @@
+//! Parsing, overrides, validation and redaction of node configs.
+
+use super::*;
+
+const MINIMAL: &str = r#"
+node_id = 1
+data_dir = "/tmp/x"
+[listen]
+otlp_grpc = "127.0.0.1:4317"
+otlp_http = "127.0.0.1:4318"
+peer = "127.0.0.1:4400"
+admin = "127.0.0.1:4480"
+"#;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn minimal_file_gets_defaults() {
+    let c = NodeConfig::from_toml_and_env(MINIMAL, "t", env(&[])).expect("valid");
+    assert_eq!(c.name, "node-1");
+    assert_eq!(c.advertise.peer, "127.0.0.1:4400");
+    assert_eq!(c.ingest.max_request_bytes, 64 << 20);
+}
+
+#[test]
+fn env_overrides_nested_fields() {
+    let c = NodeConfig::from_toml_and_env(
+        MINIMAL,
+        "t",
+        env(&[
+            ("OTELRAFT_NODE_ID", "7"),
+            ("OTELRAFT_INGEST__MAX_REQUEST_BYTES", "1048576"),
+            ("OTELRAFT_NAME", "edge"),
+        ]),
+    )
+    .expect("valid");
+    assert_eq!(c.node_id, 7);
+    assert_eq!(c.ingest.max_request_bytes, 1 << 20);
+    assert_eq!(c.name, "edge");
+}
+
+#[test]
+fn secret_overrides_stay_strings_and_the_admin_token_is_not_a_field() {
+    let c = NodeConfig::from_toml_and_env(
+        MINIMAL,
+        "t",
+        env(&[
+            ("OTELRAFT_AUTH__ENABLED", "true"),
+            ("OTELRAFT_AUTH__INGEST_TOKENS", "1234567890123456"),
+            ("OTELRAFT_AUTH__ADMIN_TOKENS", "99999999999999999999"),
+            ("OTELRAFT_ADMIN_TOKEN", "for-the-cli-not-serve"),
+        ]),
+    )
+    .expect("valid");
+    assert_eq!(c.auth.ingest_tokens, "1234567890123456");
+    assert_eq!(c.auth.admin_tokens, "99999999999999999999");
+    let shown = c.to_redacted_toml();
+    assert!(!shown.contains("1234567890123456"), "{shown}");
+}
+
+#[test]
+fn example_configs_in_cluster_dir_are_valid() {
+    for (name, text) in [
+        ("node1", include_str!("../../cluster/node1.toml")),
+        ("node2", include_str!("../../cluster/node2.toml")),
+        ("node3", include_str!("../../cluster/node3.toml")),
+    ] {
+        let c = NodeConfig::from_toml_and_env(text, name, env(&[]))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(c.name, name.replace("node", "node-"));
+    }
+}
+
+#[test]
+fn errors_name_the_field() {
+    let err = NodeConfig::from_toml_and_env(
+        MINIMAL,
+        "t",
+        env(&[("OTELRAFT_RAFT__HEARTBEAT_INTERVAL_MS", "abc")]),
+    )
+    .expect_err("bad type");
+    assert!(
+        err.to_string().contains("raft.heartbeat_interval_ms"),
+        "{err}"
+    );
+    let err = NodeConfig::from_toml_and_env(&format!("{MINIMAL}\nbogus = 1\n"), "t", env(&[]))
+        .expect_err("unknown");
+    assert!(err.to_string().contains("bogus"), "{err}");
+    let err = NodeConfig::from_toml_and_env(MINIMAL, "t", env(&[("OTELRAFT_NODE_ID", "0")]))
+        .expect_err("zero id");
+    assert!(err.to_string().contains("node_id"), "{err}");
+    let err = NodeConfig::from_toml_and_env(
+        MINIMAL,
+        "t",
+        env(&[("OTELRAFT_CLUSTER__BOOTSTRAP", "true")]),
+    )
+    .expect_err("bootstrap without members");
+    assert!(err.to_string().contains("cluster.initial_members"), "{err}");
+    let wildcard = MINIMAL.replace("127.0.0.1:4400", "0.0.0.0:4400");
+    let err =
+        NodeConfig::from_toml_and_env(&wildcard, "t", env(&[])).expect_err("wildcard advertise");
+    assert!(err.to_string().contains("advertise.peer"), "{err}");
+    let err = NodeConfig::from_toml_and_env(
+        &format!("{MINIMAL}\n[cluster]\njoin = [\"otelraft-0\"]\n"),
+        "t",
+        env(&[]),
+    )
+    .expect_err("join without a port");
+    assert!(err.to_string().contains("cluster.join[0]"), "{err}");
+}
+
+#[test]
+fn printed_config_hides_secrets_but_keeps_the_rest() {
+    let text = format!(
+        "{MINIMAL}\n[sinks.loki]\nkind = \"loki\"\nendpoint = \"http://127.0.0.1:3100/loki/api/v1/push\"\n\
+         [sinks.loki.headers]\nAuthorization = \"Bearer hunter2-token\"\nX-Scope-OrgID = \"tenant-a\"\n\
+         [archive.s3]\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\nallow_http = true\n\
+         access_key_id = \"AKIDEXAMPLE\"\nsecret_access_key = \"s3cr3t-value\"\n"
+    );
+    let c = NodeConfig::from_toml_and_env(&text, "t", env(&[])).expect("valid");
+    let printed = c.to_redacted_toml();
+    for secret in ["hunter2-token", "s3cr3t-value"] {
+        assert!(!printed.contains(secret), "{secret} leaked:\n{printed}");
+    }
+    for kept in [
+        "AKIDEXAMPLE",
+        "tenant-a",
+        "http://127.0.0.1:9000",
+        "<redacted>",
+    ] {
+        assert!(printed.contains(kept), "{kept} missing:\n{printed}");
+    }
+    // What is printed is itself a valid config once the secret is set.
+    let reparsed = NodeConfig::from_toml_and_env(&printed, "printed", env(&[]))
+        .expect("printed config parses");
+    assert_eq!(reparsed.node_id, c.node_id);
+}
+
+/// Validation reads no file: a config whose TLS and token files are missing
+/// parses and validates (tools that need no TLS run with it), and loading
+/// its material is what refuses it, naming the field.
+#[test]
+fn validation_reads_no_file_and_loading_the_material_names_the_missing_one() {
+    let text = format!(
+        "{MINIMAL}\n[tls]\nenabled = true\nca_file = \"/nonexistent/ca.pem\"\ncert_file = \"/nonexistent/node.pem\"\nkey_file = \"/nonexistent/node.key\"\n"
+    );
+    let c = NodeConfig::from_toml_and_env(&text, "t", env(&[])).expect("validates without files");
+    let err = Material::load(&c).err().expect("the files are missing");
+    assert!(err.to_string().contains("tls."), "{err}");
+
+    let text = format!(
+        "{MINIMAL}\n[auth]\nenabled = true\ningest_tokens_file = \"/nonexistent/tokens\"\n"
+    );
+    let c = NodeConfig::from_toml_and_env(&text, "t", env(&[])).expect("validates without files");
+    let err = Material::load(&c).err().expect("the token file is missing");
+    assert!(err.to_string().contains("auth.ingest_tokens_file"), "{err}");
+
+    let plain = NodeConfig::from_toml_and_env(MINIMAL, "t", env(&[])).expect("valid");
+    let m = Material::load(&plain).expect("nothing to read");
+    assert!(m.server_tls.is_none() && m.client_tls.is_none() && m.tokens.is_none());
+}
