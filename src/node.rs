@@ -16,11 +16,13 @@
 
 pub mod gate;
 pub mod handover;
+mod leader;
 pub mod membership;
 mod readiness;
 pub mod submit;
 
 pub use gate::{Gate, InFlight};
+pub use leader::LeaderHandle;
 pub use submit::Submitter;
 
 use std::collections::BTreeMap;

@@ -22,9 +22,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::type_config::async_runtime::WatchReceiver;
-use openraft::ServerState;
-
 use super::dead_letter::Reason;
 use super::http::Answer;
 use super::progress::{ExportPhase, Registry};
@@ -33,10 +30,13 @@ use super::ExportError;
 use crate::backoff::Backoff;
 use crate::config::sink::SinkConfig;
 use crate::metrics;
-use crate::node::Node;
+use crate::node::{LeaderHandle, Node};
 use crate::pb::log::{command::Kind, Command};
 use crate::state::SinkState;
 use crate::store::StoreError;
+
+#[cfg(test)]
+mod tests;
 
 /// How often the export gauges are refreshed from the replicated state.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
@@ -65,8 +65,8 @@ pub fn spawn_exporters(
     Ok(tasks)
 }
 
-fn spawn_one<S: Sink>(
-    node: &Arc<Node>,
+fn spawn_one<N: LeaderHandle, S: Sink>(
+    node: &Arc<N>,
     registry: &Registry,
     config: &SinkConfig,
     sink: S,
@@ -80,14 +80,16 @@ fn spawn_one<S: Sink>(
     tokio::spawn(exporter.run())
 }
 
-struct Exporter<S> {
-    node: Arc<Node>,
+/// One sink's exporter, over any [`LeaderHandle`] (the node, or a test's
+/// in-memory one).
+struct Exporter<N, S> {
+    node: Arc<N>,
     registry: Registry,
     config: SinkConfig,
     sink: S,
 }
 
-impl<S: Sink> Exporter<S> {
+impl<N: LeaderHandle, S: Sink> Exporter<N, S> {
     async fn run(self) {
         let mut backoff = self.backoff();
         loop {
@@ -192,11 +194,7 @@ impl<S: Sink> Exporter<S> {
                 ),
             });
         }
-        let entries = self
-            .node
-            .log_store()
-            .read_range(state.cursor + 1, to + 1)
-            .await?;
+        let entries = self.node.read_range(state.cursor + 1, to + 1).await?;
         let mut batch = self.sink.build(state, &entries);
         batch.to = to;
         Ok(batch)
@@ -216,13 +214,10 @@ impl<S: Sink> Exporter<S> {
         // The first batch after an unsettled takeover may repeat what the
         // previous leader sent; it is counted as a resend.
         let mut may_repeat = uncertain;
-        let mut rx = self.node.raft().metrics();
+        let mut watch = self.node.watch();
         loop {
-            {
-                let m = rx.borrow_watched();
-                if m.state != ServerState::Leader || m.current_term != term {
-                    return Ok(());
-                }
+            if !self.node.leads(term) {
+                return Ok(());
             }
             let (state, applied, last_ingest) = self.node.read_state(|s| {
                 let applied = s.last_applied.map_or(0, |l| l.index);
@@ -232,13 +227,12 @@ impl<S: Sink> Exporter<S> {
             // must not count as new work.
             if last_ingest <= state.cursor {
                 self.set_phase(ExportPhase::CaughtUp);
-                let _ = tokio::time::timeout(IDLE_WAIT, rx.changed()).await;
+                self.node.changed(&mut watch, IDLE_WAIT).await;
                 continue;
             }
             let end = applied.min(state.cursor + self.config.max_batch_entries);
             let read = self
                 .node
-                .log_store()
                 .read_batch(state.cursor + 1, end + 1, self.config.max_batch_bytes)
                 .await;
             let entries = match read {

@@ -314,16 +314,34 @@ impl Inner {
         }
         tables::check_contiguous(&rows)?;
         if limit.is_some() {
-            if let Some(&first) = rows.keys().next() {
-                if first != start {
-                    return Err(StoreError::Hole {
-                        expected: start,
-                        found: first,
-                    });
-                }
+            // A consumer reading from a trimmed `start` must hear of it,
+            // whether the next retained row is inside its window or past it
+            // (a window of 256 entries that all were trimmed).
+            let first = match rows.keys().next() {
+                Some(&first) => Some(first),
+                None => self.first_at_or_after(&table, start)?,
+            };
+            if let Some(found) = first.filter(|&first| first != start) {
+                return Err(StoreError::Hole {
+                    expected: start,
+                    found,
+                });
             }
         }
         Ok(rows.into_values().collect())
+    }
+
+    /// The first index at or after `start` held in `table` or the overlay.
+    fn first_at_or_after(
+        &self,
+        table: &redb::ReadOnlyTable<u64, &'static [u8]>,
+        start: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        if let Some(row) = table.range(start..)?.next() {
+            return Ok(Some(row?.0.value()));
+        }
+        let overlay = writer::lock(&self.overlay);
+        Ok(overlay.range(start..).next().map(|(&index, _)| index))
     }
 
     fn read_vote(&self) -> Option<Vote> {

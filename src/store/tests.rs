@@ -491,19 +491,24 @@ async fn purged_rows_are_retained_until_trimmed() {
         .read_batch(1, 11, usize::MAX)
         .await
         .expect_err("trimmed start");
-    assert!(
-        matches!(
-            err,
-            StoreError::Hole {
-                expected: 1,
-                found: 3
-            }
-        ),
-        "{err}"
-    );
+    assert_hole(&err, 1, 3);
     assert_eq!(
         log.read_batch(3, 11, usize::MAX).await.expect("read").len(),
         8
+    );
+    // A window that lies wholly below the trim point is a hole too, not an
+    // empty read: a consumer behind a long trimmed run must not stall.
+    let err = log
+        .read_batch(1, 2, usize::MAX)
+        .await
+        .expect_err("window wholly trimmed");
+    assert_hole(&err, 1, 3);
+    assert!(
+        log.read_batch(11, 20, usize::MAX)
+            .await
+            .expect("read")
+            .is_empty(),
+        "past the end is empty, not a hole"
     );
 
     // Trim past the purge point: rows stop at the purge point.
@@ -547,4 +552,11 @@ async fn row_zero_is_kept_until_a_consumer_is_past_it() {
         entries[1..].to_vec()
     );
     assert_eq!(metrics.log_first_index.get(), 1);
+}
+
+fn assert_hole(err: &StoreError, want_expected: u64, want_found: u64) {
+    assert!(
+        matches!(err, StoreError::Hole { expected, found } if *expected == want_expected && *found == want_found),
+        "want a hole from {want_expected} to {want_found}, got {err}"
+    );
 }

@@ -1,0 +1,392 @@
+//! The exporter's loop against an in-memory node and sink: settle after a
+//! takeover, the first batch after an unsettled one, the lease fence, a
+//! deposed leader's return, and a trimmed range. No Raft, no disk, no
+//! network: each test runs in milliseconds.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::*;
+use crate::metrics::Metrics;
+use crate::node::ProposeError;
+use crate::pb::log::IngestRequest;
+use crate::raft::Entry;
+use crate::state::tests::normal;
+use crate::state::{apply_entry, SmState};
+
+/// The node: a log, its applied state, and leadership set by the test.
+struct FakeNode {
+    inner: Mutex<FakeState>,
+    version: watch::Sender<u64>,
+    metrics: Metrics,
+}
+
+struct FakeState {
+    log: BTreeMap<u64, Entry>,
+    state: SmState,
+    term: u64,
+    leader: bool,
+    lease: bool,
+}
+
+impl FakeNode {
+    fn new() -> Arc<FakeNode> {
+        Arc::new(FakeNode {
+            inner: Mutex::new(FakeState {
+                log: BTreeMap::new(),
+                state: SmState::default(),
+                term: 1,
+                leader: false,
+                lease: true,
+            }),
+            version: watch::channel(0).0,
+            metrics: Metrics::new(),
+        })
+    }
+
+    /// Changes the node and wakes its watchers.
+    fn with<R>(&self, f: impl FnOnce(&mut FakeState) -> R) -> R {
+        let r = f(&mut self.inner.lock().expect("fake node lock"));
+        self.version.send_modify(|v| *v += 1);
+        r
+    }
+
+    /// Appends and applies `kind` as the next entry, as a commit would.
+    fn append(&self, kind: Kind) -> u64 {
+        self.with(|s| {
+            let index = s.log.keys().next_back().map_or(1, |i| i + 1);
+            let entry = normal(s.term, index, kind);
+            apply_entry(&mut s.state, &entry);
+            s.log.insert(index, entry);
+            index
+        })
+    }
+
+    fn ingest(&self) -> u64 {
+        self.append(Kind::Ingest(IngestRequest {
+            payload: Bytes::from_static(b"records"),
+            records: 1,
+            ..Default::default()
+        }))
+    }
+
+    fn lead(&self, term: u64) {
+        self.with(|s| {
+            s.term = term;
+            s.leader = true;
+        });
+    }
+
+    fn step_down(&self) {
+        self.with(|s| s.leader = false);
+    }
+
+    fn cursor(&self) -> u64 {
+        self.read_state(|s| s.sink("fake").cursor)
+    }
+
+    fn takeovers(&self, outcome: &str) -> u64 {
+        self.metrics
+            .export_takeovers
+            .get_or_create(&metrics::sink_outcome("fake", outcome))
+            .get()
+    }
+
+    fn resent(&self) -> u64 {
+        self.metrics
+            .export_resent_requests
+            .get_or_create(&metrics::sink("fake"))
+            .get()
+    }
+}
+
+impl LeaderHandle for FakeNode {
+    type Watch = watch::Receiver<u64>;
+
+    async fn wait_for_leadership(&self) -> Option<u64> {
+        let mut rx = self.version.subscribe();
+        loop {
+            let term = {
+                let s = self.inner.lock().expect("fake node lock");
+                s.leader.then_some(s.term)
+            };
+            if term.is_some() {
+                return term;
+            }
+            rx.changed().await.ok()?;
+        }
+    }
+
+    async fn barrier(&self) -> Result<(), ProposeError> {
+        Ok(())
+    }
+
+    fn leads(&self, term: u64) -> bool {
+        let s = self.inner.lock().expect("fake node lock");
+        s.leader && s.term == term
+    }
+
+    fn leads_with_lease(&self, term: u64) -> bool {
+        let s = self.inner.lock().expect("fake node lock");
+        s.leader && s.term == term && s.lease
+    }
+
+    fn watch(&self) -> Self::Watch {
+        self.version.subscribe()
+    }
+
+    async fn changed(&self, watch: &mut Self::Watch, within: Duration) {
+        let _ = tokio::time::timeout(within, watch.changed()).await;
+    }
+
+    fn read_state<R>(&self, f: impl FnOnce(&SmState) -> R) -> R {
+        f(&self.inner.lock().expect("fake node lock").state)
+    }
+
+    /// As the store reads: a `Hole` when `from` is trimmed and later
+    /// entries remain, inside the window or past it.
+    async fn read_batch(&self, from: u64, to: u64, _max: usize) -> Result<Vec<Entry>, StoreError> {
+        let s = self.inner.lock().expect("fake node lock");
+        match s.log.range(from..).next() {
+            Some((&found, _)) if found > from => Err(StoreError::Hole {
+                expected: from,
+                found,
+            }),
+            _ => Ok(s.log.range(from..to).map(|(_, e)| e.clone()).collect()),
+        }
+    }
+
+    async fn read_range(&self, from: u64, to: u64) -> Result<Vec<Entry>, StoreError> {
+        let s = self.inner.lock().expect("fake node lock");
+        Ok(s.log.range(from..to).map(|(_, e)| e.clone()).collect())
+    }
+
+    async fn propose(&self, command: Command) -> Result<u64, ProposeError> {
+        if !self.inner.lock().expect("fake node lock").leader {
+            return Err(ProposeError::NotLeader { leader: None });
+        }
+        let Some(kind) = command.kind else {
+            return Err(ProposeError::Unknown("empty command".into()));
+        };
+        Ok(self.append(kind))
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+/// The sink: what it holds (as a sink that reads back its marker reports
+/// it; `blind` sinks cannot tell) and every body it was sent.
+struct FakeSink {
+    held: Mutex<u64>,
+    blind: bool,
+    sent: Mutex<Vec<String>>,
+}
+
+impl FakeSink {
+    fn holding(held: u64) -> Arc<FakeSink> {
+        Arc::new(FakeSink {
+            held: Mutex::new(held),
+            blind: false,
+            sent: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn blind() -> Arc<FakeSink> {
+        Arc::new(FakeSink {
+            held: Mutex::new(0),
+            blind: true,
+            sent: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn hold(&self, to: u64) {
+        *self.held.lock().expect("fake sink lock") = to;
+    }
+
+    fn sent(&self) -> Vec<String> {
+        self.sent.lock().expect("fake sink lock").clone()
+    }
+}
+
+impl Sink for Arc<FakeSink> {
+    fn name(&self) -> &str {
+        "fake"
+    }
+
+    /// One body per batch naming its range, so a resend is visible.
+    fn build(&self, state: &SinkState, entries: &[Entry]) -> Batch {
+        let mut batch = Batch::new(state.cursor, state);
+        batch.to = entries.last().map_or(state.cursor, |e| e.log_id.index);
+        let items = super::super::sink::ingest_views(entries).len() as u64;
+        if items > 0 {
+            batch.items = items;
+            batch.body = Some(Bytes::from(format!("{}-{}", batch.from + 1, batch.to)));
+        }
+        batch
+    }
+
+    async fn send(&self, body: Bytes) -> Result<Answer, ExportError> {
+        let range = String::from_utf8_lossy(&body).to_string();
+        if let Some(to) = range.rsplit('-').next().and_then(|t| t.parse().ok()) {
+            self.hold(to);
+        }
+        self.sent.lock().expect("fake sink lock").push(range);
+        Ok(Answer::Accepted)
+    }
+
+    async fn delivered_beyond(&self, _state: &SinkState) -> Result<Option<u64>, ExportError> {
+        Ok((!self.blind).then(|| *self.held.lock().expect("fake sink lock")))
+    }
+}
+
+fn config() -> SinkConfig {
+    toml::from_str(
+        "kind = \"loki\"\nendpoint = \"http://127.0.0.1:9\"\nmax_batch_entries = 2\nretry_initial_ms = 1\nretry_max_ms = 5\n",
+    )
+    .expect("sink config")
+}
+
+fn start(node: &Arc<FakeNode>, sink: &Arc<FakeSink>) -> tokio::task::JoinHandle<()> {
+    let registry = Registry::default();
+    registry.register("fake", config().kind);
+    spawn_one(node, &registry, &config(), sink.clone())
+}
+
+/// Polls `cond` for up to ten seconds.
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The previous leader sent `(0, 2]` and died before its advance
+/// committed: the new leader finds it in the sink, records it without
+/// sending it again, and sends only what follows.
+#[tokio::test]
+async fn a_new_leader_records_the_previous_leaders_batch_without_resending_it() {
+    let node = FakeNode::new();
+    for _ in 0..4 {
+        node.ingest();
+    }
+    let sink = FakeSink::holding(2);
+    node.lead(2);
+    let task = start(&node, &sink);
+    until("the cursor at 4", || node.cursor() == 4).await;
+    task.abort();
+    assert_eq!(sink.sent(), vec!["3-4"], "only what follows is sent");
+    assert_eq!(node.takeovers("already_delivered"), 1);
+    assert_eq!(node.resent(), 0);
+    let state = node.read_state(|s| s.sink("fake"));
+    assert_eq!((state.batches, state.term), (2, 2), "one advance each");
+}
+
+/// A sink that cannot say what it holds: the first batch may repeat the
+/// previous leader's last one, and is counted as a resend; the rest are not.
+#[tokio::test]
+async fn when_the_sink_cannot_settle_only_the_first_batch_counts_as_a_resend() {
+    let node = FakeNode::new();
+    for _ in 0..4 {
+        node.ingest();
+    }
+    let sink = FakeSink::blind();
+    node.lead(1);
+    let task = start(&node, &sink);
+    until("the cursor at 4", || node.cursor() == 4).await;
+    task.abort();
+    assert_eq!(
+        sink.sent(),
+        vec!["1-2", "3-4"],
+        "batches of max_batch_entries"
+    );
+    assert_eq!(node.takeovers("unknown"), 1);
+    assert_eq!(node.resent(), 1, "only the first batch may repeat");
+}
+
+/// Without the lease nothing is sent, even while the node still believes
+/// it leads; with the lease back, export goes on from the cursor.
+#[tokio::test]
+async fn an_exporter_sends_nothing_without_the_lease() {
+    let node = FakeNode::new();
+    node.ingest();
+    node.with(|s| s.lease = false);
+    let sink = FakeSink::holding(0);
+    node.lead(1);
+    let task = start(&node, &sink);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        sink.sent().is_empty(),
+        "sent without the lease: {:?}",
+        sink.sent()
+    );
+    assert_eq!(node.cursor(), 0);
+    node.with(|s| s.lease = true);
+    until("the cursor at 1", || node.cursor() == 1).await;
+    task.abort();
+    assert_eq!(sink.sent(), vec!["1-1"]);
+    assert_eq!(node.takeovers("not_delivered"), 1);
+}
+
+/// A leader that lost leadership stops; when it leads again in a later
+/// term it settles again against the sink, which another leader filled in
+/// the meantime, and sends nothing twice.
+#[tokio::test]
+async fn a_returning_leader_settles_again_and_sends_nothing_twice() {
+    let node = FakeNode::new();
+    node.ingest();
+    node.ingest();
+    let sink = FakeSink::holding(0);
+    node.lead(1);
+    let task = start(&node, &sink);
+    until("the cursor at 2", || node.cursor() == 2).await;
+    node.step_down();
+    // Another leader exported up to `b`, and its advance did not commit.
+    node.ingest();
+    let b = node.ingest();
+    sink.hold(b);
+    let c = node.ingest();
+    node.lead(3);
+    until("the cursor past c", || node.cursor() >= c).await;
+    task.abort();
+    let sent = sink.sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0], "1-2");
+    assert!(
+        sent[1].starts_with(&format!("{c}-")),
+        "resent what the sink held: {sent:?}"
+    );
+    assert_eq!(node.takeovers("not_delivered"), 1);
+    assert_eq!(node.takeovers("already_delivered"), 1);
+    assert_eq!(node.read_state(|s| s.sink("fake").term), 3);
+}
+
+/// Entries trimmed before the sink consumed them, a run longer than the
+/// batch window, are dead-lettered as one range, and export goes on after
+/// them.
+#[tokio::test]
+async fn entries_trimmed_before_the_sink_read_them_are_dead_lettered_as_a_range() {
+    let node = FakeNode::new();
+    for _ in 0..5 {
+        node.ingest();
+    }
+    node.with(|s| s.log.retain(|&index, _| index > 4));
+    let sink = FakeSink::holding(0);
+    node.lead(1);
+    let task = start(&node, &sink);
+    until("the cursor past 5", || node.cursor() >= 5).await;
+    task.abort();
+    // The range skip's own advance (index 6) rides in the batch after it.
+    assert_eq!(sink.sent(), vec!["5-6"]);
+    let state = node.read_state(|s| s.sink("fake"));
+    assert_eq!(state.dead_letter_counts.get("trimmed"), Some(&1));
+    assert_eq!(state.dead_letters[0].subject, "log entries 1..=4");
+}
