@@ -18,15 +18,42 @@ const ELECTION_TIMEOUT: Duration = Duration::from_millis(1200);
 const CLIENTS: usize = 8;
 const RECORDS: usize = 10;
 
-/// What the clients saw. A refusal is a retryable 429/503 or a connection
-/// that was never made: nothing was accepted, and the client sent the same
-/// records to another member. A failure is anything else that is not a 200.
+/// What the clients saw. A refusal is a retryable 429/503, a connection
+/// that was never made, or one that closed before any answer: nothing was
+/// accepted, and the client sent the same records to another member. A
+/// failure is anything else that is not a 200.
 #[derive(Default)]
 struct Outcomes {
     acked: Vec<String>,
     acked_after_term: usize,
     refused: usize,
+    closed_unanswered: usize,
     failures: Vec<String>,
+}
+
+/// The connection closed before any answer came. That happens when a client
+/// writes on a pooled connection just as the stopping server closes it: the
+/// server closes only connections with no request in progress, so it never
+/// read this one. (A request it did read is answered before the process
+/// exits: the server waits for every open request, and logs "server still
+/// busy" if it gives up, which the test rules out.)
+fn closed_unanswered(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message())
+            || s.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                )
+            })
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 struct Clients {
@@ -87,6 +114,10 @@ fn start_clients(targets: Vec<String>) -> Clients {
                             }
                             Ok(r) if matches!(r.status().as_u16(), 429 | 503) => true,
                             Err(e) if e.is_connect() => true,
+                            Err(e) if closed_unanswered(&e) => {
+                                outcomes.lock().unwrap().closed_unanswered += 1;
+                                true
+                            }
                             Ok(r) => {
                                 let status = r.status();
                                 let text = r.text().await.unwrap_or_default();
@@ -198,10 +229,15 @@ async fn sigterm_on_the_leader_under_load_fails_no_accepted_request() {
     let outcomes = clients.stop().await;
     let log = cluster.node(leader).log_text();
     eprintln!(
-        "drain figures: new leader {new_leader} after {after:?}; {} records acked ({} requests after the SIGTERM), {} refusals retried elsewhere",
+        "drain figures: new leader {new_leader} after {after:?}; {} records acked ({} requests after the SIGTERM), {} refusals retried elsewhere ({} connections closed unanswered)",
         outcomes.acked.len(),
         outcomes.acked_after_term,
-        outcomes.refused
+        outcomes.refused,
+        outcomes.closed_unanswered
+    );
+    assert!(
+        !log.contains("still busy; stopping anyway"),
+        "the stopped node gave up on requests it had read, so a connection closed unanswered may have been accepted:\n{log}"
     );
 
     assert!(

@@ -12,7 +12,8 @@ use std::time::Instant;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header::{
-    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+    AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
+    WWW_AUTHENTICATE,
 };
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -207,6 +208,14 @@ fn error_response(error: &IngestError, format: Format) -> Response {
         response
             .headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(retry_secs(delay)));
+    }
+    // A draining node closes its listener soon: the client must not keep this
+    // connection for its next request, which the closing server would never
+    // read (the client would see the connection drop with no answer).
+    if matches!(error, IngestError::Submit(SubmitError::ShuttingDown)) {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }

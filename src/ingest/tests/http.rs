@@ -483,6 +483,9 @@ async fn unavailable_cluster_is_503_with_retry_after_and_too_large_is_413() {
     )
     .await;
     assert_eq!(response.headers()["retry-after"], "1");
+    // A draining node tells the client to drop the connection, so no pooled
+    // connection is reused just as the listener closes it.
+    assert_eq!(response.headers()["connection"], "close");
     expect_protobuf_error(&server, response, 503, "shutting down").await;
 
     server
