@@ -4,18 +4,16 @@
 //! (and the disk budget then holds ingest back) until the archive catches
 //! up, and bad credentials or a missing bucket show in `/health/ready`.
 
-#[path = "support/s3.rs"]
-mod s3;
-#[path = "support/cluster.rs"]
-mod support;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::cluster;
 
-use s3::S3Server;
 use serde_json::Value;
-use support::{admin_cli, node_cli, post_logs, wait_until, Options, TestCluster, TestNode};
+use testkit::cluster::{
+    admin_cli, node_cli, post_logs, wait_until, Options, TestCluster, TestNode,
+};
+use testkit::s3::S3Server;
 
 /// The `(first, last)` ranges of the block objects under `prefix`, sorted.
 fn block_ranges(s3: &S3Server, prefix: &str) -> Vec<(u64, u64)> {
@@ -79,7 +77,7 @@ async fn sdk_data_lands_in_contiguous_blocks_and_verify_passes() {
     .await;
     let follower = cluster.a_follower().await;
     let node = &cluster.nodes[(follower - 1) as usize];
-    support::send_logs_with_sdk(node, "arch", 400).await;
+    cluster::send_logs_with_sdk(node, "arch", 400).await;
     let client = reqwest::Client::new();
     for i in 0..30 {
         let target = &cluster.nodes[i % 3];

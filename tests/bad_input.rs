@@ -1,15 +1,13 @@
 //! Refusals on a real cluster: each bad request gets its OTLP status and a
 //! message, and the committed count does not move.
 
-#[path = "support/cluster.rs"]
-mod support;
-
 use std::io::Write;
 use std::time::Duration;
+use testkit::cluster;
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use prost::Message;
-use support::{logs_request, post_logs, Options, TestCluster};
+use testkit::cluster::{logs_request, post_logs, Options, TestCluster};
 
 const LIMIT: usize = 1 << 20;
 
@@ -170,7 +168,7 @@ async fn pressure_and_lost_quorum_answer_retryable_statuses_with_a_hint() {
     .await;
     let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
     let leader_node = &cluster.nodes[(leader - 1) as usize];
-    let followers: Vec<&support::TestNode> =
+    let followers: Vec<&cluster::TestNode> =
         cluster.nodes.iter().filter(|n| n.id != leader).collect();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))

@@ -1,12 +1,9 @@
 //! Acceptance tests of the replicated ingestion core, on real processes.
 
-#[path = "support/cluster.rs"]
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use support::{admin_cli, post_logs, wait_until, Options, TestCluster};
+use testkit::cluster::{admin_cli, post_logs, wait_until, Options, TestCluster};
 
 fn ids(prefix: &str, from: usize, n: usize) -> Vec<String> {
     (from..from + n)

@@ -2,16 +2,13 @@
 //! request the cluster accepted fails; a new leader takes over within one
 //! election timeout; the stopped node's database closes cleanly.
 
-#[path = "support/cluster.rs"]
-mod support;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use support::{admin_cli, post_logs, Options, TestCluster};
+use testkit::cluster::{admin_cli, post_logs, Options, TestCluster};
 
 /// `election_timeout_max_ms` of the test cluster's config.
 const ELECTION_TIMEOUT: Duration = Duration::from_millis(1200);

@@ -3,17 +3,13 @@
 //! docs/export.md). Across a leader kill and a sink outage every acked log
 //! record is stored exactly once.
 
-#[path = "support/loki.rs"]
-mod loki;
-#[path = "support/cluster.rs"]
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use testkit::cluster;
 
-use loki::LokiReceiver;
-use support::{post_logs, Options, TestCluster};
+use testkit::cluster::{post_logs, Options, TestCluster};
+use testkit::loki::LokiReceiver;
 
 fn sink_env(name: &str, kind: &str, url: &str) -> Vec<(String, String)> {
     let upper = name.to_ascii_uppercase();
@@ -106,7 +102,7 @@ async fn every_acked_log_record_reaches_loki_once_across_a_leader_kill_and_an_ou
                 let bodies: Vec<String> = (0..10).map(|i| format!("w{w}-{seq:05}-{i}")).collect();
                 sent.lock().unwrap().extend(bodies.iter().cloned());
                 let node_url = &targets[(seq + w) % targets.len()];
-                let body = prost::Message::encode_to_vec(&support::logs_request(&bodies));
+                let body = prost::Message::encode_to_vec(&cluster::logs_request(&bodies));
                 let status = client
                     .post(format!("{node_url}/v1/logs"))
                     .header("content-type", "application/x-protobuf")

@@ -3,22 +3,16 @@
 //! kill and a sink outage, and late samples diverted to the dead-letter
 //! record while the rest of their batch is delivered.
 
-#[path = "support/metrics.rs"]
-mod metrics;
-#[path = "support/prometheus.rs"]
-mod prometheus;
-#[path = "support/cluster.rs"]
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use testkit::cluster;
 
-use metrics::{delta_sum, gauge, http, now_ms, point, post_metrics, request};
-use prometheus::{sink_env, Prometheus};
 use prost::Message;
 use serde_json::Value;
-use support::{admin_cli, wait_until, Options, TestCluster};
+use testkit::cluster::{admin_cli, wait_until, Options, TestCluster};
+use testkit::metrics::{delta_sum, gauge, http, now_ms, point, post_metrics, request};
+use testkit::prometheus::{sink_env, Prometheus};
 
 const SINK: &str = "prom";
 
@@ -50,7 +44,7 @@ async fn sdk_metrics_land_in_prometheus_with_spec_names_and_exactly_once_across_
     let mut cluster = start_cluster(&prom).await;
     let follower = cluster.a_follower().await;
     let grpc = cluster.nodes[(follower - 1) as usize].grpc.clone();
-    support::run_sdk_script("send_metrics.py", vec!["--grpc".into(), grpc]).await;
+    cluster::run_sdk_script("send_metrics.py", vec!["--grpc".into(), grpc]).await;
     cluster.wait_exported(SINK, Duration::from_secs(60)).await;
 
     let t = now_ms() as f64 / 1000.0 + 1.0;

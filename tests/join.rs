@@ -1,13 +1,10 @@
 //! `cluster.join` on real processes: the bootstrapping rules the Kubernetes
 //! StatefulSet in `cluster/kubernetes/` relies on.
 
-#[path = "support/cluster.rs"]
-mod support;
-
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{post_logs, wait_until, Options, TestCluster, TestNode};
+use testkit::cluster::{post_logs, wait_until, Options, TestCluster, TestNode};
 
 /// `(voters, learners)` in `node`'s view, as sorted ids.
 async fn members(node: &TestNode) -> Option<(Vec<u64>, Vec<u64>)> {

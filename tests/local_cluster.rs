@@ -5,9 +5,6 @@
 //! The cluster binds the standard ports on 127.0.0.1-3, so these tests
 //! take turns.
 
-#[path = "support/cluster.rs"]
-mod support;
-
 use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -16,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use serde_json::Value;
-use support::{binary, logs_request, run_cli, wait_until};
+use testkit::cluster::{binary, logs_request, run_cli, wait_until};
 
 /// One local cluster at a time: they share fixed addresses.
 static PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -1,12 +1,9 @@
 //! Tests of the strict Loki test receiver itself, so integration tests of
 //! the Loki sinks can trust what it reports.
 
-#[path = "support/loki.rs"]
-mod loki;
-
 use std::io::Write;
+use testkit::loki;
 
-use loki::LokiReceiver;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -17,6 +14,7 @@ use otelraft::export::loki::otlp::OtlpLogsBuilder;
 use otelraft::export::loki::request::{encode_push, PushBuilder};
 use otelraft::pb::loki::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
 use prost::Message;
+use testkit::loki::LokiReceiver;
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()

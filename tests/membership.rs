@@ -2,18 +2,14 @@
 //! under load: growing, replacing, witness failover, the hazard hand-over,
 //! and the refusals.
 
-#[path = "support/load.rs"]
-mod load;
-#[path = "support/cluster.rs"]
-mod support;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use testkit::cluster;
 
-use load::Load;
-use support::{admin_cli, post_logs, wait_until, Options, TestCluster, TestNode};
+use testkit::cluster::{admin_cli, post_logs, wait_until, Options, TestCluster, TestNode};
+use testkit::load::Load;
 
 /// One election in the test clusters: `raft.election_timeout_max_ms`
 /// (1.2 s), then a vote round and the new leader's first commit, which on a
@@ -545,7 +541,7 @@ async fn changes_that_would_lose_quorum_or_overlap_are_refused() {
     }
     let promote_node = cluster.nodes[(via - 1) as usize].admin_url();
     let promote = std::thread::spawn(move || {
-        std::process::Command::new(support::binary())
+        std::process::Command::new(cluster::binary())
             .args(["admin", "--endpoint", &promote_node, "promote", "--id", "4"])
             .output()
             .expect("run promote")

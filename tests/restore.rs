@@ -4,25 +4,15 @@
 //! `otelraft archive replay`, which backfills Prometheus and Loki (the
 //! strict test receiver) from the bucket.
 
-#[path = "support/loki.rs"]
-mod loki;
-#[path = "support/metrics.rs"]
-mod metrics;
-#[path = "support/prometheus.rs"]
-mod prometheus;
-#[path = "support/s3.rs"]
-mod s3;
-#[path = "support/cluster.rs"]
-mod support;
-
 use std::time::Duration;
+use testkit::cluster;
 
-use loki::LokiReceiver;
-use metrics::{gauge, http, now_ms, point, post_metrics, request};
-use prometheus::{sink_env, Prometheus};
-use s3::S3Server;
 use serde_json::Value;
-use support::{node_cli, node_cli_with, post_logs, Options, TestCluster, TestNode};
+use testkit::cluster::{node_cli, node_cli_with, post_logs, Options, TestCluster, TestNode};
+use testkit::loki::LokiReceiver;
+use testkit::metrics::{gauge, http, now_ms, point, post_metrics, request};
+use testkit::prometheus::{sink_env, Prometheus};
+use testkit::s3::S3Server;
 
 const SINK: &str = "prom";
 const WAIT: Duration = Duration::from_secs(90);
@@ -385,7 +375,7 @@ async fn a_sink_added_after_trimming_records_the_gap_and_replay_fills_it() {
     old.send(&cluster).await;
     cluster.wait_archived(WAIT).await;
     // Trimmed behind the archive on every member (no sink holds it back).
-    let trimmed = support::wait_until(WAIT, || async {
+    let trimmed = cluster::wait_until(WAIT, || async {
         let mut firsts = Vec::new();
         for n in &cluster.nodes {
             firsts.push(n.status().await?["retained_log"]["first_index"].as_u64()?);

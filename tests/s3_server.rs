@@ -1,12 +1,7 @@
-//! The S3 test server (s3s-fs, see tests/support/s3.rs) with the object_store
+//! The S3 test server (s3s-fs, see testkit/src/s3.rs) with the object_store
 //! client settings the archive uses: SigV4, path-style plain HTTP, create-only
 //! puts (`If-None-Match: *`), listing, deletes, bad credentials, a missing
 //! bucket, and a server that is killed and restarted.
-
-#[path = "support/s3.rs"]
-mod s3;
-#[path = "support/cluster.rs"]
-mod support;
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +13,7 @@ use object_store::{
     BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
     RetryConfig,
 };
-use s3::S3Server;
+use testkit::s3::S3Server;
 
 /// Retries and timeouts small enough that a dead server fails a request in
 /// seconds rather than minutes.

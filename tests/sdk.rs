@@ -1,13 +1,11 @@
 //! The official OpenTelemetry Python SDK, gRPC and HTTP exporters, sends logs
 //! and metrics to a follower; every record is committed on all three nodes.
 
-#[path = "support/cluster.rs"]
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
+use testkit::cluster;
 
-use support::{Options, TestCluster};
+use testkit::cluster::{Options, TestCluster};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sdk_exporters_to_a_follower_commit_on_every_node() {
@@ -18,7 +16,7 @@ async fn sdk_exporters_to_a_follower_commit_on_every_node() {
     .await;
     let follower = cluster.a_follower().await;
     let node = &cluster.nodes[(follower - 1) as usize];
-    let stdout = support::send_logs_with_sdk(node, "sdk", 150).await;
+    let stdout = cluster::send_logs_with_sdk(node, "sdk", 150).await;
     let report: serde_json::Value =
         serde_json::from_str(stdout.trim()).expect("SDK client prints JSON");
     assert_eq!(report["failures"], 0);

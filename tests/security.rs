@@ -4,18 +4,15 @@
 //! outside the membership or another node, cannot disturb the cluster; and
 //! start-up refuses TLS files that do not fit, naming the field.
 
-#[path = "support/loki.rs"]
-mod loki;
-#[path = "support/cluster.rs"]
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
+use testkit::cluster;
+use testkit::loki;
 
 use openraft::raft::VoteRequest;
 use otelraft::pb::peer::peer_client::PeerClient;
 use otelraft::raft::{TypeConfig, Vote};
-use support::{
+use testkit::cluster::{
     binary, post_logs, run_cli, tls_section, wait_until, Options, TestCluster, TestNode,
     TEST_ADMIN_TOKEN, TEST_INGEST_TOKEN,
 };
@@ -115,13 +112,13 @@ async fn a_tls_cluster_commits_what_the_sdk_sends_over_tls_with_a_token() {
     let follower = cluster.a_follower().await;
     let node = &cluster.nodes[(follower - 1) as usize];
     assert!(node.http_url().starts_with("https://"));
-    let report = support::send_logs_with_sdk(node, "tls", 100).await;
+    let report = cluster::send_logs_with_sdk(node, "tls", 100).await;
     assert!(report.contains("\"failures\": 0"), "{report}");
     cluster
         .wait_for_records("logs", 200, Duration::from_secs(60))
         .await;
     // The admin CLI reaches an https:// endpoint with --ca and a token.
-    let (ok, out) = support::admin_cli(node, &["status"]);
+    let (ok, out) = cluster::admin_cli(node, &["status"]);
     assert!(
         ok && out.contains("members:"),
         "admin status over TLS: {out}"
@@ -476,7 +473,7 @@ async fn a_foreign_ca_or_a_false_identity_cannot_join_or_disturb() {
     // every peer call with it is refused.
     let leader_node = &cluster.nodes[(leader - 1) as usize];
     let removed = if leader == 3 { 2 } else { 3 };
-    let (ok, out) = support::admin_cli(
+    let (ok, out) = cluster::admin_cli(
         leader_node,
         &["remove", "--id", &removed.to_string(), "--force"],
     );

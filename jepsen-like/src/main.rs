@@ -18,8 +18,6 @@
 
 mod checker;
 mod history;
-#[path = "../../tests/support/loki.rs"]
-mod loki;
 mod nemesis;
 mod nodes;
 mod plot;
@@ -33,6 +31,8 @@ mod workload;
 mod world;
 
 use std::path::PathBuf;
+
+use testkit::loki;
 
 use clap::{Parser, Subcommand};
 

@@ -124,66 +124,6 @@ fn sanitize_replaces_invalid_characters_and_prefixes_digits() {
 }
 
 #[test]
-fn label_escaping_round_trips() {
-    let labels = pairs(&[
-        ("service_name", "we\"ird\\name\nline2"),
-        ("a", "plain ünicode {}, ="),
-    ]);
-    let text = format_labels(&labels);
-    assert_eq!(
-        text,
-        r#"{a="plain ünicode {}, =", service_name="we\"ird\\name\nline2"}"#
-    );
-    let mut parsed = parse_labels(&text).unwrap();
-    parsed.sort();
-    let mut want = labels.clone();
-    want.sort();
-    assert_eq!(parsed, want);
-    assert_eq!(format_labels(&parsed), text);
-}
-
-#[test]
-fn parse_labels_is_strict() {
-    assert_eq!(
-        parse_labels(r#" { b = "2" ,a="1"} "#).unwrap(),
-        pairs(&[("b", "2"), ("a", "1")])
-    );
-    assert_eq!(parse_labels("{}"), Err(LabelsError::NoLabels));
-    assert_eq!(
-        parse_labels(r#"{a="1", a="2"}"#),
-        Err(LabelsError::Duplicate("a".into()))
-    );
-    assert_eq!(
-        parse_labels(r#"{1a="1"}"#),
-        Err(LabelsError::InvalidName("1a".into()))
-    );
-    assert_eq!(
-        parse_labels(r#"{a=""}"#),
-        Err(LabelsError::EmptyValue("a".into()))
-    );
-    for bad in [
-        "",
-        "a=\"1\"",
-        r#"{a="1""#,
-        r#"{a="1",}"#,
-        r#"{a!="1"}"#,
-        r#"{a=~"1"}"#,
-        r#"{a.b="1"}"#,
-        r#"{a=1}"#,
-        r#"{a="\x"}"#,
-        "{a=\"li\nne\"}",
-        r#"{a="1"} x"#,
-        r#"{a="1" b="2"}"#,
-    ] {
-        assert!(
-            matches!(parse_labels(bad), Err(LabelsError::Syntax { .. })),
-            "{bad:?} gave {:?}",
-            parse_labels(bad)
-        );
-    }
-}
-
-#[test]
 fn metadata_order_and_content() {
     let rl = ResourceLogs {
         resource: Some(Resource {
@@ -486,39 +426,6 @@ fn body_kinds_become_lines() {
         value: Some(Value::IntValue(5)),
     });
     assert_eq!(body_text(&rec), "5");
-}
-
-#[test]
-fn snappy_round_trip_and_errors() {
-    let mut b = PushBuilder::new();
-    b.add_entry(
-        1,
-        1,
-        &request(vec![resource_logs(
-            vec![kv("service.name", s("svc"))],
-            vec![record("hi", 1)],
-        )]),
-    );
-    let push = b.finish();
-    let body = encode_push(&push).unwrap();
-    // Block format: no stream identifier chunk of the framed format.
-    assert_ne!(body.first(), Some(&0xff));
-    assert_eq!(decode_push(&body).unwrap(), push);
-    assert!(matches!(
-        decode_push(b"not snappy at all"),
-        Err(DecodePushError::Snappy(_))
-    ));
-    let not_proto = snap::raw::Encoder::new().compress_vec(&[0xff; 10]).unwrap();
-    assert!(matches!(
-        decode_push(&not_proto),
-        Err(DecodePushError::Protobuf(_))
-    ));
-    let framed = {
-        let mut w = snap::write::FrameEncoder::new(Vec::new());
-        std::io::Write::write_all(&mut w, &push.encode_to_vec()).unwrap();
-        w.into_inner().unwrap()
-    };
-    assert!(decode_push(&framed).is_err());
 }
 
 #[test]

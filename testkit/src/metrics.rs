@@ -1,6 +1,5 @@
 //! OTLP metric requests for tests: a gauge or delta sum of explicit points,
 //! posted as protobuf to a node's HTTP receiver.
-#![allow(dead_code)] // each test binary uses its own subset
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,7 +12,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
-use crate::support::TestNode;
+use crate::cluster::TestNode;
 
 pub fn now_ms() -> i64 {
     SystemTime::now()

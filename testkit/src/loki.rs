@@ -1,5 +1,5 @@
 //! A strict, in-process Loki receiver for integration tests and for the
-//! jepsen-like harness's checker (which includes this file).
+//! jepsen-like harness's checker.
 //!
 //! It serves Loki's push endpoint (`POST /loki/api/v1/push`, block-snappy
 //! protobuf or JSON) and Loki 3's OTLP endpoint (`POST /otlp/v1/logs`),
@@ -11,8 +11,6 @@
 //! cannot hide behind partial success. OTLP labels and metadata come from
 //! `otelraft::export::loki::request`, the same helpers the push sink uses,
 //! so both sinks' output can be compared line for line.
-
-#![allow(dead_code)]
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -30,12 +28,15 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use otelraft::export::loki::request::{
-    body_text, decode_push, format_labels, is_valid_label_name, parse_labels, record_metadata,
-    scope_metadata, split_resource,
+    body_text, format_labels, is_valid_label_name, record_metadata, scope_metadata, split_resource,
 };
 use otelraft::pb::loki::PushRequest;
 use prost::Message;
 use serde_json::Value;
+
+use decode::{decode_push, parse_labels};
+
+pub mod decode;
 
 /// Largest request body accepted (compressed), like Loki's server limit.
 const MAX_BODY_BYTES: usize = 64 << 20;

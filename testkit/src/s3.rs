@@ -11,8 +11,6 @@
 //! `.tmp.*.internal.part` staging files) sits directly in the root, never
 //! inside a bucket directory, so `objects()` sees only real objects.
 
-#![allow(dead_code)]
-
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -63,7 +61,7 @@ pub struct S3Server {
 impl S3Server {
     /// Starts s3s-fs with a fresh data directory and waits until it answers.
     pub async fn start() -> S3Server {
-        let port = crate::support::free_port();
+        let port = crate::cluster::free_port();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut rng = rand::rng();
         let mut s = S3Server {

@@ -2,8 +2,6 @@
 //! started on a free loopback port with a temporary TSDB, no scrape jobs,
 //! and the remote-write receiver on. Killed on drop.
 
-#![allow(dead_code)]
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -25,7 +23,7 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus and waits until it is ready.
     pub async fn start() -> Prometheus {
-        let port = crate::support::free_port();
+        let port = crate::cluster::free_port();
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(
             dir.path().join("prometheus.yml"),
@@ -64,7 +62,7 @@ impl Prometheus {
         self.child = Some(child);
         let client = reqwest::Client::new();
         let url = format!("http://{}/-/ready", self.addr);
-        let ready = crate::support::wait_until(Duration::from_secs(60), || {
+        let ready = crate::cluster::wait_until(Duration::from_secs(60), || {
             let (client, url) = (client.clone(), url.clone());
             async move {
                 let r = client.get(&url).send().await.ok()?;

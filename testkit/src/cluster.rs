@@ -2,8 +2,6 @@
 //! dir, free loopback ports, kill/stop/pause/restart, status and inspection.
 //! Every process is killed when the `TestCluster` drops, even on panic.
 
-#![allow(dead_code)]
-
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -13,9 +11,29 @@ use std::time::{Duration, Instant};
 use prost::Message;
 use serde_json::Value;
 
-/// Path of the binary under test.
+/// Path of the binary under test: `CARGO_BIN_EXE_otelraft` when set, else
+/// `otelraft` in the target directory of the running test (cargo puts test
+/// executables in `target/<profile>/deps/` and builds the binary beside
+/// that folder before it runs an integration test of the package).
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_otelraft"))
+    if let Some(path) = std::env::var_os("CARGO_BIN_EXE_otelraft") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let mut dir = exe
+        .parent()
+        .expect("the test executable's folder")
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join("otelraft");
+    assert!(
+        path.is_file(),
+        "{} does not exist: run `cargo build --bins` first",
+        path.display()
+    );
+    path
 }
 
 /// Ports handed out by this process, below the kernel's ephemeral range
@@ -687,7 +705,7 @@ pub async fn post_logs(
 /// Runs `tests/sdk/<script>` (the official OpenTelemetry Python SDK) with
 /// `args`, panics with its output unless it succeeds, and returns stdout.
 pub async fn run_sdk_script(script: &str, args: Vec<String>) -> String {
-    let path = format!("{}/tests/sdk/{script}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../tests/sdk/{script}", env!("CARGO_MANIFEST_DIR"));
     let out =
         tokio::task::spawn_blocking(move || Command::new("python3").arg(path).args(args).output())
             .await

@@ -1,0 +1,20 @@
+//! Test support for otelraft's integration tests and the jepsen-like
+//! harness. Nothing here ships in the `otelraft` binary.
+//!
+//! # Layout
+//!
+//! - [`cluster`]: real `otelraft` processes on loopback ports; kill, stop,
+//!   pause, restart, status, CLI runs.
+//! - [`load`]: a steady logs client that records what was acked and when.
+//! - [`loki`]: a strict in-process Loki receiver with Loki's duplicate
+//!   detection; [`loki::decode`] parses its selectors and push bodies.
+//! - [`metrics`]: OTLP metric requests (gauges, delta sums) posted to a node.
+//! - [`prometheus`]: Debian's `prometheus` with the remote-write receiver on.
+//! - [`s3`]: an s3s-fs server with SigV4 and conditional puts.
+
+pub mod cluster;
+pub mod load;
+pub mod loki;
+pub mod metrics;
+pub mod prometheus;
+pub mod s3;
