@@ -8,6 +8,7 @@
 //! - [`block`]: the block format (`docs/archive-format.md`) and object keys.
 //! - [`bounds`]: where the archive begins and ends, recorded in the bucket.
 //! - [`archiver`]: the leader's seal, upload and record loop; retention.
+//! - [`probe`]: every member lists the store now and then and reports misconfiguration.
 //! - [`progress`]: what this node's archiver is doing, for status and health.
 //! - [`reader`]: listing, fetching and verifying blocks (restore, replay and the CLI read through it).
 //!
@@ -21,6 +22,7 @@
 pub mod archiver;
 pub mod block;
 pub mod bounds;
+pub mod probe;
 pub mod progress;
 pub mod reader;
 pub mod store;

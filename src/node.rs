@@ -13,6 +13,8 @@
 //! - [`membership`]: membership changes and leadership hand-off, the
 //!   domain logic that the admin API and the drain call.
 //! - [`handover`]: the 2 + witness hazard's way out.
+//! - [`LeaderHandle`]: what a leader-only duty (export, archive) needs
+//!   from the node, as a trait a test can implement.
 
 pub mod gate;
 pub mod handover;

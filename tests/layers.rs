@@ -108,6 +108,25 @@ fn references(line: &str, module: &[String]) -> Vec<String> {
     found
 }
 
+/// Whether `file` is a module its parent declares under `#[cfg(test)]`
+/// (`foo/tests.rs` for `#[cfg(test)] mod tests;` in `foo.rs`): test code,
+/// like the `#[cfg(test)]` section of a file, which the rules do not cover.
+fn is_test_only(file: &Path) -> bool {
+    let (Some(dir), Some(stem)) = (file.parent(), file.file_stem()) else {
+        return false;
+    };
+    let parent = dir.with_extension("rs");
+    let Ok(text) = std::fs::read_to_string(parent) else {
+        return false;
+    };
+    let stem = stem.to_string_lossy();
+    let declarations = [format!("mod {stem};"), format!("pub(crate) mod {stem};")];
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    lines
+        .windows(2)
+        .any(|w| w[0] == "#[cfg(test)]" && declarations.iter().any(|d| w[1] == d))
+}
+
 /// Every (file, line, importer module, imported module, why) that breaks a
 /// rule.
 fn violations() -> Vec<String> {
@@ -125,6 +144,9 @@ fn violations() -> Vec<String> {
             }
             continue;
         };
+        if is_test_only(&file) {
+            continue;
+        }
         let text = std::fs::read_to_string(&file).expect("read source");
         for (n, line) in text.lines().enumerate() {
             let code = line.trim_start();
@@ -207,6 +229,9 @@ fn the_state_model_imports_neither_tokio_nor_redb() {
     rust_files(&src.join("state"), &mut files);
     let mut found = Vec::new();
     for file in files {
+        if is_test_only(&file) {
+            continue;
+        }
         let text = std::fs::read_to_string(&file).expect("read source");
         for (n, line) in text.lines().enumerate() {
             if line.trim_start().starts_with("//") {
@@ -225,4 +250,13 @@ fn the_state_model_imports_neither_tokio_nor_redb() {
         "the state model does I/O:\n{}",
         found.join("\n")
     );
+}
+
+#[test]
+fn a_module_declared_under_cfg_test_is_test_code_and_others_are_not() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    assert!(is_test_only(&src.join("archive/block/tests.rs")));
+    assert!(is_test_only(&src.join("archive/reader/fixtures.rs")));
+    assert!(!is_test_only(&src.join("archive/block/key.rs")));
+    assert!(!is_test_only(&src.join("node/membership/safety.rs")));
 }

@@ -24,6 +24,13 @@ use serde::{Deserialize, Serialize};
 use super::Node;
 use crate::raft::{Member, NodeId, Role};
 
+mod safety;
+mod transfer;
+
+use safety::{check_next, settled_membership};
+pub use safety::{check_voters, VoterChange};
+pub use transfer::{step_aside, transfer, transfer_leader};
+
 /// Why a membership change or a hand-off did not happen. Each refusal
 /// happens before anything is written.
 #[derive(Debug, thiserror::Error)]
@@ -132,9 +139,6 @@ impl Node {
 /// How long a new member may take to catch up before the call gives up.
 pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// How long a leadership transfer may take.
-const TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A node to add: where to reach it and, optionally, the role it must have.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinRequest {
@@ -180,142 +184,7 @@ pub struct TransferRequest {
     pub to: NodeId,
 }
 
-/// The facts a voter-set change is checked against.
-#[derive(Debug, Clone)]
-pub struct VoterChange<'a> {
-    /// Voters now.
-    pub current: &'a BTreeSet<NodeId>,
-    /// Voters after the change.
-    pub next: &'a BTreeSet<NodeId>,
-    /// Every member's role.
-    pub roles: &'a BTreeMap<NodeId, Role>,
-    /// Members the leader heard from recently (itself included).
-    pub reachable: &'a BTreeSet<NodeId>,
-}
-
-fn quorum(voters: usize) -> usize {
-    voters / 2 + 1
-}
-
-fn ids(set: &BTreeSet<NodeId>) -> String {
-    set.iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Refuses a voter-set change that would lose data, could not commit, or
-/// (unless `force`) would remove the cluster's last margin for failure.
-///
-/// Raft commits a joint change only with a quorum of the current voters and
-/// a quorum of the next ones, so both must be reachable now.
-pub fn check_voters(c: &VoterChange<'_>, force: bool) -> Result<(), MembershipError> {
-    if !c
-        .next
-        .iter()
-        .any(|id| c.roles.get(id).copied().unwrap_or_default() == Role::Data)
-    {
-        return Err(MembershipError::Unsafe(format!(
-            "the voters would be {{{}}}: no data voter would remain, and a witness never leads",
-            ids(c.next)
-        )));
-    }
-    let up = |set: &BTreeSet<NodeId>| set.iter().filter(|id| c.reachable.contains(id)).count();
-    let (up_now, up_next) = (up(c.current), up(c.next));
-    if up_now < quorum(c.current.len()) {
-        return Err(MembershipError::Unsafe(format!(
-            "only {up_now} of the voters {{{}}} are reachable, fewer than the quorum of {}: no change can commit until more of them are back",
-            ids(c.current),
-            quorum(c.current.len())
-        )));
-    }
-    if up_next < quorum(c.next.len()) {
-        return Err(MembershipError::Unsafe(format!(
-            "the cluster would lose quorum: the new voters {{{}}} need {} of them, but only {up_next} are reachable",
-            ids(c.next),
-            quorum(c.next.len())
-        )));
-    }
-    let margin_now = up_now - quorum(c.current.len());
-    let margin_next = up_next - quorum(c.next.len());
-    if margin_next == 0 && margin_now > 0 && !force {
-        return Err(MembershipError::Unsafe(format!(
-            "after this change the voters {{{}}} would survive no further failure ({up_next} reachable, quorum {}), while today the cluster survives {margin_now}; add a replacement first (`admin replace`), or pass --force",
-            ids(c.next),
-            quorum(c.next.len())
-        )));
-    }
-    Ok(())
-}
-
-/// [`check_voters`] for moving from `voters` to `next`, against the members
-/// this leader can reach now.
-async fn check_next(
-    node: &Node,
-    voters: &BTreeSet<NodeId>,
-    nodes: &BTreeMap<NodeId, Member>,
-    next: &BTreeSet<NodeId>,
-    force: bool,
-) -> Result<(), MembershipError> {
-    let roles: BTreeMap<NodeId, Role> = nodes.iter().map(|(id, m)| (*id, m.role)).collect();
-    check_voters(
-        &VoterChange {
-            current: voters,
-            next,
-            roles: &roles,
-            reachable: &reachable(node).await?,
-        },
-        force,
-    )
-}
-
-/// The current membership's voters and every member's role; refuses while
-/// a joint (two-step) change is still in flight.
-fn settled_membership(
-    node: &Node,
-) -> Result<(BTreeSet<NodeId>, BTreeMap<NodeId, Member>), MembershipError> {
-    let m = node.raft_metrics();
-    let membership = m.membership_config.membership();
-    if membership.get_joint_config().len() > 1 {
-        return Err(MembershipError::ChangeInProgress(
-            "a joint membership change has not finished yet".into(),
-        ));
-    }
-    let voters = membership.voter_ids().collect();
-    let nodes = membership
-        .nodes()
-        .map(|(id, member)| (*id, member.clone()))
-        .collect();
-    Ok((voters, nodes))
-}
-
-/// The members the leader heard from recently. A leader that took over a
-/// moment ago may not have every answer yet, so a set that lacks members is
-/// given a heartbeat round and up to two election timeouts to fill.
-async fn reachable(node: &Node) -> Result<BTreeSet<NodeId>, MembershipError> {
-    let all = node
-        .raft_metrics()
-        .membership_config
-        .membership()
-        .nodes()
-        .count();
-    let deadline =
-        Instant::now() + Duration::from_millis(node.config().raft.election_timeout_max_ms * 2);
-    let mut nudged = false;
-    loop {
-        let up = node.reachable_members().ok_or(MembershipError::NoLeader)?;
-        if up.len() >= all || Instant::now() >= deadline {
-            return Ok(up);
-        }
-        if !nudged {
-            let _ = node.raft().trigger().heartbeat().await;
-            nudged = true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn claim(node: &Node, what: String) -> Result<MembershipOp<'_>, MembershipError> {
+pub(super) fn claim(node: &Node, what: String) -> Result<MembershipOp<'_>, MembershipError> {
     node.begin_membership_op(what)
 }
 
@@ -333,7 +202,7 @@ fn check_new_id(
             "node {id} is already a member"
         )));
     }
-    if node.state().retired_ids.contains(&id) {
+    if node.read_state(|s| s.retired_ids.contains(&id)) {
         return Err(MembershipError::BadRequest(format!(
             "node id {id} belonged to a member that was removed; ids are never reused, pick a new one"
         )));
@@ -380,7 +249,11 @@ async fn verified_member(node: &Node, req: &JoinRequest) -> Result<Member, Membe
 }
 
 /// Waits until `id` holds every entry the leader had when the wait began.
-async fn wait_caught_up(node: &Node, id: NodeId, timeout: Duration) -> Result<(), MembershipError> {
+pub(super) async fn wait_caught_up(
+    node: &Node,
+    id: NodeId,
+    timeout: Duration,
+) -> Result<(), MembershipError> {
     let target = node.raft_metrics().last_log_index.unwrap_or(0);
     let deadline = Instant::now() + timeout;
     loop {
@@ -525,161 +398,6 @@ pub async fn add_witness(
     promote_learner(node, req.id, false).await
 }
 
-/// What the leader must do before it can remove itself: hand over to the
-/// most up-to-date reachable data voter other than `leaving`. Holds the
-/// membership slot while it does.
-pub async fn step_aside(node: &Node, leaving: NodeId) -> Result<NodeId, MembershipError> {
-    let _op = claim(
-        node,
-        format!("hand leadership away before {leaving} leaves"),
-    )?;
-    let (voters, nodes) = settled_membership(node)?;
-    // When no other data voter answers as willing (all draining or down,
-    // as when the whole cluster stops), say so now rather than after
-    // waiting for the reachable set to fill.
-    let mut willing = false;
-    for to in voters
-        .iter()
-        .filter(|id| **id != leaving && nodes.get(id).is_some_and(|n| n.role == Role::Data))
-    {
-        if draining_state(node, &nodes, *to).await == Some(false) {
-            willing = true;
-            break;
-        }
-    }
-    if !willing {
-        return Err(MembershipError::Unsafe(format!(
-            "node {leaving} leads and no other data voter can take over: every one is draining or does not answer"
-        )));
-    }
-    let up = reachable(node).await?;
-    let m = node.raft_metrics();
-    let matched = |id: &NodeId| {
-        m.replication
-            .as_ref()
-            .and_then(|r| r.get(id).cloned().flatten())
-            .map_or(0, |l| l.index)
-    };
-    let mut candidates: Vec<NodeId> = voters
-        .iter()
-        .filter(|id| **id != leaving && up.contains(id))
-        .filter(|id| nodes.get(id).is_some_and(|n| n.role == Role::Data))
-        .copied()
-        .collect();
-    candidates.sort_by_key(|id| std::cmp::Reverse(matched(id)));
-    // A draining member refuses leadership; when the whole cluster stops,
-    // every candidate drains, and waiting for one of them would only
-    // delay the stop.
-    let mut draining = Vec::new();
-    for to in candidates {
-        if target_drains(node, &nodes, to).await {
-            draining.push(to);
-            continue;
-        }
-        match transfer(node, to, TRANSFER_TIMEOUT).await {
-            // It may have taken over just before it began to drain: then
-            // leadership has moved, and there is nothing left to hand off.
-            Err(MembershipError::TargetDraining(id)) => {
-                if let Some((leader, _)) = node.leader().filter(|(l, _)| *l != leaving) {
-                    return Ok(leader);
-                }
-                if !node.is_leader() {
-                    return Err(MembershipError::NoLeader);
-                }
-                draining.push(id);
-            }
-            other => return other.map(|()| to),
-        }
-    }
-    Err(MembershipError::Unsafe(if draining.is_empty() {
-        format!("node {leaving} leads and no other reachable data voter can take over")
-    } else {
-        format!(
-            "node {leaving} leads and no other data voter can take over: {draining:?} are draining"
-        )
-    }))
-}
-
-/// Whether `to` is draining, by its own `NodeInfo` answer; `None` when it
-/// does not answer as itself.
-async fn draining_state(node: &Node, nodes: &BTreeMap<NodeId, Member>, to: NodeId) -> Option<bool> {
-    let member = nodes.get(&to)?;
-    let info = node.peers().node_info(&member.peer_addr).await.ok()?;
-    (info.node_id == to).then_some(info.draining)
-}
-
-/// Whether `to` says it is draining. An unanswered question is not a yes:
-/// the transfer itself then decides.
-async fn target_drains(node: &Node, nodes: &BTreeMap<NodeId, Member>, to: NodeId) -> bool {
-    draining_state(node, nodes, to).await == Some(true)
-}
-
-/// Hands leadership to `to` and waits until this node sees it lead; `to`
-/// first gets up to `catch_up` to hold every entry this node has.
-pub async fn transfer(node: &Node, to: NodeId, catch_up: Duration) -> Result<(), MembershipError> {
-    let (voters, nodes) = settled_membership(node)?;
-    if !voters.contains(&to) {
-        return Err(MembershipError::UnknownNode(to));
-    }
-    if nodes.get(&to).is_some_and(|n| n.role == Role::Witness) {
-        return Err(MembershipError::Unsafe(format!(
-            "node {to} is a witness and never leads"
-        )));
-    }
-    let deadline = Instant::now() + TRANSFER_TIMEOUT;
-    while !reachable(node).await?.contains(&to) {
-        if Instant::now() >= deadline {
-            return Err(MembershipError::Unsafe(format!(
-                "node {to} has not answered the leader recently; it cannot take over"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // openraft ignores a transfer to a node whose log is behind.
-    wait_caught_up(node, to, catch_up).await?;
-    node.raft()
-        .trigger()
-        .transfer_leader(to)
-        .await
-        .map_err(|e| MembershipError::Raft(e.to_string()))?;
-    // The target refuses a transfer while it drains (see `peer`); openraft
-    // only logs that refusal, so it is asked directly while we wait.
-    let deadline = Instant::now() + TRANSFER_TIMEOUT;
-    let mut asked = Instant::now();
-    while Instant::now() < deadline {
-        if node.leader().is_some_and(|(id, _)| id == to) {
-            return Ok(());
-        }
-        if asked.elapsed() >= Duration::from_millis(200) {
-            if target_drains(node, &nodes, to).await {
-                return Err(MembershipError::TargetDraining(to));
-            }
-            asked = Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Err(MembershipError::Raft(format!(
-        "node {to} did not take over within {} s",
-        TRANSFER_TIMEOUT.as_secs()
-    )))
-}
-
-/// `transfer-leader`: hands leadership to `to`, one operation at a time.
-pub async fn transfer_leader(node: &Node, to: NodeId) -> Result<ChangeReply, MembershipError> {
-    if to == node.id() {
-        return Ok(ChangeReply {
-            message: format!("node {to} already leads"),
-            log_index: None,
-        });
-    }
-    let _op = claim(node, format!("transfer-leader {to}"))?;
-    transfer(node, to, TRANSFER_TIMEOUT).await?;
-    Ok(ChangeReply {
-        message: format!("node {to} is now the leader"),
-        log_index: None,
-    })
-}
-
 /// `remove`: a learner leaves at once; a voter leaves through a joint
 /// change, after the quorum checks. The caller has made sure this node is
 /// not the one leaving.
@@ -744,84 +462,4 @@ pub async fn replace(node: &Node, req: ReplaceRequest) -> Result<ChangeReply, Me
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn set(ids: &[NodeId]) -> BTreeSet<NodeId> {
-        ids.iter().copied().collect()
-    }
-
-    fn check(
-        current: &[NodeId],
-        next: &[NodeId],
-        witnesses: &[NodeId],
-        up: &[NodeId],
-        force: bool,
-    ) -> Result<(), String> {
-        let roles = current
-            .iter()
-            .chain(next)
-            .map(|id| {
-                let role = if witnesses.contains(id) {
-                    Role::Witness
-                } else {
-                    Role::Data
-                };
-                (*id, role)
-            })
-            .collect();
-        check_voters(
-            &VoterChange {
-                current: &set(current),
-                next: &set(next),
-                roles: &roles,
-                reachable: &set(up),
-            },
-            force,
-        )
-        .map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn growing_and_replacing_with_every_voter_up_is_allowed() {
-        assert_eq!(check(&[1], &[1, 2], &[], &[1, 2], false), Ok(()));
-        assert_eq!(check(&[1, 2], &[1, 2, 3], &[], &[1, 2, 3], false), Ok(()));
-        // Replace a dead node 3 by 4: both quorums are reachable.
-        assert_eq!(
-            check(&[1, 2, 3], &[1, 2, 4], &[], &[1, 2, 4], false),
-            Ok(())
-        );
-        // 3 data -> 2 data + witness.
-        assert_eq!(
-            check(&[1, 2, 3], &[1, 2, 9], &[9], &[1, 2, 3, 9], false),
-            Ok(())
-        );
-    }
-
-    #[test]
-    fn a_change_that_cannot_reach_a_quorum_is_refused_even_when_forced() {
-        let e = check(&[1, 2, 3], &[1, 3], &[], &[1], true).unwrap_err();
-        assert!(e.contains("only 1 of the voters"), "{e}");
-        let e = check(&[1, 2, 3], &[1, 2, 3, 4], &[], &[1, 2], true).unwrap_err();
-        assert!(e.contains("would lose quorum"), "{e}");
-        // Removing one of two live voters while the third is down.
-        let e = check(&[1, 2, 3], &[1, 3], &[], &[1, 2], true).unwrap_err();
-        assert!(e.contains("would lose quorum"), "{e}");
-    }
-
-    #[test]
-    fn removing_the_last_margin_needs_force() {
-        let e = check(&[1, 2, 3], &[1, 2], &[], &[1, 2, 3], false).unwrap_err();
-        assert!(e.contains("--force"), "{e}");
-        assert_eq!(check(&[1, 2, 3], &[1, 2], &[], &[1, 2, 3], true), Ok(()));
-        // No margin to lose: removing the dead leader of a 2 + witness
-        // cluster after the hand-over is allowed as it is.
-        assert_eq!(check(&[1, 2, 9], &[2, 9], &[9], &[2, 9], false), Ok(()));
-    }
-
-    #[test]
-    fn no_change_may_leave_only_witnesses() {
-        let e = check(&[1, 9], &[9], &[9], &[1, 9], true).unwrap_err();
-        assert!(e.contains("no data voter"), "{e}");
-    }
-}
+mod tests;
