@@ -1,6 +1,7 @@
 //! Guards the architecture (`docs/architecture.md`): a module imports only
 //! from its own layer or the layers below it, and export and archive, side
-//! by side in the duties' layer, never import each other.
+//! by side in the duties' layer, never import each other; and no two
+//! modules import each other, directly or through others.
 //!
 //! The imports are read from the sources: every `crate::…` path and every
 //! `super::…` path outside comments, up to a file's `#[cfg(test)]` section
@@ -127,23 +128,29 @@ fn is_test_only(file: &Path) -> bool {
         .any(|w| w[0] == "#[cfg(test)]" && declarations.iter().any(|d| w[1] == d))
 }
 
-/// Every (file, line, importer module, imported module, why) that breaks a
-/// rule.
-fn violations() -> Vec<String> {
+/// One import read from the sources.
+struct Import {
+    file: PathBuf,
+    line: usize,
+    /// The importing module, `a::b`.
+    module: String,
+    /// The imported path, `c::d::e` (maybe an item, not a module).
+    target: String,
+}
+
+/// The module path of every source file, and every import outside test
+/// code, with the `//`-comments and `#[cfg(test)]` sections left out.
+fn imports() -> (Vec<String>, Vec<Import>) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     files.sort();
+    let mut modules = Vec::new();
     let mut found = Vec::new();
     for file in files {
         let module = module_of(&src, &file);
         let here = module.join("::");
-        let Some((own, own_name, _)) = layer(&here) else {
-            if !here.is_empty() {
-                found.push(format!("{}: module `{here}` has no layer", file.display()));
-            }
-            continue;
-        };
+        modules.push(here.clone());
         if is_test_only(&file) {
             continue;
         }
@@ -157,31 +164,126 @@ fn violations() -> Vec<String> {
                 continue;
             }
             for target in references(code, &module) {
-                let Some((theirs, their_name, _)) = layer(&target) else {
-                    continue;
-                };
-                let why = if theirs > own {
-                    Some(format!(
-                        "layer {own} ({own_name}) imports layer {theirs} ({their_name})"
-                    ))
-                } else if (own_name, their_name) == ("export", "archive")
-                    || (own_name, their_name) == ("archive", "export")
-                {
-                    Some("export and archive never import each other".to_string())
-                } else {
-                    None
-                };
-                if let Some(why) = why {
-                    found.push(format!(
-                        "{}:{}: `{here}` uses `{target}`: {why}",
-                        file.strip_prefix(&src).unwrap_or(&file).display(),
-                        n + 1
-                    ));
-                }
+                found.push(Import {
+                    file: file.strip_prefix(&src).unwrap_or(&file).to_path_buf(),
+                    line: n + 1,
+                    module: here.clone(),
+                    target,
+                });
             }
         }
     }
+    (modules, found)
+}
+
+/// Every (file, line, importer module, imported module, why) that breaks a
+/// rule.
+fn violations() -> Vec<String> {
+    let (modules, imports) = imports();
+    let mut found: Vec<String> = modules
+        .iter()
+        .filter(|m| !m.is_empty() && layer(m).is_none())
+        .map(|m| format!("module `{m}` has no layer"))
+        .collect();
+    for Import {
+        file,
+        line,
+        module,
+        target,
+    } in imports
+    {
+        let (Some((own, own_name, _)), Some((theirs, their_name, _))) =
+            (layer(&module), layer(&target))
+        else {
+            continue;
+        };
+        let why = if theirs > own {
+            Some(format!(
+                "layer {own} ({own_name}) imports layer {theirs} ({their_name})"
+            ))
+        } else if (own_name, their_name) == ("export", "archive")
+            || (own_name, their_name) == ("archive", "export")
+        {
+            Some("export and archive never import each other".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            found.push(format!(
+                "{}:{line}: `{module}` uses `{target}`: {why}",
+                file.display()
+            ));
+        }
+    }
     found
+}
+
+/// The longest module in `modules` that `path` names or lies in.
+fn module_named<'a>(path: &str, modules: &'a [String]) -> Option<&'a String> {
+    modules
+        .iter()
+        .filter(|m| !m.is_empty() && (path == m.as_str() || path.starts_with(&format!("{m}::"))))
+        .max_by_key(|m| m.len())
+}
+
+/// Pairs of modules that reach each other through imports, one cycle each
+/// as `a -> b -> a`. A module naming its own parent or child is not an
+/// edge: that is how Rust re-exports, not a dependency between parts.
+fn import_cycles() -> Vec<String> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let (modules, imports) = imports();
+    let mut edges: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for import in &imports {
+        let Some(to) = module_named(&import.target, &modules) else {
+            continue;
+        };
+        let from = import.module.as_str();
+        let related = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}::"));
+        if !related(from, to) && !related(to, from) {
+            edges.entry(from).or_default().insert(to.as_str());
+        }
+    }
+    // A path from `to` back to `from`, breadth first.
+    let path_back = |from: &str, to: &str| -> Option<Vec<String>> {
+        let mut seen = BTreeMap::from([(to, to)]);
+        let mut queue = std::collections::VecDeque::from([to]);
+        while let Some(at) = queue.pop_front() {
+            for next in edges.get(at).into_iter().flatten() {
+                if seen.contains_key(next) {
+                    continue;
+                }
+                seen.insert(next, at);
+                if *next == from {
+                    let mut path = vec![from.to_string()];
+                    let mut step = from;
+                    while step != to {
+                        step = seen[step];
+                        path.push(step.to_string());
+                    }
+                    path.push(from.to_string());
+                    return Some(path);
+                }
+                queue.push_back(next);
+            }
+        }
+        None
+    };
+    let mut cycles = BTreeSet::new();
+    for (from, tos) in &edges {
+        for to in tos {
+            if let Some(mut path) = path_back(from, to) {
+                // Forwards, from the smallest module, so each cycle is
+                // reported once whichever of its edges found it.
+                path.reverse();
+                path.pop();
+                let start = (0..path.len()).min_by_key(|i| &path[*i]).unwrap_or(0);
+                path.rotate_left(start);
+                path.push(path[0].clone());
+                cycles.insert(path.join(" -> "));
+            }
+        }
+    }
+    cycles.into_iter().collect()
 }
 
 #[test]
@@ -259,4 +361,15 @@ fn a_module_declared_under_cfg_test_is_test_code_and_others_are_not() {
     assert!(is_test_only(&src.join("archive/reader/fixtures.rs")));
     assert!(!is_test_only(&src.join("archive/block/key.rs")));
     assert!(!is_test_only(&src.join("node/membership/safety.rs")));
+}
+
+#[test]
+fn no_two_modules_import_each_other() {
+    let cycles = import_cycles();
+    assert!(
+        cycles.is_empty(),
+        "{} import cycle(s):\n{}",
+        cycles.len(),
+        cycles.join("\n")
+    );
 }

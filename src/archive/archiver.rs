@@ -30,11 +30,9 @@ use openraft::ServerState;
 use super::block::{self, RawEntry, SealedBlock};
 use super::bounds;
 use super::progress::Progress;
-use super::store::Archive;
+use super::store::{count_request, retry_backoff, Archive};
 use super::ArchiveError;
-use crate::backoff::Backoff;
 use crate::config::archive::ArchiveConfig;
-use crate::metrics;
 use crate::node::Node;
 use crate::pb::log::{command::Kind, ArchiveSeal, Archived, Command};
 use crate::raft::codec;
@@ -76,25 +74,6 @@ pub fn spawn(
     Ok(vec![probe, tokio::spawn(archiver.run())])
 }
 
-pub(super) fn count<T>(node: &Node, op: &str, outcome: &Result<T, object_store::Error>) {
-    let outcome = match outcome {
-        Ok(_) => "ok",
-        Err(object_store::Error::AlreadyExists { .. }) => "already_exists",
-        Err(_) => "error",
-    };
-    node.metrics()
-        .archive_requests
-        .get_or_create(&metrics::archive_request(op, outcome))
-        .inc();
-}
-
-pub(super) fn backoff(config: &ArchiveConfig) -> Backoff {
-    Backoff::new(
-        Duration::from_millis(config.retry_initial_ms),
-        Duration::from_millis(config.retry_max_ms),
-    )
-}
-
 struct Archiver {
     node: Arc<Node>,
     progress: Progress,
@@ -104,7 +83,7 @@ struct Archiver {
 
 impl Archiver {
     async fn run(self) {
-        let mut backoff = backoff(&self.config);
+        let mut backoff = retry_backoff(&self.config);
         loop {
             let Some(term) = self.node.wait_for_leadership().await else {
                 return; // Raft stopped.
@@ -367,7 +346,7 @@ impl Archiver {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, ArchiveError>>,
     {
-        let mut backoff = backoff(&self.config);
+        let mut backoff = retry_backoff(&self.config);
         loop {
             self.check_leading(term)?;
             match op().await {
@@ -397,7 +376,7 @@ impl Archiver {
         };
         let payload = PutPayload::from_bytes(sealed.bytes.clone());
         let outcome = self.archive.store.put_opts(key, payload, options).await;
-        count(&self.node, "put", &outcome);
+        count_request(self.node.metrics(), "put", &outcome);
         match outcome {
             Ok(_) => {
                 self.node
@@ -441,7 +420,7 @@ impl Archiver {
             Ok(r) => r.bytes().await,
             Err(e) => Err(e),
         };
-        count(&self.node, "get", &outcome);
+        count_request(self.node.metrics(), "get", &outcome);
         outcome.map_err(ArchiveError::store(key.to_string()))
     }
 
@@ -491,7 +470,7 @@ impl Archiver {
         for key in expired {
             self.check_leading(term)?;
             let outcome = self.archive.store.delete(&key).await;
-            count(&self.node, "delete", &outcome);
+            count_request(self.node.metrics(), "delete", &outcome);
             outcome.map_err(ArchiveError::store(key.to_string()))?;
             self.node.metrics().archive_expired_blocks.inc();
             tracing::info!(key = %key, "archive block expired by retention");

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use object_store::ObjectStore;
 
-use super::archiver::{backoff, count};
 use super::block;
 use super::progress::Progress;
-use super::store::Archive;
+use super::store::{count_request, retry_backoff, Archive};
 use crate::config::archive::ArchiveConfig;
 use crate::node::Node;
 
@@ -26,11 +25,11 @@ pub(super) async fn run(
     archive: Archive,
     config: ArchiveConfig,
 ) {
-    let mut backoff = backoff(&config);
+    let mut backoff = retry_backoff(&config);
     let prefix = block::blocks_prefix(&archive.prefix);
     loop {
         let outcome = archive.store.list_with_delimiter(Some(&prefix)).await;
-        count(&node, "list", &outcome);
+        count_request(node.metrics(), "list", &outcome);
         let delay = match outcome {
             Ok(_) => {
                 backoff.reset();

@@ -9,7 +9,9 @@ use object_store::local::LocalFileSystem;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
 use super::ArchiveError;
+use crate::backoff::Backoff;
 use crate::config::archive::ArchiveConfig;
+use crate::metrics::{self, Metrics};
 
 /// The archive's object store and where its objects live in it.
 #[derive(Clone)]
@@ -121,4 +123,29 @@ impl Archive {
             }
         }
     }
+}
+
+/// Counts one object-store request by operation and outcome.
+pub(crate) fn count_request<T>(
+    metrics: &Metrics,
+    op: &str,
+    outcome: &Result<T, object_store::Error>,
+) {
+    let outcome = match outcome {
+        Ok(_) => "ok",
+        Err(object_store::Error::AlreadyExists { .. }) => "already_exists",
+        Err(_) => "error",
+    };
+    metrics
+        .archive_requests
+        .get_or_create(&metrics::archive_request(op, outcome))
+        .inc();
+}
+
+/// The delays between retries of a failed archive request.
+pub(crate) fn retry_backoff(config: &ArchiveConfig) -> Backoff {
+    Backoff::new(
+        Duration::from_millis(config.retry_initial_ms),
+        Duration::from_millis(config.retry_max_ms),
+    )
 }

@@ -1,11 +1,54 @@
 //! `otelraft archive …`: opens the archive a node config names and runs
 //! the sub-command (ls, verify, cat, replay).
 
+use clap::Subcommand;
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::command::ArchiveCmd;
 use crate::config::NodeConfig;
+
+#[derive(Subcommand)]
+pub enum ArchiveCmd {
+    /// List the blocks: key, index range, size, upload time.
+    Ls {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download every block, check its checksum and contents, and check
+    /// that the blocks cover the log without gaps or overlaps.
+    Verify {
+        /// Only blocks ending at or after this index.
+        #[arg(long)]
+        from: Option<u64>,
+    },
+    /// Print a block's entries as JSON lines (OTLP JSON for data).
+    Cat {
+        /// A block key, or a log index inside the wanted block.
+        #[arg(required_unless_present = "all")]
+        block: Option<String>,
+        /// Every block, in index order.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Backfill a sink from archived blocks, outside the cluster: the
+    /// exporters' batches, written under the name `<sink>-replay`.
+    Replay {
+        /// A configured sink's name, or `prometheus` / `loki` for the one
+        /// sink of that kind.
+        #[arg(long)]
+        to: String,
+        /// First log index to replay.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Last log index to replay (default: the archive's end).
+        #[arg(long)]
+        upto: Option<u64>,
+        /// Print the report as JSON at the end.
+        #[arg(long)]
+        json: bool,
+    },
+}
 
 /// Runs `cmd` against the archive `config` names.
 pub async fn run(config: Option<PathBuf>, cmd: ArchiveCmd) -> Result<(), String> {
