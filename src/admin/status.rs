@@ -437,7 +437,7 @@ fn archive_status(
         bytes: a.bytes,
         uncompressed_bytes: a.uncompressed_bytes,
         last_block: a.last_block.clone(),
-        phase: progress.phase,
+        phase: progress.phase.as_str().to_string(),
         last_error: progress.last_error,
         misconfigured: progress.misconfigured,
     }

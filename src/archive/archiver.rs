@@ -29,7 +29,7 @@ use openraft::ServerState;
 
 use super::block::{self, RawEntry, SealedBlock};
 use super::bounds;
-use super::progress::Progress;
+use super::progress::{ArchivePhase, Progress};
 use super::store::{count_request, retry_backoff, Archive};
 use super::ArchiveError;
 use crate::config::archive::ArchiveConfig;
@@ -51,12 +51,12 @@ pub fn spawn(
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, ArchiveError> {
     let config = node.config().archive.clone();
     if !config.enabled {
-        progress.update(|p| p.phase = "disabled".to_string());
+        progress.update(|p| p.phase = ArchivePhase::Disabled);
         return Ok(Vec::new());
     }
     let archive = Archive::open(&config)?;
     progress.update(|p| {
-        p.phase = "idle".to_string();
+        p.phase = ArchivePhase::Idle;
         p.location = archive.location.clone();
     });
     let probe = tokio::spawn(super::probe::run(
@@ -96,7 +96,7 @@ impl Archiver {
                 self.archive_while_leader(term).await
             }
             .await;
-            self.set_phase("idle");
+            self.set_phase(ArchivePhase::Idle);
             if let Err(e) = outcome {
                 tracing::warn!(term, error = %e, "archiver stopped; will resume when leading");
                 self.note_error(&e);
@@ -107,8 +107,8 @@ impl Archiver {
         }
     }
 
-    fn set_phase(&self, phase: &str) {
-        self.progress.update(|p| p.phase = phase.to_string());
+    fn set_phase(&self, phase: ArchivePhase) {
+        self.progress.update(|p| p.phase = phase);
     }
 
     fn note_error(&self, e: &ArchiveError) {
@@ -156,7 +156,7 @@ impl Archiver {
                 }
             }
             if archive.next_index() > last_content {
-                self.set_phase("caught_up");
+                self.set_phase(ArchivePhase::CaughtUp);
                 let _ = tokio::time::timeout(IDLE_WAIT, rx.changed()).await;
                 continue;
             }
@@ -185,12 +185,12 @@ impl Archiver {
                 continue;
             };
             if !full && age < max_age {
-                self.set_phase("sealing");
+                self.set_phase(ArchivePhase::Sealing);
                 let wait = (max_age - age).min(IDLE_WAIT);
                 let _ = tokio::time::timeout(wait, rx.changed()).await;
                 continue;
             }
-            self.set_phase("sealing");
+            self.set_phase(ArchivePhase::Sealing);
             let command = Command {
                 kind: Some(Kind::Seal(ArchiveSeal {
                     first_index: first,
@@ -256,7 +256,7 @@ impl Archiver {
         pending: PendingSeal,
         first_block: bool,
     ) -> Result<(), ArchiveError> {
-        self.set_phase("uploading");
+        self.set_phase(ArchivePhase::Uploading);
         if first_block {
             self.record_origin(term, pending.first_index).await?;
         }
@@ -352,7 +352,7 @@ impl Archiver {
             match op().await {
                 Ok(v) => return Ok(v),
                 Err(e) => {
-                    self.set_phase("retrying");
+                    self.set_phase(ArchivePhase::Retrying);
                     tracing::warn!(error = %e, "archive: {what} failed; retrying");
                     self.note_error(&e);
                     tokio::time::sleep(backoff.next_delay(None)).await;
