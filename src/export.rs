@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`dead_letter`]: reason codes for items kept out of a sink.
+//! - [`budget`]: what a batch may derive from its entries, charged before it is allocated.
 //! - [`retry`]: which sink responses are retried, and the backoff between tries.
 //! - [`http`]: the one HTTP client every sink sends through.
 //! - [`prometheus`]: remote write 1.0 with the export-cursor marker series.
@@ -21,6 +22,7 @@
 //! committed cursor can be in the sink, and a new leader settles that one
 //! batch before it sends anything (see `docs/export.md`).
 
+pub mod budget;
 pub mod dead_letter;
 pub mod http;
 pub mod loki;

@@ -14,6 +14,7 @@
 //!    - [`metrics`]: the node's own Prometheus metrics.
 //!    - [`clock`]: the wall clock, read in one place.
 //!    - [`backoff`]: capped exponential backoff with jitter.
+//!    - [`text`]: quoting untrusted input in logs and replies, a few hundred bytes at most.
 //! 2. Security, configuration, the replicated state:
 //!    - [`tls`]: TLS on every listener, mutual TLS and node identity between members.
 //!    - [`auth`]: bearer tokens for the OTLP ports and the admin API.
@@ -54,6 +55,7 @@ pub mod raft;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod text;
 pub mod tls;
 pub mod trim;
 pub mod witness;

@@ -15,6 +15,7 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("pb", 1, "types"),
     ("raft", 1, "types"),
     ("clock", 1, "clock"),
+    ("text", 1, "types"),
     ("backoff", 1, "clock"),
     ("metrics", 1, "types"),
     ("tls", 2, "tls"),

@@ -1,6 +1,7 @@
 //! Tests of the strict Loki test receiver itself, so integration tests of
 //! the Loki sinks can trust what it reports.
 
+use otelraft::export::budget::Budget;
 use std::io::Write;
 use testkit::loki;
 
@@ -322,7 +323,14 @@ async fn json_push_is_accepted_strictly() {
 async fn otlp_endpoint_stores_records_with_loki_style_labels() {
     let rx = LokiReceiver::start().await;
     let mut builder = OtlpLogsBuilder::new();
-    builder.add_entry(21, 1_800_000_000_000_000_000, otlp_request());
+    builder
+        .add_entry(
+            21,
+            1_800_000_000_000_000_000,
+            otlp_request(),
+            &mut Budget::new(usize::MAX),
+        )
+        .unwrap();
     let body = builder.finish();
     let (status, _) = post(&rx.otlp_url(), "application/x-protobuf", body.clone()).await;
     assert_eq!(status, 200);
@@ -383,8 +391,22 @@ async fn push_builder_round_trip_through_the_receiver() {
     let mut other = otlp_request();
     other.resource_logs[0].resource = None;
     let mut builder = PushBuilder::new();
-    builder.add_entry(30, 1_900_000_000_000_000_000, &otlp_request());
-    builder.add_entry(31, 1_900_000_000_500_000_000, &other);
+    builder
+        .add_entry(
+            30,
+            1_900_000_000_000_000_000,
+            &otlp_request(),
+            &mut Budget::new(usize::MAX),
+        )
+        .unwrap();
+    builder
+        .add_entry(
+            31,
+            1_900_000_000_500_000_000,
+            &other,
+            &mut Budget::new(usize::MAX),
+        )
+        .unwrap();
     assert_eq!(builder.lines(), 4);
     let req = builder.finish();
     let (status, body) = post_push(&rx, &req).await;
@@ -428,8 +450,20 @@ async fn push_builder_round_trip_through_the_receiver() {
     // The push sink and the OTLP sink land the same lines, labels and times.
     let otlp_rx = LokiReceiver::start().await;
     let mut otlp = OtlpLogsBuilder::new();
-    otlp.add_entry(30, 1_900_000_000_000_000_000, otlp_request());
-    otlp.add_entry(31, 1_900_000_000_500_000_000, other);
+    otlp.add_entry(
+        30,
+        1_900_000_000_000_000_000,
+        otlp_request(),
+        &mut Budget::new(usize::MAX),
+    )
+    .unwrap();
+    otlp.add_entry(
+        31,
+        1_900_000_000_500_000_000,
+        other,
+        &mut Budget::new(usize::MAX),
+    )
+    .unwrap();
     let (status, _) = post(&otlp_rx.otlp_url(), "application/x-protobuf", otlp.finish()).await;
     assert_eq!(status, 200);
     let key = |l: &loki::StoredLine| {

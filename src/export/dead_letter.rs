@@ -31,11 +31,14 @@ pub enum Reason {
     /// consumed them (a sink added to a running cluster, or configured on
     /// some members only); they are in the archive, for `archive replay`.
     Trimmed,
+    /// The entry would derive more than a batch may hold (see
+    /// `export::budget`): dead-lettered whole, as one item.
+    OverBudget,
 }
 
 impl Reason {
     /// Every reason, for zero-initialised metrics and docs.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::OutOfOrder,
         Reason::ConflictingValue,
         Reason::OutOfBounds,
@@ -46,6 +49,7 @@ impl Reason {
         Reason::Undecodable,
         Reason::RejectedBySink,
         Reason::Trimmed,
+        Reason::OverBudget,
     ];
 
     /// The reason code used in metrics labels, status JSON and docs.
@@ -61,6 +65,7 @@ impl Reason {
             Reason::Undecodable => "undecodable",
             Reason::RejectedBySink => "rejected_by_sink",
             Reason::Trimmed => "trimmed",
+            Reason::OverBudget => "over_budget",
         }
     }
 }

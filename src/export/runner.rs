@@ -349,14 +349,15 @@ impl<N: LeaderHandle, S: Sink> Exporter<N, S> {
         tracing::error!(sink = name, from, to, "entries were trimmed before this sink consumed them; skipping them, backfill with `otelraft archive replay`");
         let mut batch = Batch::new(state.cursor, state);
         batch.to = to;
-        batch.dead_letter(
+        let subject = format!("log entries {from}..={to}");
+        if let Some(d) = batch.dead_letters_of(
             from,
             Reason::Trimmed,
-            format!("log entries {from}..={to}"),
+            &subject,
+            1,
             0,
             (to - from + 1) as f64,
-        );
-        if let Some(d) = batch.dead_letters.last_mut() {
+        ) {
             d.detail = format!(
                 "backfill with `otelraft archive replay --to {name} --from {from} --upto {to}`"
             );

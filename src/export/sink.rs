@@ -72,8 +72,12 @@ pub struct Batch {
     pub marker_ms: i64,
     /// Newest sample per touched series after the batch (Prometheus).
     pub series: Vec<SeriesMark>,
-    /// Items kept out of the request, with reasons.
+    /// The first [`DEAD_LETTERS_KEPT`] items kept out of the request, with
+    /// reasons and subjects of at most [`crate::text::QUOTE_BYTES`]; the
+    /// rest are only counted.
     pub dead_letters: Vec<DeadLetter>,
+    /// Every item kept out of the request, by reason code.
+    pub dead_letter_counts: std::collections::BTreeMap<String, u64>,
     /// Largest sample timestamp exported so far, after the batch.
     pub max_sample_ms: i64,
     /// OTLP payload bytes of every entry in the range.
@@ -94,31 +98,67 @@ impl Batch {
         }
     }
 
+    /// Whether another dead letter would be kept, not only counted.
+    pub fn keeps_letters(&self) -> bool {
+        self.dead_letters.len() < DEAD_LETTERS_KEPT
+    }
+
+    /// Keeps out an entry that alone derives more than a batch may hold
+    /// (see `export::budget`), as one item.
+    pub fn over_budget(&mut self, index: u64, payload_bytes: usize) {
+        let subject = format!(
+            "entry {index} of {payload_bytes} bytes derives over {} MiB",
+            super::budget::DERIVED_BYTES_PER_BATCH >> 20
+        );
+        self.dead_letter(index, Reason::OverBudget, &subject, 0, 0.0);
+    }
+
     /// Records an item kept out of the sink.
     pub fn dead_letter(
         &mut self,
         index: u64,
         reason: Reason,
-        subject: String,
+        subject: &str,
         ts_ms: i64,
         value: f64,
     ) {
-        self.dead_letters.push(DeadLetter {
-            index,
-            reason: reason.as_str().to_string(),
-            subject,
-            timestamp_ms: ts_ms,
-            value,
-            detail: String::new(),
-        });
+        let _kept = self.dead_letters_of(index, reason, subject, 1, ts_ms, value);
+    }
+
+    /// Records `count` items of one subject kept out of the sink, as one
+    /// dead letter (an item per refused point would copy the subject once
+    /// per point). Memory stays bounded whatever the entries hold: the
+    /// subject is quoted, and past [`DEAD_LETTERS_KEPT`] letters only the
+    /// counts grow.
+    pub fn dead_letters_of(
+        &mut self,
+        index: u64,
+        reason: Reason,
+        subject: &str,
+        count: u64,
+        ts_ms: i64,
+        value: f64,
+    ) -> Option<&mut DeadLetter> {
+        *self
+            .dead_letter_counts
+            .entry(reason.as_str().to_string())
+            .or_insert(0) += count;
+        if self.keeps_letters() {
+            self.dead_letters.push(DeadLetter {
+                index,
+                reason: reason.as_str().to_string(),
+                subject: crate::text::quote(subject).into_owned(),
+                timestamp_ms: ts_ms,
+                value,
+                detail: String::new(),
+            });
+            return self.dead_letters.last_mut();
+        }
+        None
     }
 
     /// The Raft command that records this batch as handled.
     pub fn advance(&self, sink: &str, term: u64) -> CursorAdvance {
-        let mut counts = std::collections::BTreeMap::new();
-        for d in &self.dead_letters {
-            *counts.entry(d.reason.clone()).or_insert(0u64) += 1;
-        }
         CursorAdvance {
             sink: sink.to_string(),
             index: self.to,
@@ -126,16 +166,11 @@ impl Batch {
             term,
             marker_ms: self.marker_ms,
             series: self.series.clone(),
-            dead_letters: self
-                .dead_letters
-                .iter()
-                .take(DEAD_LETTERS_KEPT)
-                .cloned()
-                .collect(),
+            dead_letters: self.dead_letters.clone(),
             payload_bytes: self.payload_bytes,
             delivered: self.items,
             max_sample_ms: self.max_sample_ms,
-            dead_letter_counts: counts,
+            dead_letter_counts: self.dead_letter_counts.clone(),
         }
     }
 
@@ -148,14 +183,13 @@ impl Batch {
             self.from + 1,
             self.to
         );
-        self.dead_letters.push(DeadLetter {
-            index: self.from + 1,
-            reason: Reason::RejectedBySink.as_str().to_string(),
-            subject,
-            timestamp_ms: 0,
-            value: self.items as f64,
-            detail: format!("HTTP {status}: {message}"),
-        });
+        let items = self.items as f64;
+        let detail = format!("HTTP {status}: {}", crate::text::quote(message));
+        if let Some(d) =
+            self.dead_letters_of(self.from + 1, Reason::RejectedBySink, &subject, 1, 0, items)
+        {
+            d.detail = detail;
+        }
         // Nothing of the request is in the sink: no marker, no series moved.
         self.body = None;
         self.items = 0;

@@ -96,10 +96,12 @@ impl SinkState {
             sink.dead_letters.push_back(DeadLetterItem {
                 index: d.index,
                 reason: d.reason.clone(),
-                subject: d.subject.clone(),
+                // Quoted again here: an advance written before subjects
+                // were bounded must not grow the state either.
+                subject: crate::text::quote(&d.subject).into_owned(),
                 timestamp_ms: d.timestamp_ms,
                 value: d.value,
-                detail: d.detail.clone(),
+                detail: crate::text::quote(&d.detail).into_owned(),
             });
         }
         while sink.dead_letters.len() > DEAD_LETTERS_KEPT {

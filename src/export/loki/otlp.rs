@@ -21,6 +21,10 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message;
 
 use super::request::record_id;
+use crate::export::budget::{Budget, OverBudget, PER_STRING_BYTES};
+
+/// What the id attribute adds to a record in memory.
+const ID_COST: usize = RECORD_ID_ATTRIBUTE.len() + 48 + 4 * PER_STRING_BYTES;
 
 #[cfg(test)]
 mod tests;
@@ -44,13 +48,26 @@ impl OtlpLogsBuilder {
 
     /// Adds one committed log entry's request, stamping its records (see the
     /// module docs). `index` is the entry's Raft index, `proposed_unix_nanos`
-    /// its proposal time. Returns the number of records added.
+    /// its proposal time. Returns the number of records added. The request
+    /// is kept as it is plus an id per record, which is charged to `budget`
+    /// first; `OverBudget` adds nothing.
     pub fn add_entry(
         &mut self,
         index: u64,
         proposed_unix_nanos: u64,
         mut req: ExportLogsServiceRequest,
-    ) -> usize {
+        budget: &mut Budget,
+    ) -> Result<usize, OverBudget> {
+        let records: usize = req
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum();
+        budget.charge(
+            req.encoded_len()
+                .saturating_add(records.saturating_mul(ID_COST)),
+        )?;
         let mut ordinal: u64 = 0;
         for resource_logs in &mut req.resource_logs {
             for scope_logs in &mut resource_logs.scope_logs {
@@ -63,7 +80,7 @@ impl OtlpLogsBuilder {
         self.merged.resource_logs.extend(req.resource_logs);
         let added = usize::try_from(ordinal).unwrap_or(usize::MAX);
         self.records = self.records.saturating_add(added);
-        added
+        Ok(added)
     }
 
     /// Records added so far, to size batches.

@@ -37,6 +37,7 @@ use opentelemetry_proto::tonic::common::v1::{
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message;
 
+use crate::export::budget::{Budget, OverBudget, PER_STRING_BYTES};
 use crate::pb::loki::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
 
 #[cfg(test)]
@@ -97,13 +98,17 @@ impl PushBuilder {
     /// `index` is the Raft log index of the entry, used in the record id;
     /// `proposed_unix_nanos` stamps records that carry no time of their own,
     /// so the timestamp never depends on when the export runs.
-    /// Returns the number of lines added.
+    /// Returns the number of lines added. What the lines derive (every
+    /// line carries its resource's and scope's metadata) is charged to
+    /// `budget` first; `OverBudget` adds nothing.
     pub fn add_entry(
         &mut self,
         index: u64,
         proposed_unix_nanos: u64,
         req: &ExportLogsServiceRequest,
-    ) -> usize {
+        budget: &mut Budget,
+    ) -> Result<usize, OverBudget> {
+        budget.charge(derived_cost(req))?;
         let mut ordinal: u64 = 0;
         for resource_logs in &req.resource_logs {
             let has_records = resource_logs
@@ -135,7 +140,7 @@ impl PushBuilder {
         }
         let added = usize::try_from(ordinal).unwrap_or(usize::MAX);
         self.lines = self.lines.saturating_add(added);
-        added
+        Ok(added)
     }
 
     /// Lines (log records) added so far, to size batches.
@@ -463,4 +468,38 @@ fn escape_label_value(value: &str, out: &mut String) {
 /// refused by Loki).
 pub fn encode_push(req: &PushRequest) -> Result<Vec<u8>, snap::Error> {
     snap::raw::Encoder::new().compress_vec(&req.encode_to_vec())
+}
+
+/// An upper bound on what the push lines of `req` take in memory, computed
+/// without allocating: every line carries a copy of its resource's and
+/// scope's attributes (as labels or metadata), its own attributes, body and
+/// id. Encoded lengths stand for the text each value becomes.
+pub fn derived_cost(req: &ExportLogsServiceRequest) -> usize {
+    let attrs_cost = |attrs: &[KeyValue]| -> usize {
+        attrs
+            .iter()
+            .map(|kv| {
+                kv.key.len()
+                    + kv.value.as_ref().map_or(0, |v| v.encoded_len())
+                    + 2 * PER_STRING_BYTES
+            })
+            .sum()
+    };
+    let mut total = 0usize;
+    for resource_logs in &req.resource_logs {
+        let resource = resource_logs
+            .resource
+            .as_ref()
+            .map_or(0, |r| attrs_cost(&r.attributes));
+        for scope_logs in &resource_logs.scope_logs {
+            let scope = scope_logs.scope.as_ref().map_or(0, |s| {
+                s.name.len() + s.version.len() + attrs_cost(&s.attributes) + 2 * PER_STRING_BYTES
+            });
+            for record in &scope_logs.log_records {
+                let line = 2 * record.encoded_len() + 8 * PER_STRING_BYTES;
+                total = total.saturating_add(resource + scope + line);
+            }
+        }
+    }
+    total
 }

@@ -11,6 +11,7 @@ use prost::Message;
 use super::otlp::OtlpLogsBuilder;
 use super::request::{encode_push, PushBuilder};
 use crate::config::sink::SinkConfig;
+use crate::export::budget::{Budget, OverBudget, DERIVED_BYTES_PER_BATCH};
 use crate::export::dead_letter::Reason;
 use crate::export::http::{Answer, HttpService};
 use crate::export::sink::{ingest_views, Batch, EntryView, Sink};
@@ -47,8 +48,8 @@ impl LokiSink {
 
     fn build_push(state: &SinkState, entries: &[Entry]) -> Batch {
         let mut builder = PushBuilder::new();
-        let mut batch = collect_logs(state, entries, |view, req| {
-            builder.add_entry(view.index, view.request.proposed_unix_nanos, &req)
+        let mut batch = collect_logs(state, entries, |view, req, budget| {
+            builder.add_entry(view.index, view.request.proposed_unix_nanos, &req, budget)
         });
         if builder.is_empty() {
             return batch;
@@ -62,8 +63,8 @@ impl LokiSink {
 
     fn build_otlp(state: &SinkState, entries: &[Entry]) -> Batch {
         let mut builder = OtlpLogsBuilder::new();
-        let mut batch = collect_logs(state, entries, |view, req| {
-            builder.add_entry(view.index, view.request.proposed_unix_nanos, req)
+        let mut batch = collect_logs(state, entries, |view, req, budget| {
+            builder.add_entry(view.index, view.request.proposed_unix_nanos, req, budget)
         });
         if !builder.is_empty() {
             batch.body = Some(Bytes::from(builder.finish()));
@@ -72,25 +73,50 @@ impl LokiSink {
     }
 }
 
-/// Decodes each logs entry of the range, calling `add` with it; entries that
-/// do not decode are dead-lettered. Returns the batch with `to` and
-/// `payload_bytes` filled in.
+/// Decodes each logs entry of the range, calling `add` with it and the
+/// batch's budget (see `export::budget`); entries that do not decode are
+/// dead-lettered, and so is an entry that alone derives more than a batch
+/// may hold. An entry that does not fit what is left ends the batch before
+/// it. Returns the batch with `to` and `payload_bytes` filled in.
 fn collect_logs(
     state: &SinkState,
     entries: &[Entry],
-    mut add: impl FnMut(&EntryView<'_>, ExportLogsServiceRequest) -> usize,
+    mut add: impl FnMut(
+        &EntryView<'_>,
+        ExportLogsServiceRequest,
+        &mut Budget,
+    ) -> Result<usize, OverBudget>,
 ) -> Batch {
     let mut batch = Batch::new(state.cursor, state);
     batch.to = entries.last().map_or(state.cursor, |e| e.log_id.index);
+    let mut budget = Budget::new(DERIVED_BYTES_PER_BATCH);
     for view in ingest_views(entries) {
-        batch.payload_bytes += view.request.payload.len() as u64;
+        let payload = view.request.payload.len();
         if view.signal() != Signal::Logs {
+            batch.payload_bytes += payload as u64;
             continue;
         }
-        match ExportLogsServiceRequest::decode(view.request.payload.as_ref()) {
-            Ok(req) => batch.items += add(&view, req) as u64,
-            Err(e) => batch.dead_letter(view.index, Reason::Undecodable, e.to_string(), 0, 0.0),
+        let req = match ExportLogsServiceRequest::decode(view.request.payload.as_ref()) {
+            Ok(req) => req,
+            Err(e) => {
+                batch.payload_bytes += payload as u64;
+                batch.dead_letter(view.index, Reason::Undecodable, &e.to_string(), 0, 0.0);
+                continue;
+            }
+        };
+        let mut entry_budget = budget.for_entry();
+        match add(&view, req, &mut entry_budget) {
+            Ok(added) => {
+                budget.keep(entry_budget);
+                batch.items += added as u64;
+            }
+            Err(OverBudget) if !budget.untouched() => {
+                batch.to = view.index - 1;
+                break;
+            }
+            Err(OverBudget) => batch.over_budget(view.index, payload),
         }
+        batch.payload_bytes += payload as u64;
     }
     batch
 }

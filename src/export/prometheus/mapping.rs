@@ -31,6 +31,7 @@ use super::naming::{
     format_float, is_valid_label_name, is_valid_metric_name, label_name, label_value, metric_name,
     NameKind,
 };
+use crate::export::budget::{labels_cost, Budget, OverBudget, PER_STRING_BYTES};
 use crate::export::dead_letter::Reason;
 
 /// One Prometheus sample mapped from an OTLP data point, before the
@@ -44,12 +45,16 @@ pub struct MappedSample {
     pub value: f64,
 }
 
-/// An OTLP point that remote write 1.0 cannot carry, with why.
+/// OTLP points that remote write 1.0 cannot carry, with why: one point, or
+/// every point of a metric refused for the same reason.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Unmappable {
     pub reason: Reason,
-    /// The OTLP metric name (and the Prometheus name when known).
+    /// The OTLP metric name, quoted (see `text::quote`).
     pub subject: String,
+    /// Points refused.
+    pub count: u64,
+    /// The (first) point's timestamp.
     pub timestamp_ms: i64,
     pub value: f64,
 }
@@ -75,16 +80,20 @@ type Labels = BTreeMap<String, String>;
 
 /// Maps every data point of `req` in request order (resource, scope, metric,
 /// point), appending to `out`; points that cannot be mapped go to `refused`.
-/// `fallback_ts_ms` stamps points whose OTLP timestamp is zero.
+/// `fallback_ts_ms` stamps points whose OTLP timestamp is zero. Everything
+/// appended is charged to `budget` before it is allocated; `OverBudget`
+/// leaves `out` and `refused` partly filled, for the caller to discard.
 pub fn map_metrics(
     req: &ExportMetricsServiceRequest,
     fallback_ts_ms: i64,
+    budget: &mut Budget,
     out: &mut Vec<MappedSample>,
     refused: &mut Vec<Unmappable>,
-) {
+) -> Result<(), OverBudget> {
     for resource in &req.resource_metrics {
-        map_resource(resource, fallback_ts_ms, out, refused);
+        map_resource(resource, fallback_ts_ms, budget, out, refused)?;
     }
+    Ok(())
 }
 
 /// Where the samples of one point go, and the labels every series of the
@@ -92,8 +101,24 @@ pub fn map_metrics(
 struct Sink<'a> {
     fallback_ts_ms: i64,
     shared: &'a Labels,
+    budget: &'a mut Budget,
     out: &'a mut Vec<MappedSample>,
     refused: &'a mut Vec<Unmappable>,
+}
+
+impl Sink<'_> {
+    /// Charges and records a refusal.
+    fn refuse(&mut self, refusal: Unmappable) -> Result<(), OverBudget> {
+        self.budget
+            .charge(refusal.subject.len() + 4 * PER_STRING_BYTES)?;
+        self.refused.push(refusal);
+        Ok(())
+    }
+}
+
+/// What a sample with `labels` costs (its vector slot included).
+fn sample_cost(labels: &Labels) -> usize {
+    labels_cost(labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))) + 2 * PER_STRING_BYTES
 }
 
 /// Maps one resource's metrics, then adds its `target_info` sample stamped
@@ -101,9 +126,10 @@ struct Sink<'a> {
 fn map_resource(
     resource: &ResourceMetrics,
     fallback_ts_ms: i64,
+    budget: &mut Budget,
     out: &mut Vec<MappedSample>,
     refused: &mut Vec<Unmappable>,
-) {
+) -> Result<(), OverBudget> {
     let attributes = resource
         .resource
         .as_ref()
@@ -116,17 +142,19 @@ fn map_resource(
         let mut sink = Sink {
             fallback_ts_ms,
             shared: &shared,
+            budget: &mut *budget,
             out: &mut *out,
             refused: &mut *refused,
         };
         for metric in &scope_metrics.metrics {
-            map_metric(metric, &mut sink);
+            map_metric(metric, &mut sink)?;
         }
     }
     let newest = out[first..].iter().map(|s| s.timestamp_ms).max();
     if let Some(timestamp_ms) = newest {
-        push_target_info(attributes, identity, timestamp_ms, out, refused);
+        push_target_info(attributes, identity, timestamp_ms, budget, out, refused)?;
     }
+    Ok(())
 }
 
 /// `job` (`service.namespace/service.name`, or `service.name`) and
@@ -177,9 +205,10 @@ fn push_target_info(
     attributes: &[KeyValue],
     identity: Labels,
     timestamp_ms: i64,
+    budget: &mut Budget,
     out: &mut Vec<MappedSample>,
     refused: &mut Vec<Unmappable>,
-) {
+) -> Result<(), OverBudget> {
     let identifying = [SERVICE_NAME, SERVICE_NAMESPACE, SERVICE_INSTANCE_ID];
     let others: Vec<&KeyValue> = attributes
         .iter()
@@ -189,26 +218,27 @@ fn push_target_info(
         Some(mut labels) => {
             labels.extend(identity);
             if labels.is_empty() {
-                return;
+                return Ok(());
             }
+            budget.charge(sample_cost(&labels) + TARGET_INFO.len())?;
             out.push(sample(labels, TARGET_INFO, None, timestamp_ms, 1.0));
         }
         None => refused.push(Unmappable {
             reason: Reason::InvalidLabels,
             subject: TARGET_INFO.to_string(),
+            count: 1,
             timestamp_ms,
             value: 1.0,
         }),
     }
+    Ok(())
 }
 
 /// Dispatches one metric on its data type and temporality.
-fn map_metric(metric: &Metric, sink: &mut Sink<'_>) {
+fn map_metric(metric: &Metric, sink: &mut Sink<'_>) -> Result<(), OverBudget> {
     let Some(data) = &metric.data else {
         let timestamp_ms = sink.fallback_ts_ms;
-        sink.refused
-            .push(refusal(Reason::Unsupported, metric, timestamp_ms, 0.0));
-        return;
+        return sink.refuse(refusal(Reason::Unsupported, metric, 1, timestamp_ms, 0.0));
     };
     match data {
         Data::Gauge(gauge) => map_points(
@@ -226,7 +256,7 @@ fn map_metric(metric: &Metric, sink: &mut Sink<'_>) {
                 } else {
                     NameKind::UpDownCounter
                 };
-                map_points(metric, kind, &sum.data_points, sink, number_series);
+                map_points(metric, kind, &sum.data_points, sink, number_series)
             }
         },
         Data::Histogram(histogram) => {
@@ -242,7 +272,7 @@ fn map_metric(metric: &Metric, sink: &mut Sink<'_>) {
             }
         }
         Data::ExponentialHistogram(histogram) => {
-            refuse_all(metric, Reason::Unsupported, &histogram.data_points, sink);
+            refuse_all(metric, Reason::Unsupported, &histogram.data_points, sink)
         }
         Data::Summary(summary) => map_points(
             metric,
@@ -331,7 +361,9 @@ fn map_points<P: Point>(
     points: &[P],
     sink: &mut Sink<'_>,
     series: fn(&P) -> Option<Vec<Series>>,
-) {
+) -> Result<(), OverBudget> {
+    sink.budget
+        .charge(metric.name.len() + metric.unit.len() + PER_STRING_BYTES)?;
     let name = metric_name(&metric.name, &metric.unit, kind);
     if !is_valid_metric_name(&name) {
         return refuse_all(metric, Reason::InvalidLabels, points, sink);
@@ -348,29 +380,42 @@ fn map_points<P: Point>(
         let (mut labels, derived) = match mapped {
             Ok(mapped) => mapped,
             Err(reason) => {
-                sink.refused
-                    .push(refusal(reason, metric, timestamp_ms, info.headline));
+                sink.refuse(refusal(reason, metric, 1, timestamp_ms, info.headline))?;
                 continue;
             }
         };
+        // The point's own labels and the shared ones, then one copy of
+        // them per derived series: charged before each is made.
+        sink.budget
+            .charge(sample_cost(&labels) + sample_cost(sink.shared))?;
         labels.extend(sink.shared.clone());
+        let per_series = sample_cost(&labels) + name.len() + 2 * PER_STRING_BYTES;
         for (suffix, extra, value) in derived {
+            let extra_len = extra.as_ref().map_or(0, |(k, v)| k.len() + v.len());
+            sink.budget.charge(per_series + suffix.len() + extra_len)?;
             let value = if info.stale { STALE_NAN } else { value };
             let name = format!("{name}{suffix}");
             sink.out
                 .push(sample(labels.clone(), &name, extra, timestamp_ms, value));
         }
     }
+    Ok(())
 }
 
-/// Refuses every point of a metric for `reason`.
-fn refuse_all<P: Point>(metric: &Metric, reason: Reason, points: &[P], sink: &mut Sink<'_>) {
-    for point in points {
-        let info = point.info();
-        let timestamp_ms = timestamp_ms(info.time_unix_nano, sink.fallback_ts_ms);
-        sink.refused
-            .push(refusal(reason, metric, timestamp_ms, info.headline));
-    }
+/// Refuses every point of a metric for `reason`, as one refusal that counts
+/// them (stamped with the first point), so the name is not copied per point.
+fn refuse_all<P: Point>(
+    metric: &Metric,
+    reason: Reason,
+    points: &[P],
+    sink: &mut Sink<'_>,
+) -> Result<(), OverBudget> {
+    let Some(first) = points.first().map(Point::info) else {
+        return Ok(());
+    };
+    let timestamp_ms = timestamp_ms(first.time_unix_nano, sink.fallback_ts_ms);
+    let count = points.len() as u64;
+    sink.refuse(refusal(reason, metric, count, timestamp_ms, first.headline))
 }
 
 /// A gauge or sum point: one series. A point with neither an int nor a
@@ -484,11 +529,18 @@ fn sample(
     }
 }
 
-/// An [`Unmappable`] for a point of `metric`.
-fn refusal(reason: Reason, metric: &Metric, timestamp_ms: i64, value: f64) -> Unmappable {
+/// An [`Unmappable`] for `count` points of `metric`.
+fn refusal(
+    reason: Reason,
+    metric: &Metric,
+    count: u64,
+    timestamp_ms: i64,
+    value: f64,
+) -> Unmappable {
     Unmappable {
         reason,
-        subject: metric.name.clone(),
+        subject: crate::text::quote(&metric.name).into_owned(),
+        count,
         timestamp_ms,
         value,
     }

@@ -29,6 +29,7 @@ use prost::Message;
 
 use super::mapping::{map_metrics, MappedSample};
 use super::naming::{is_valid_label_name, is_valid_metric_name};
+use crate::export::budget::{Budget, OverBudget, DERIVED_BYTES_PER_BATCH};
 use crate::export::dead_letter::Reason;
 use crate::export::sink::{ingest_views, Batch};
 use crate::pb::log::{SeriesMark, Signal};
@@ -70,24 +71,59 @@ pub fn build(sink: &str, state: &SinkState, entries: &[Entry]) -> Result<Batch, 
     let mut last_proposed_ms = 0i64;
     let mut mapped = Vec::new();
     let mut refused = Vec::new();
+    let mut budget = Budget::new(DERIVED_BYTES_PER_BATCH);
     for view in ingest_views(entries) {
-        batch.payload_bytes += view.request.payload.len() as u64;
-        last_proposed_ms = last_proposed_ms.max(view.proposed_ms());
         if view.signal() != Signal::Metrics {
+            batch.payload_bytes += view.request.payload.len() as u64;
+            last_proposed_ms = last_proposed_ms.max(view.proposed_ms());
             continue;
         }
         let req = match ExportMetricsServiceRequest::decode(view.request.payload.as_ref()) {
             Ok(r) => r,
             Err(e) => {
-                batch.dead_letter(view.index, Reason::Undecodable, e.to_string(), 0, 0.0);
+                batch.payload_bytes += view.request.payload.len() as u64;
+                last_proposed_ms = last_proposed_ms.max(view.proposed_ms());
+                batch.dead_letter(view.index, Reason::Undecodable, &e.to_string(), 0, 0.0);
                 continue;
             }
         };
         mapped.clear();
         refused.clear();
-        map_metrics(&req, view.proposed_ms(), &mut mapped, &mut refused);
+        let mut entry_budget = budget.for_entry();
+        let outcome = map_metrics(
+            &req,
+            view.proposed_ms(),
+            &mut entry_budget,
+            &mut mapped,
+            &mut refused,
+        );
+        if outcome == Err(OverBudget) {
+            mapped.clear();
+            refused.clear();
+            if !budget.untouched() {
+                // What earlier entries derived leaves too little: the batch
+                // ends before this entry, which starts the next one.
+                batch.to = view.index - 1;
+                break;
+            }
+            // Alone over a whole budget: poison, kept out as one item.
+            batch.payload_bytes += view.request.payload.len() as u64;
+            last_proposed_ms = last_proposed_ms.max(view.proposed_ms());
+            batch.over_budget(view.index, view.request.payload.len());
+            continue;
+        }
+        budget.keep(entry_budget);
+        batch.payload_bytes += view.request.payload.len() as u64;
+        last_proposed_ms = last_proposed_ms.max(view.proposed_ms());
         for r in refused.drain(..) {
-            batch.dead_letter(view.index, r.reason, r.subject, r.timestamp_ms, r.value);
+            batch.dead_letters_of(
+                view.index,
+                r.reason,
+                &r.subject,
+                r.count,
+                r.timestamp_ms,
+                r.value,
+            );
         }
         for sample in mapped.drain(..) {
             let verdict = check(&sample, view.proposed_ms(), oob_floor, state, &marks);
@@ -115,13 +151,21 @@ pub fn build(sink: &str, state: &SinkState, entries: &[Entry]) -> Result<Batch, 
                     batch.items += 1;
                 }
                 Check::AlreadyExported => {}
-                Check::Refuse(reason) => batch.dead_letter(
-                    view.index,
-                    reason,
-                    series_text(&sample.labels),
-                    sample.timestamp_ms,
-                    sample.value,
-                ),
+                Check::Refuse(reason) => {
+                    // The subject is made only while the batch keeps letters.
+                    let subject = if batch.keeps_letters() {
+                        series_text(&sample.labels)
+                    } else {
+                        String::new()
+                    };
+                    batch.dead_letter(
+                        view.index,
+                        reason,
+                        &subject,
+                        sample.timestamp_ms,
+                        sample.value,
+                    )
+                }
             }
         }
     }
@@ -295,32 +339,4 @@ fn marker_series(sink: &str, restore: Option<SinkRestore>, index: u64, ts_ms: i6
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_restored_cluster_marks_its_own_marker_series() {
-        let plain = marker_series("prom", None, 7, 1_000);
-        let names: Vec<&str> = plain.labels.iter().map(|l| l.name.as_str()).collect();
-        assert_eq!(names, ["__name__", MARKER_SINK_LABEL]);
-        let restore = SinkRestore {
-            upto: 5,
-            at_ms: 1_700_000_000_123,
-        };
-        let restored = marker_series("prom", Some(restore), 7, 1_000);
-        let labels: Vec<(&str, &str)> = restored
-            .labels
-            .iter()
-            .map(|l| (l.name.as_str(), l.value.as_str()))
-            .collect();
-        assert_eq!(
-            labels,
-            [
-                ("__name__", MARKER_METRIC),
-                (MARKER_RESTORE_LABEL, "1700000000123"),
-                (MARKER_SINK_LABEL, "prom"),
-            ]
-        );
-        assert_eq!(restored.samples[0].value, 7.0);
-    }
-}
+mod tests;

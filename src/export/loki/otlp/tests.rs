@@ -1,3 +1,4 @@
+use crate::export::budget::Budget;
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
@@ -74,14 +75,20 @@ fn concatenates_in_log_order_with_record_ids() {
         b.add_entry(
             5,
             0,
-            request("a", vec![record("1", 1, 0), record("2", 1, 0)])
-        ),
+            request("a", vec![record("1", 1, 0), record("2", 1, 0)]),
+            &mut Budget::new(usize::MAX)
+        )
+        .unwrap(),
         2
     );
     let mut two = request("b", vec![record("3", 1, 0)]);
     two.resource_logs
         .extend(request("a", vec![record("4", 1, 0)]).resource_logs);
-    assert_eq!(b.add_entry(6, 0, two), 2);
+    assert_eq!(
+        b.add_entry(6, 0, two, &mut Budget::new(usize::MAX))
+            .unwrap(),
+        2
+    );
     assert_eq!(b.records(), 4);
     let out = decoded(b);
     assert_eq!(out.resource_logs.len(), 3);
@@ -93,7 +100,8 @@ fn existing_record_id_attribute_is_replaced() {
     let mut rec = record("x", 1, 0);
     rec.attributes = vec![kv(RECORD_ID_ATTRIBUTE, s("forged")), kv("keep", s("me"))];
     let mut b = OtlpLogsBuilder::new();
-    b.add_entry(9, 0, request("a", vec![rec]));
+    b.add_entry(9, 0, request("a", vec![rec]), &mut Budget::new(usize::MAX))
+        .unwrap();
     let out = decoded(b);
     assert_eq!(record_ids(&out), ["9:0"]);
     let attrs = &out.resource_logs[0].scope_logs[0].log_records[0].attributes;
@@ -110,7 +118,9 @@ fn missing_time_gets_the_proposal_time_as_observed_time() {
             "a",
             vec![record("t", 5, 0), record("o", 0, 6), record("n", 0, 0)],
         ),
-    );
+        &mut Budget::new(usize::MAX),
+    )
+    .unwrap();
     let out = decoded(b);
     let times: Vec<_> = out.resource_logs[0].scope_logs[0]
         .log_records
@@ -128,8 +138,16 @@ fn building_twice_gives_identical_bytes() {
             1,
             10,
             request("a", vec![record("x", 0, 0), record("y", 0, 0)]),
-        );
-        b.add_entry(2, 20, request("b", vec![record("z", 3, 0)]));
+            &mut Budget::new(usize::MAX),
+        )
+        .unwrap();
+        b.add_entry(
+            2,
+            20,
+            request("b", vec![record("z", 3, 0)]),
+            &mut Budget::new(usize::MAX),
+        )
+        .unwrap();
         b.finish()
     };
     assert_eq!(build(), build());

@@ -1,3 +1,4 @@
+use crate::export::budget::Budget;
 use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -100,7 +101,9 @@ fn missing_or_empty_service_name_is_unknown_service() {
             }],
             ..Default::default()
         }]),
-    );
+        &mut Budget::new(usize::MAX),
+    )
+    .unwrap();
     assert_eq!(
         b.finish().streams[0].labels,
         r#"{service_name="unknown_service"}"#
@@ -177,7 +180,11 @@ fn metadata_order_and_content() {
         ..Default::default()
     };
     let mut b = PushBuilder::new();
-    assert_eq!(b.add_entry(12, 99, &request(vec![rl])), 1);
+    assert_eq!(
+        b.add_entry(12, 99, &request(vec![rl]), &mut Budget::new(usize::MAX))
+            .unwrap(),
+        1
+    );
     let push = b.finish();
     assert_eq!(push.streams.len(), 1);
     assert_eq!(push.streams[0].labels, r#"{service_name="svc"}"#);
@@ -211,7 +218,9 @@ fn empty_trace_context_and_severity_are_omitted() {
         3,
         1,
         &request(vec![resource_logs(vec![], vec![record("x", 1)])]),
-    );
+        &mut Budget::new(usize::MAX),
+    )
+    .unwrap();
     let push = b.finish();
     assert_eq!(
         metadata(&push.streams[0].entries[0]),
@@ -242,7 +251,9 @@ fn timestamp_falls_back_from_time_to_observed_to_proposed() {
             vec![],
             vec![with_time, observed_only, neither],
         )]),
-    );
+        &mut Budget::new(usize::MAX),
+    )
+    .unwrap();
     let push = b.finish();
     let ts: Vec<_> = push.streams[0]
         .entries
@@ -286,8 +297,16 @@ fn record_ids_are_ordinals_across_the_whole_entry() {
         resource_logs(vec![kv("service.name", s("a"))], vec![record("4", 1)]),
     ]);
     let mut b = PushBuilder::new();
-    assert_eq!(b.add_entry(40, 0, &req), 4);
-    assert_eq!(b.add_entry(41, 0, &req), 4);
+    assert_eq!(
+        b.add_entry(40, 0, &req, &mut Budget::new(usize::MAX))
+            .unwrap(),
+        4
+    );
+    assert_eq!(
+        b.add_entry(41, 0, &req, &mut Budget::new(usize::MAX))
+            .unwrap(),
+        4
+    );
     assert_eq!(b.lines(), 8);
     let push = b.finish();
     let ids = |i: usize| -> Vec<(String, String)> {
@@ -321,7 +340,9 @@ fn streams_are_sorted_by_label_string_and_entries_keep_log_order() {
             vec![kv("service.name", s("zeta"))],
             vec![record("z1", 9)],
         )]),
-    );
+        &mut Budget::new(usize::MAX),
+    )
+    .unwrap();
     b.add_entry(
         2,
         0,
@@ -329,7 +350,9 @@ fn streams_are_sorted_by_label_string_and_entries_keep_log_order() {
             vec![kv("service.name", s("alpha"))],
             vec![record("a1", 5)],
         )]),
-    );
+        &mut Budget::new(usize::MAX),
+    )
+    .unwrap();
     b.add_entry(
         3,
         0,
@@ -337,7 +360,9 @@ fn streams_are_sorted_by_label_string_and_entries_keep_log_order() {
             vec![kv("service.name", s("zeta"))],
             vec![record("z2", 1)],
         )]),
-    );
+        &mut Budget::new(usize::MAX),
+    )
+    .unwrap();
     let push = b.finish();
     let labels: Vec<_> = push.streams.iter().map(|s| s.labels.as_str()).collect();
     assert_eq!(
@@ -368,8 +393,10 @@ fn building_twice_gives_identical_bytes() {
     ]);
     let build = || {
         let mut b = PushBuilder::new();
-        b.add_entry(7, 1_000, &req);
-        b.add_entry(8, 2_000, &req);
+        b.add_entry(7, 1_000, &req, &mut Budget::new(usize::MAX))
+            .unwrap();
+        b.add_entry(8, 2_000, &req, &mut Budget::new(usize::MAX))
+            .unwrap();
         encode_push(&b.finish()).unwrap()
     };
     let first = build();
@@ -433,9 +460,37 @@ fn empty_builder_and_records_free_resources() {
     let mut b = PushBuilder::new();
     assert!(b.is_empty());
     assert_eq!(
-        b.add_entry(1, 1, &request(vec![resource_logs(vec![], vec![])])),
+        b.add_entry(
+            1,
+            1,
+            &request(vec![resource_logs(vec![], vec![])]),
+            &mut Budget::new(usize::MAX)
+        )
+        .unwrap(),
         0
     );
     assert!(b.is_empty());
     assert!(b.finish().streams.is_empty());
+}
+
+#[test]
+fn a_resource_attribute_copied_into_every_line_is_charged_before_anything_is_added() {
+    // 1 MiB of resource attribute (metadata on every line) and 100 lines.
+    let big = kv("host.note", s(&"x".repeat(1 << 20)));
+    let records = (0..100).map(|i| record("line", i + 1)).collect();
+    let req = request(vec![resource_logs(vec![big], records)]);
+    assert!(derived_cost(&req) > 100 << 20);
+    let mut b = PushBuilder::new();
+    let mut budget = Budget::new(crate::export::budget::DERIVED_BYTES_PER_BATCH);
+    assert_eq!(
+        b.add_entry(1, 1, &req, &mut budget),
+        Err(crate::export::budget::OverBudget)
+    );
+    assert!(b.is_empty(), "nothing was added");
+    let small = request(vec![resource_logs(
+        vec![kv("service.name", s("svc"))],
+        vec![record("hi", 1)],
+    )]);
+    let mut fresh = Budget::new(crate::export::budget::DERIVED_BYTES_PER_BATCH);
+    assert_eq!(b.add_entry(2, 1, &small, &mut fresh), Ok(1));
 }

@@ -6,6 +6,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::*;
+use crate::export::budget::Budget;
 
 const FALLBACK: i64 = 999;
 const T1: u64 = 1_700_000_000_123_456_789;
@@ -122,7 +123,14 @@ fn request(
 
 fn run(req: &ExportMetricsServiceRequest) -> (Vec<MappedSample>, Vec<Unmappable>) {
     let (mut out, mut refused) = (Vec::new(), Vec::new());
-    map_metrics(req, FALLBACK, &mut out, &mut refused);
+    map_metrics(
+        req,
+        FALLBACK,
+        &mut Budget::new(usize::MAX),
+        &mut out,
+        &mut refused,
+    )
+    .expect("an unlimited budget");
     (out, refused)
 }
 
@@ -251,18 +259,20 @@ fn delta_sums_and_histograms_are_refused() {
     let delta_hist = histogram("latency", AggregationTemporality::Delta, vec![point]);
     let (out, refused) = run(&request(vec![], None, vec![delta_sum, delta_hist]));
     assert!(out.is_empty(), "no samples and therefore no target_info");
-    let expected = |subject: &str, timestamp_ms, value| Unmappable {
+    // One refusal per metric, counting its points and stamped with the
+    // first: the name is not copied once per point.
+    let expected = |subject: &str, count, timestamp_ms, value| Unmappable {
         reason: Reason::DeltaTemporality,
         subject: subject.to_string(),
+        count,
         timestamp_ms,
         value,
     };
     assert_eq!(
         refused,
         vec![
-            expected("events", T1_MS, 4.0),
-            expected("events", T1_MS, 5.0),
-            expected("latency", FALLBACK, 3.25)
+            expected("events", 2, T1_MS, 4.0),
+            expected("latency", 1, FALLBACK, 3.25)
         ]
     );
 }
@@ -357,6 +367,7 @@ fn histogram_without_sum_or_buckets_and_malformed_histograms() {
         vec![Unmappable {
             reason: Reason::Unsupported,
             subject: "h".to_string(),
+            count: 1,
             timestamp_ms: T1_MS,
             value: 2.0
         }]
@@ -405,7 +416,7 @@ fn summary_maps_quantiles_sum_and_count() {
 }
 
 #[test]
-fn exponential_histograms_are_refused_per_point() {
+fn exponential_histograms_are_refused_as_one_item_counting_their_points() {
     let point = |sum| ExponentialHistogramDataPoint {
         time_unix_nano: T1,
         count: 3,
@@ -422,16 +433,14 @@ fn exponential_histograms_are_refused_per_point() {
     });
     let (out, refused) = run(&request(vec![], None, vec![metric("exp", "s", data)]));
     assert!(out.is_empty());
-    let values: Vec<(Reason, &str, f64)> = refused
+    let values: Vec<(Reason, &str, u64, f64)> = refused
         .iter()
-        .map(|r| (r.reason, r.subject.as_str(), r.value))
+        .map(|r| (r.reason, r.subject.as_str(), r.count, r.value))
         .collect();
     assert_eq!(
         values,
-        vec![
-            (Reason::Unsupported, "exp", 6.0),
-            (Reason::Unsupported, "exp", 0.0)
-        ]
+        vec![(Reason::Unsupported, "exp", 2, 6.0)],
+        "one refusal counting both points, with the first one's value"
     );
 }
 
@@ -726,6 +735,7 @@ fn metric_without_data_is_refused_once() {
         vec![Unmappable {
             reason: Reason::Unsupported,
             subject: "nothing".into(),
+            count: 1,
             timestamp_ms: FALLBACK,
             value: 0.0
         }]
