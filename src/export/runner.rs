@@ -155,6 +155,30 @@ impl<N: LeaderHandle, S: Sink> Exporter<N, S> {
                 }
             }
         };
+        // Every batch a leader sent covered committed entries, which are
+        // applied here after the barrier: a marker beyond them was not
+        // written by this cluster (a spoofed series, or another cluster
+        // writing to the same sink) and proves nothing.
+        let applied = self
+            .node
+            .read_state(|s| s.last_applied.map_or(0, |l| l.index));
+        let held = match held {
+            Some(to) if to > applied => {
+                tracing::warn!(
+                    sink = self.sink.name(),
+                    claimed = to,
+                    applied,
+                    "the sink's marker claims an index this cluster never applied; ignoring it"
+                );
+                self.node
+                    .metrics()
+                    .export_takeovers
+                    .get_or_create(&metrics::sink_outcome(self.sink.name(), "untrusted_marker"))
+                    .inc();
+                None
+            }
+            other => other,
+        };
         let outcome = match held {
             Some(to) if to > state.cursor => {
                 let batch = self.rebuild(&state, to).await?;
@@ -307,7 +331,12 @@ impl<N: LeaderHandle, S: Sink> Exporter<N, S> {
                     // already (a deposed leader's late request, or our own
                     // send whose advance did not commit). Ask before
                     // declaring anything dead.
-                    if let Ok(Some(held)) = self.sink.delivered_beyond(state).await {
+                    let applied = self
+                        .node
+                        .read_state(|s| s.last_applied.map_or(0, |l| l.index));
+                    let held = self.sink.delivered_beyond(state).await;
+                    // A marker beyond the applied log is not ours (see settle).
+                    if let Ok(Some(held)) = held.map(|h| h.filter(|i| *i <= applied)) {
                         if held >= batch.to {
                             return Ok(Delivery::AlreadyHeld);
                         }

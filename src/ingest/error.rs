@@ -116,7 +116,34 @@ impl IngestError {
 
 /// Whole seconds for a retry hint: rounded up and at least 1, because
 /// `Retry-After: 0` would invite an immediate hammering retry.
+/// The most bytes of an error's text that a reply or a log line carries:
+/// the item's path and a quoted excerpt of the input fit well within it.
+pub(crate) const MAX_ERROR_TEXT_BYTES: usize = 1024;
+
+impl IngestError {
+    /// The error's text for replies and logs, cut to
+    /// [`MAX_ERROR_TEXT_BYTES`] whatever the input was.
+    pub fn short_text(&self) -> String {
+        crate::text::excerpt(&self.to_string(), MAX_ERROR_TEXT_BYTES).into_owned()
+    }
+}
+
 pub(crate) fn retry_secs(retry_after: std::time::Duration) -> u64 {
     let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
     secs.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_quoting_a_huge_input_is_cut_for_replies_and_logs() {
+        let error = IngestError::Body("x".repeat(1_000_000));
+        let text = error.short_text();
+        assert!(text.len() <= MAX_ERROR_TEXT_BYTES, "{}", text.len());
+        assert!(text.ends_with("bytes)"), "{}", &text[text.len() - 40..]);
+        let small = IngestError::Body("connection reset".into());
+        assert_eq!(small.short_text(), small.to_string());
+    }
 }

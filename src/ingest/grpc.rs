@@ -136,7 +136,7 @@ async fn remap_decode_status(mut response: axum::response::Response) -> axum::re
 /// `google.rpc.RetryInfo` detail and "retry after Ns" in the message.
 pub(crate) fn to_status(error: &IngestError) -> Status {
     let code = error.grpc_code();
-    let mut message = error.to_string();
+    let mut message = error.short_text();
     match error.retry_after() {
         Some(delay) if error.retryable() => {
             let secs = retry_secs(delay);

@@ -191,7 +191,7 @@ fn http_status(error: &IngestError) -> StatusCode {
 
 fn error_response(error: &IngestError, format: Format) -> Response {
     let code = error.grpc_code();
-    let message = error.to_string();
+    let message = error.short_text();
     let body = match format {
         Format::Protobuf => Bytes::from(RpcStatus::new(code, message).encode_to_vec()),
         Format::Json => {

@@ -99,7 +99,7 @@ impl Ingest {
             records,
             reason = error.reason(),
             retryable = error.retryable(),
-            error = %error,
+            error = %error.short_text(),
             "export request refused"
         );
         error

@@ -61,25 +61,115 @@ pub(crate) fn validate_logs(request: &ExportLogsServiceRequest) -> Result<(), St
     Ok(())
 }
 
-/// Every metric needs a name and a data kind (gauge, sum, ...).
+/// Every metric needs a name and a data kind (gauge, sum, ...), and may not
+/// use a name or label the exporter owns (see [`reserved_metric_name`]).
 pub(crate) fn validate_metrics(request: &ExportMetricsServiceRequest) -> Result<(), String> {
     for (ri, resource) in request.resource_metrics.iter().enumerate() {
+        let attributes = resource
+            .resource
+            .as_ref()
+            .map_or(&[][..], |r| &r.attributes[..]);
+        no_reserved_labels(attributes, &|| format!("resourceMetrics[{ri}].resource"))?;
         for (si, scope) in resource.scope_metrics.iter().enumerate() {
+            if let Some(scope) = &scope.scope {
+                no_reserved_labels(&scope.attributes, &|| {
+                    format!("resourceMetrics[{ri}].scopeMetrics[{si}].scope")
+                })?;
+            }
             for (mi, metric) in scope.metrics.iter().enumerate() {
                 let at = format!("resourceMetrics[{ri}].scopeMetrics[{si}].metrics[{mi}]");
                 if metric.name.is_empty() {
                     return Err(format!("{at}.name: must not be empty"));
                 }
+                if reserved_metric_name(&metric.name) {
+                    return Err(format!(
+                        "{at}.name ({:?}): names beginning with \"otelraft\" are reserved for otelraft's own series",
+                        crate::text::quote(&metric.name)
+                    ));
+                }
                 if metric.data.is_none() {
                     return Err(format!(
                         "{at} ({:?}): has no data (gauge, sum, histogram, exponentialHistogram or summary)",
-                        metric.name
+                        crate::text::quote(&metric.name)
                     ));
+                }
+                for (pi, attributes) in point_attributes(metric).enumerate() {
+                    no_reserved_labels(attributes, &|| format!("{at}.dataPoints[{pi}]"))?;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Labels the exporter writes on its own series (the export-cursor
+/// marker's sink name and restore id).
+const RESERVED_LABELS: [&str; 2] = ["otelraft_sink", "otelraft_restore"];
+
+/// `name` as Prometheus would spell it, near enough to compare: every run
+/// of characters other than ASCII letters and digits becomes one `_`, and
+/// leading and trailing ones go.
+fn normalised(name: &str) -> String {
+    let mut out = String::with_capacity(name.len().min(64));
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    while out.ends_with('_') {
+        out.pop();
+    }
+    out
+}
+
+/// Whether a metric's Prometheus name would begin with the word
+/// `otelraft` (`otelraft_export_cursor`, `otelraft.anything`): the
+/// exporter's marker series lives there, and a client's series could spoof
+/// it. Only the first few bytes are looked at.
+pub(crate) fn reserved_metric_name(name: &str) -> bool {
+    let head: String = name.chars().take(16).collect();
+    let head = normalised(&head);
+    head == "otelraft" || head.starts_with("otelraft_")
+}
+
+/// Refuses an attribute whose label name would be one of [`RESERVED_LABELS`].
+fn no_reserved_labels(
+    attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+    at: &dyn Fn() -> String,
+) -> Result<(), String> {
+    let longest = RESERVED_LABELS.iter().map(|l| l.len()).max().unwrap_or(0);
+    for (ai, kv) in attributes.iter().enumerate() {
+        // A key much longer than the names cannot normalise to one.
+        if kv.key.len() > 4 * longest {
+            continue;
+        }
+        if RESERVED_LABELS.contains(&normalised(&kv.key).as_str()) {
+            return Err(format!(
+                "{}.attributes[{ai}].key ({:?}): reserved for otelraft's own series",
+                at(),
+                kv.key
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The attributes of every data point of `metric`, in order.
+fn point_attributes(
+    metric: &Metric,
+) -> Box<dyn Iterator<Item = &[opentelemetry_proto::tonic::common::v1::KeyValue]> + '_> {
+    match &metric.data {
+        Some(Data::Gauge(g)) => Box::new(g.data_points.iter().map(|p| &p.attributes[..])),
+        Some(Data::Sum(s)) => Box::new(s.data_points.iter().map(|p| &p.attributes[..])),
+        Some(Data::Histogram(h)) => Box::new(h.data_points.iter().map(|p| &p.attributes[..])),
+        Some(Data::ExponentialHistogram(e)) => {
+            Box::new(e.data_points.iter().map(|p| &p.attributes[..]))
+        }
+        Some(Data::Summary(s)) => Box::new(s.data_points.iter().map(|p| &p.attributes[..])),
+        None => Box::new(std::iter::empty()),
+    }
 }
 
 /// Spans must carry a non-zero 16-byte trace id and 8-byte span id; a parent
@@ -190,6 +280,53 @@ mod tests {
         };
         assert_eq!(count_metrics(&request), 20);
         assert_eq!(validate_metrics(&request), Ok(()));
+    }
+
+    #[test]
+    fn the_exporters_own_names_and_labels_are_refused_with_their_path() {
+        for reserved in [
+            "otelraft_export_cursor",
+            "otelraft.export.cursor",
+            "otelraft",
+            "__otelraft--x",
+        ] {
+            let mut request = fixtures::metrics(1);
+            request.resource_metrics[0].scope_metrics[0].metrics[0].name = reserved.into();
+            let err = validate_metrics(&request).unwrap_err();
+            assert!(
+                err.contains("metrics[0].name") && err.contains("reserved"),
+                "{err}"
+            );
+        }
+        for fine in ["otelraftish", "my_otelraft_total", "otel.raft"] {
+            let mut request = fixtures::metrics(1);
+            request.resource_metrics[0].scope_metrics[0].metrics[0].name = fine.into();
+            assert_eq!(validate_metrics(&request), Ok(()), "{fine}");
+        }
+        // The marker's label on a point, in any spelling Prometheus folds
+        // to it.
+        let mut request = fixtures::metrics(1);
+        let metric = &mut request.resource_metrics[0].scope_metrics[0].metrics[0];
+        if let Some(Data::Gauge(g)) = &mut metric.data {
+            g.data_points[0]
+                .attributes
+                .push(opentelemetry_proto::tonic::common::v1::KeyValue {
+                    key: "otelraft.sink".into(),
+                    ..Default::default()
+                });
+        }
+        let err = validate_metrics(&request).unwrap_err();
+        assert!(err.contains("dataPoints[0].attributes"), "{err}");
+    }
+
+    #[test]
+    fn a_refusal_quotes_at_most_a_few_hundred_bytes_of_the_name() {
+        let mut request = fixtures::metrics(1);
+        let metric = &mut request.resource_metrics[0].scope_metrics[0].metrics[0];
+        metric.name = "x".repeat(1_000_000);
+        metric.data = None;
+        let err = validate_metrics(&request).unwrap_err();
+        assert!(err.len() < 600, "{} bytes", err.len());
     }
 
     #[test]

@@ -113,7 +113,7 @@ pub fn metrics_request(points: usize, attr_bytes: usize) -> ExportMetricsService
             resource: Some(bench_resource()),
             scope_metrics: vec![ScopeMetrics {
                 metrics: vec![Metric {
-                    name: "otelraft_bench_value".into(),
+                    name: "bench_value".into(),
                     unit: "1".into(),
                     data: Some(metric::Data::Gauge(Gauge { data_points })),
                     ..Default::default()

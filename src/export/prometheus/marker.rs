@@ -13,6 +13,10 @@ use crate::export::http::HttpService;
 use crate::export::ExportError;
 use crate::state::SinkState;
 
+/// The labels a marker series has: `max_over_time` drops `__name__`, and
+/// only a restored cluster adds its restore id.
+const MARKER_LABELS: [&str; 3] = ["__name__", MARKER_SINK_LABEL, MARKER_RESTORE_LABEL];
+
 /// How far past this node's clock the query looks, to cover other
 /// members' clocks running ahead.
 const SKEW_MS: i64 = 3600 * 1000;
@@ -95,6 +99,14 @@ fn parse_vector_max(doc: &serde_json::Value) -> Result<Option<u64>, String> {
     };
     let mut best: Option<u64> = None;
     for item in result {
+        // Only the marker's own label set: a series that merely has the
+        // marker's name and sink label among others was not written by an
+        // exporter (ingest refuses such names; this is the second guard).
+        let labels = item.get("metric").and_then(|m| m.as_object());
+        let own = labels.is_some_and(|m| m.keys().all(|k| MARKER_LABELS.contains(&k.as_str())));
+        if !own {
+            continue;
+        }
         let text = item
             .pointer("/value/1")
             .and_then(|v| v.as_str())
@@ -128,6 +140,16 @@ mod tests {
             {"metric":{"otelraft_sink":"p"},"value":[1700000000.5,"1234"]}
         ]}});
         assert_eq!(parse_vector_max(&doc), Ok(Some(1234)));
+    }
+
+    #[test]
+    fn a_series_with_more_than_the_markers_labels_is_not_a_marker() {
+        let doc = json!({"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"otelraft_sink":"p","job":"spoofer"},"value":[1700000000.5,"99999999"]},
+            {"metric":{"otelraft_sink":"p","otelraft_restore":"17"},"value":[1700000000.5,"12"]},
+            {"metric":{"otelraft_sink":"p"},"value":[1700000000.5,"10"]}
+        ]}});
+        assert_eq!(parse_vector_max(&doc), Ok(Some(12)));
     }
 
     #[test]

@@ -390,3 +390,22 @@ async fn entries_trimmed_before_the_sink_read_them_are_dead_lettered_as_a_range(
     assert_eq!(state.dead_letter_counts.get("trimmed"), Some(&1));
     assert_eq!(state.dead_letters[0].subject, "log entries 1..=4");
 }
+
+/// A marker beyond anything this cluster applied (a spoofed series, or
+/// another cluster writing to the sink) proves nothing: the new leader
+/// neither records it nor stalls on it, and exports the log.
+#[tokio::test]
+async fn a_marker_beyond_the_applied_log_is_ignored_and_export_goes_on() {
+    let node = FakeNode::new();
+    for _ in 0..4 {
+        node.ingest();
+    }
+    let sink = FakeSink::holding(1_000_000);
+    node.lead(2);
+    let task = start(&node, &sink);
+    until("the cursor at 4", || node.cursor() == 4).await;
+    task.abort();
+    assert_eq!(sink.sent(), vec!["1-2", "3-4"], "everything is sent");
+    assert_eq!(node.takeovers("untrusted_marker"), 1);
+    assert_eq!(node.takeovers("already_delivered"), 0);
+}
