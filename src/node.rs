@@ -199,6 +199,7 @@ impl Node {
                 connect_timeout: Duration::from_millis(config.peer.connect_timeout_ms),
                 rpc_timeout: Duration::from_millis(config.peer.rpc_timeout_ms),
                 max_message_bytes: config.peer.max_message_bytes,
+                max_append_bytes: config.peer.max_append_bytes,
             },
             client_tls.clone(),
         );

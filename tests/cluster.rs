@@ -364,3 +364,62 @@ async fn admin_refusals_name_the_problem() {
     let (ok, out) = admin_cli(n, &["transfer-leader", "--to", "9"]);
     assert!(!ok && out.contains("unknown node id 9"), "{out}");
 }
+
+/// A follower that was paused while the log grew far past one message
+/// catches up in messages of `peer.max_append_bytes`: before the budget, the
+/// leader offered every missing entry in one AppendEntries over the
+/// message cap, and the follower never caught up.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_far_behind_catches_up_in_messages_within_the_append_budget() {
+    let mut cluster = TestCluster::start(Options {
+        nodes: 3,
+        env: vec![
+            (
+                "OTELRAFT_INGEST__MAX_REQUEST_BYTES".into(),
+                (1 << 20).to_string(),
+            ),
+            (
+                "OTELRAFT_PEER__MAX_APPEND_BYTES".into(),
+                (1 << 20).to_string(),
+            ),
+            (
+                "OTELRAFT_PEER__MAX_MESSAGE_BYTES".into(),
+                (2 << 20).to_string(),
+            ),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let follower = cluster.a_follower().await;
+    cluster.node(follower).pause();
+    let client = http();
+    // 30 entries of about 500 kB: 15 MB of log the follower lacks, over
+    // seven times the 2 MiB message cap.
+    for batch in 0..30 {
+        let bodies: Vec<String> = (0..10)
+            .map(|i| format!("{batch:02}-{i:02}-{}", "x".repeat(50_000)))
+            .collect();
+        let node = &cluster.nodes[(leader - 1) as usize];
+        assert_eq!(post_logs(&client, node, &bodies).await, Some(200));
+    }
+    let want = cluster.nodes[(leader - 1) as usize]
+        .status()
+        .await
+        .and_then(|s| s["applied_index"].as_u64())
+        .expect("leader status");
+    cluster.node(follower).resume();
+    let node = &cluster.nodes[(follower - 1) as usize];
+    let caught_up = wait_until(Duration::from_secs(60), || async {
+        node.status()
+            .await
+            .and_then(|s| s["applied_index"].as_u64())
+            .filter(|applied| *applied >= want)
+    })
+    .await;
+    assert!(
+        caught_up.is_some(),
+        "follower {follower} did not reach index {want}:\n{}",
+        node.log_tail()
+    );
+}

@@ -167,6 +167,9 @@ pub struct PeerSection {
     pub rpc_timeout_ms: u64,
     /// Largest peer message; must exceed the largest request plus framing.
     pub max_message_bytes: usize,
+    /// Entry bytes one AppendEntries carries at most (always at least one
+    /// entry); a lagging follower catches up in messages of this size.
+    pub max_append_bytes: usize,
 }
 
 impl Default for PeerSection {
@@ -175,6 +178,7 @@ impl Default for PeerSection {
             connect_timeout_ms: 1_000,
             rpc_timeout_ms: 2_000,
             max_message_bytes: 1 << 30,
+            max_append_bytes: 64 << 20,
         }
     }
 }

@@ -164,3 +164,23 @@ fn validation_reads_no_file_and_loading_the_material_names_the_missing_one() {
     let m = Material::load(&plain).expect("nothing to read");
     assert!(m.server_tls.is_none() && m.client_tls.is_none() && m.tokens.is_none());
 }
+
+#[test]
+fn an_append_budget_the_message_cap_cannot_carry_is_refused_by_name() {
+    let err = NodeConfig::from_toml_and_env(
+        MINIMAL,
+        "t",
+        env(&[("OTELRAFT_PEER__MAX_APPEND_BYTES", "2000000000")]),
+    )
+    .expect_err("over the message cap");
+    assert!(err.to_string().contains("peer.max_append_bytes"), "{err}");
+    let err = NodeConfig::from_toml_and_env(
+        MINIMAL,
+        "t",
+        env(&[("OTELRAFT_PEER__MAX_APPEND_BYTES", "0")]),
+    )
+    .expect_err("zero");
+    assert!(err.to_string().contains("peer.max_append_bytes"), "{err}");
+    let c = NodeConfig::from_toml_and_env(MINIMAL, "t", env(&[])).expect("defaults");
+    assert_eq!(c.peer.max_append_bytes, 64 << 20);
+}

@@ -87,6 +87,12 @@ impl NodeConfig {
                 "must exceed ingest.max_request_bytes by at least 1 MiB of framing",
             ));
         }
+        if p.max_append_bytes == 0 || p.max_message_bytes < p.max_append_bytes + (1 << 20) {
+            return Err(ConfigError::field(
+                "peer.max_append_bytes",
+                "must be positive, and peer.max_message_bytes must exceed it by at least 1 MiB of framing",
+            ));
+        }
         if self.cluster.bootstrap {
             if self.cluster.initial_members.is_empty() {
                 return Err(ConfigError::field(

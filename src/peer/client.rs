@@ -106,6 +106,8 @@ pub struct PeerSettings {
     pub rpc_timeout: Duration,
     /// Largest message in either direction.
     pub max_message_bytes: usize,
+    /// Entry bytes one AppendEntries carries at most (at least one entry).
+    pub max_append_bytes: usize,
 }
 
 /// The pool of channels to peers, shared by Raft replication and forwarding.

@@ -18,7 +18,7 @@ use super::client::{from_json, status_error, to_json, PeerClients, PeerError};
 use super::wire::AppendHeader;
 use crate::pb;
 use crate::pb::peer::peer_client::PeerClient;
-use crate::raft::{codec, Member, NodeId, TypeConfig, Vote};
+use crate::raft::{codec, Entry, Member, NodeId, TypeConfig, Vote};
 use crate::store::{carry, LogStore};
 
 /// Size of one InstallSnapshot chunk.
@@ -115,11 +115,7 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
             prev_log_id: rpc.prev_log_id,
             leader_commit: rpc.leader_commit,
         };
-        let entries = rpc
-            .entries
-            .iter()
-            .map(codec::to_pb)
-            .collect::<Result<Vec<_>, _>>()
+        let entries = encode_within(&rpc.entries, self.clients.settings().max_append_bytes)
             .map_err(|e| {
                 PeerError::Encode {
                     addr: self.addr.clone(),
@@ -127,6 +123,14 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
                 }
                 .into_rpc()
             })?;
+        // Fewer entries than openraft asked for: a success covers only
+        // those, which openraft takes as a partial success and goes on from.
+        let cut_at = if entries.len() < rpc.entries.len() {
+            let last_sent = entries.len().checked_sub(1);
+            last_sent.and_then(|i| rpc.entries.get(i)).map(|e| e.log_id)
+        } else {
+            None
+        };
         let msg = pb::peer::AppendEntriesRequest {
             header_json: to_json(&self.addr, &header).map_err(PeerError::into_rpc)?,
             entries,
@@ -139,7 +143,14 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
             .append_entries(self.request(msg, &option))
             .await
             .map_err(|s| status_error(&self.addr, s).into_rpc())?;
-        from_json(&self.addr, &reply.into_inner().json).map_err(PeerError::into_rpc)
+        let response: AppendEntriesResponse<TypeConfig> =
+            from_json(&self.addr, &reply.into_inner().json).map_err(PeerError::into_rpc)?;
+        Ok(match (response, cut_at) {
+            (AppendEntriesResponse::Success, Some(last)) => {
+                AppendEntriesResponse::PartialSuccess(Some(last))
+            }
+            (response, _) => response,
+        })
     }
 
     async fn vote(
@@ -261,5 +272,58 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
 impl std::fmt::Debug for PeerNetwork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "PeerNetwork(node {} at {})", self.target, self.addr)
+    }
+}
+
+/// The entries' wire form, in order, until the next would take the total
+/// past `budget` bytes; always at least one entry, so a single entry larger
+/// than the budget still replicates (the message cap allows for it).
+fn encode_within(
+    entries: &[Entry],
+    budget: usize,
+) -> Result<Vec<pb::log::LogEntry>, codec::CodecError> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for entry in entries {
+        let encoded = codec::to_pb(entry)?;
+        let len = prost::Message::encoded_len(&encoded);
+        if !out.is_empty() && bytes.saturating_add(len) > budget {
+            break;
+        }
+        bytes = bytes.saturating_add(len);
+        out.push(encoded);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::log::command::Kind;
+    use crate::pb::log::IngestRequest;
+    use crate::state::tests::normal;
+
+    fn entry(index: u64, payload_bytes: usize) -> Entry {
+        normal(
+            1,
+            index,
+            Kind::Ingest(IngestRequest {
+                payload: Bytes::from(vec![7u8; payload_bytes]),
+                ..Default::default()
+            }),
+        )
+    }
+
+    #[test]
+    fn entries_are_sent_up_to_the_byte_budget_and_always_at_least_one() {
+        let entries: Vec<Entry> = (1..=10).map(|i| entry(i, 1000)).collect();
+        let one = prost::Message::encoded_len(&codec::to_pb(&entries[0]).expect("encodes"));
+        let sent = encode_within(&entries, 3 * one + one / 2).expect("encodes");
+        assert_eq!(sent.len(), 3, "three fit, the fourth would pass the budget");
+        let sent = encode_within(&entries, usize::MAX).expect("encodes");
+        assert_eq!(sent.len(), 10);
+        let sent = encode_within(&entries, 1).expect("encodes");
+        assert_eq!(sent.len(), 1, "an entry over the budget still goes, alone");
+        assert!(encode_within(&[], 1).expect("encodes").is_empty());
     }
 }

@@ -103,7 +103,7 @@ fn parse_vector_max(doc: &serde_json::Value) -> Result<Option<u64>, String> {
         // marker's name and sink label among others was not written by an
         // exporter (ingest refuses such names; this is the second guard).
         let labels = item.get("metric").and_then(|m| m.as_object());
-        let own = labels.is_some_and(|m| m.keys().all(|k| MARKER_LABELS.contains(&k.as_str())));
+        let own = labels.is_none_or(|m| m.keys().all(|k| MARKER_LABELS.contains(&k.as_str())));
         if !own {
             continue;
         }
