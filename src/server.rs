@@ -133,14 +133,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         "node started"
     );
 
-    match (config.tls.enabled, config.auth.enabled) {
-        (true, false) => tracing::warn!(
+    // [auth] without [tls] is refused by validation (the peer port would
+    // stay open); TLS without tokens is allowed, but worth saying.
+    if config.tls.enabled && !config.auth.enabled {
+        tracing::warn!(
             "tls.enabled without [auth]: the traffic is encrypted, but anyone who can reach the OTLP ports can write and anyone who can reach the admin port can administer"
-        ),
-        (false, true) => tracing::warn!(
-            "[auth] without tls.enabled: bearer tokens travel in plaintext"
-        ),
-        _ => {}
+        );
     }
 
     #[cfg(feature = "broken-ack-for-tests")]

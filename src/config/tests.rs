@@ -50,6 +50,10 @@ fn secret_overrides_stay_strings_and_the_admin_token_is_not_a_field() {
         MINIMAL,
         "t",
         env(&[
+            ("OTELRAFT_TLS__ENABLED", "true"),
+            ("OTELRAFT_TLS__CA_FILE", "/nonexistent/ca.pem"),
+            ("OTELRAFT_TLS__CERT_FILE", "/nonexistent/node.pem"),
+            ("OTELRAFT_TLS__KEY_FILE", "/nonexistent/node.key"),
             ("OTELRAFT_AUTH__ENABLED", "true"),
             ("OTELRAFT_AUTH__INGEST_TOKENS", "1234567890123456"),
             ("OTELRAFT_AUTH__ADMIN_TOKENS", "99999999999999999999"),
@@ -153,11 +157,15 @@ fn validation_reads_no_file_and_loading_the_material_names_the_missing_one() {
     let err = Material::load(&c).err().expect("the files are missing");
     assert!(err.to_string().contains("tls."), "{err}");
 
+    // [auth] needs [tls]; the token files are read after the TLS files.
     let text = format!(
-        "{MINIMAL}\n[auth]\nenabled = true\ningest_tokens_file = \"/nonexistent/tokens\"\n"
+        "{MINIMAL}\n[tls]\nenabled = true\nca_file = \"/nonexistent/ca.pem\"\ncert_file = \"/nonexistent/node.pem\"\nkey_file = \"/nonexistent/node.key\"\n[auth]\nenabled = true\ningest_tokens_file = \"/nonexistent/tokens\"\n"
     );
     let c = NodeConfig::from_toml_and_env(&text, "t", env(&[])).expect("validates without files");
-    let err = Material::load(&c).err().expect("the token file is missing");
+    let err = crate::auth::Tokens::load(&c.auth)
+        .map(|_| ())
+        .map_err(ConfigError::from)
+        .expect_err("the token file is missing");
     assert!(err.to_string().contains("auth.ingest_tokens_file"), "{err}");
 
     let plain = NodeConfig::from_toml_and_env(MINIMAL, "t", env(&[])).expect("valid");
@@ -183,4 +191,18 @@ fn an_append_budget_the_message_cap_cannot_carry_is_refused_by_name() {
     assert!(err.to_string().contains("peer.max_append_bytes"), "{err}");
     let c = NodeConfig::from_toml_and_env(MINIMAL, "t", env(&[])).expect("defaults");
     assert_eq!(c.peer.max_append_bytes, 64 << 20);
+}
+
+#[test]
+fn auth_without_tls_is_refused_because_the_peer_port_would_stay_open() {
+    let err = NodeConfig::from_toml_and_env(
+        &format!(
+            "{MINIMAL}\n[auth]\nenabled = true\ningest_tokens = \"a\"\nadmin_tokens = \"b\"\n"
+        ),
+        "t",
+        env(&[]),
+    )
+    .expect_err("auth without tls");
+    assert!(err.to_string().contains("auth.enabled"), "{err}");
+    assert!(err.to_string().contains("tls.enabled"), "{err}");
 }

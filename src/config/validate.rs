@@ -121,6 +121,16 @@ impl NodeConfig {
                 "must be at least ingest.commit_timeout_ms, or a drain could cut off requests still waiting for their commit",
             ));
         }
+        // Members authenticate each other by their TLS certificates. With
+        // tokens on the front doors but no TLS, the peer port would take
+        // forwarded writes, votes and snapshots from anyone who reaches it,
+        // and the tokens would cross the network in plaintext.
+        if self.auth.enabled && !self.tls.enabled {
+            return Err(ConfigError::field(
+                "auth.enabled",
+                "needs tls.enabled = true: without TLS the peer port cannot tell members from strangers (anyone reaching it could commit writes or take over the cluster) and tokens travel in plaintext",
+            ));
+        }
         if self.tls.enabled && self.tls.handshake_timeout_ms == 0 {
             return Err(ConfigError::field(
                 "tls.handshake_timeout_ms",
