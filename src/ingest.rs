@@ -39,6 +39,7 @@ mod tests;
 pub use error::IngestError;
 pub use grpc::serve_grpc;
 pub use http::{http_router, serve_http};
+pub use request::check_encoded;
 
 /// Settings the receivers need; the config module builds this from the node's
 /// configuration so protocol code never reads configuration itself.
@@ -139,6 +140,10 @@ pub enum SubmitError {
     /// The node is shutting down.
     #[error("node is shutting down")]
     ShuttingDown,
+    /// A forwarded write that is not what a receiver would have proposed
+    /// (wrong size, undecodable, bad data, or a wrong record count).
+    #[error("invalid forwarded write: {0}")]
+    Invalid(String),
     /// Anything else; the data may or may not be committed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -147,7 +152,7 @@ pub enum SubmitError {
 impl SubmitError {
     /// Whether a client should retry the same request.
     pub fn retryable(&self) -> bool {
-        !matches!(self, SubmitError::TooLarge(_))
+        !matches!(self, SubmitError::TooLarge(_) | SubmitError::Invalid(_))
     }
 
     /// The retry hint to send, if any.
@@ -156,7 +161,7 @@ impl SubmitError {
             SubmitError::Overloaded { retry_after, .. }
             | SubmitError::NoLeader { retry_after, .. } => Some(*retry_after),
             SubmitError::ShuttingDown | SubmitError::Internal(_) => Some(Duration::from_secs(1)),
-            SubmitError::TooLarge(_) => None,
+            SubmitError::TooLarge(_) | SubmitError::Invalid(_) => None,
         }
     }
 
@@ -166,6 +171,7 @@ impl SubmitError {
             SubmitError::Overloaded { .. } => "overloaded",
             SubmitError::NoLeader { .. } => "no_leader",
             SubmitError::TooLarge(_) => "too_large",
+            SubmitError::Invalid(_) => "invalid",
             SubmitError::ShuttingDown => "shutting_down",
             SubmitError::Internal(_) => "internal",
         }

@@ -101,7 +101,8 @@ impl IngestError {
             IngestError::UnsupportedMediaType(_)
             | IngestError::Decode { .. }
             | IngestError::Invalid(_)
-            | IngestError::Body(_) => Code::InvalidArgument,
+            | IngestError::Body(_)
+            | IngestError::Submit(SubmitError::Invalid(_)) => Code::InvalidArgument,
             IngestError::Unauthorized(e) if e.forbidden() => Code::PermissionDenied,
             IngestError::Unauthorized(_) => Code::Unauthenticated,
             IngestError::TooLarge { .. } | IngestError::Submit(SubmitError::TooLarge(_)) => {

@@ -177,9 +177,10 @@ fn http_status(error: &IngestError) -> StatusCode {
         IngestError::TooLarge { .. } | IngestError::Submit(SubmitError::TooLarge(_)) => {
             StatusCode::PAYLOAD_TOO_LARGE
         }
-        IngestError::Decode { .. } | IngestError::Invalid(_) | IngestError::Body(_) => {
-            StatusCode::BAD_REQUEST
-        }
+        IngestError::Decode { .. }
+        | IngestError::Invalid(_)
+        | IngestError::Body(_)
+        | IngestError::Submit(SubmitError::Invalid(_)) => StatusCode::BAD_REQUEST,
         IngestError::Unauthorized(e) if e.forbidden() => StatusCode::FORBIDDEN,
         IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         IngestError::Submit(SubmitError::Overloaded { .. }) => StatusCode::TOO_MANY_REQUESTS,

@@ -8,6 +8,39 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use super::{resource, validate};
 use crate::pb::log::Signal;
 
+/// Checks an encoded request the way a receiver checked it before it was
+/// proposed: at most `max_bytes`, decodable as `signal`'s request, valid,
+/// and holding `records` records. The leader runs it on forwarded writes,
+/// which it must not commit on a member's word alone.
+pub fn check_encoded(
+    signal: Signal,
+    payload: &[u8],
+    records: u64,
+    max_bytes: usize,
+) -> Result<(), String> {
+    if payload.len() > max_bytes {
+        return Err(format!(
+            "{} bytes exceed the limit of {max_bytes}",
+            payload.len()
+        ));
+    }
+    match signal {
+        Signal::Logs => check::<ExportLogsServiceRequest>(payload, records),
+        Signal::Metrics => check::<ExportMetricsServiceRequest>(payload, records),
+        Signal::Traces => check::<ExportTraceServiceRequest>(payload, records),
+        Signal::Unspecified => Err("no signal".to_string()),
+    }
+}
+
+fn check<T: OtlpRequest>(payload: &[u8], records: u64) -> Result<(), String> {
+    let request = T::decode(payload).map_err(|e| format!("not an {}: {e}", T::TYPE_NAME))?;
+    request.validate()?;
+    match request.records() {
+        n if n == records => Ok(()),
+        n => Err(format!("{n} records, but the write says {records}")),
+    }
+}
+
 /// An `Export*ServiceRequest`: decodable from protobuf and OTLP JSON, with a
 /// record count, validation and the resource processor.
 pub(crate) trait OtlpRequest:
@@ -79,5 +112,32 @@ impl OtlpRequest for ExportTraceServiceRequest {
         for r in &mut self.resource_spans {
             resource::label(&mut r.resource, key, value);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::ingest::tests::fixtures;
+
+    #[test]
+    fn a_forwarded_write_is_checked_as_its_receiver_checked_it() {
+        let logs = fixtures::logs(3).encode_to_vec();
+        assert_eq!(check_encoded(Signal::Logs, &logs, 3, 1 << 20), Ok(()));
+        let err = check_encoded(Signal::Logs, &logs, 4, 1 << 20).unwrap_err();
+        assert!(err.contains("3 records"), "{err}");
+        let err = check_encoded(Signal::Logs, &logs, 3, 10).unwrap_err();
+        assert!(err.contains("exceed"), "{err}");
+        assert!(check_encoded(Signal::Metrics, b"\xff\xff\xff", 1, 1 << 20).is_err());
+        assert!(check_encoded(Signal::Unspecified, &logs, 3, 1 << 20).is_err());
+        // Valid protobuf, but data a receiver refuses: a span without ids.
+        let mut traces = fixtures::traces(1);
+        traces.resource_spans[0].scope_spans[0].spans[0]
+            .trace_id
+            .clear();
+        let err = check_encoded(Signal::Traces, &traces.encode_to_vec(), 1, 1 << 20).unwrap_err();
+        assert!(err.contains("traceId"), "{err}");
     }
 }

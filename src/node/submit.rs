@@ -17,7 +17,7 @@ use super::{Node, ProposeError};
 use crate::clock;
 use crate::ingest::{IngestHandler, Receipt, SubmitError, SubmitFuture};
 use crate::metrics::Metrics;
-use crate::pb::log::{command::Kind, Command, IngestRequest};
+use crate::pb::log::{command::Kind, Command, IngestRequest, Signal};
 use crate::peer::wire;
 
 /// How long to wait between looks for a leader while a request waits.
@@ -162,6 +162,20 @@ impl Submitter {
             });
         }
         let _reservation = self.reserve(request.payload.len())?;
+        // A member's word is not enough: the write is checked as the
+        // receiver checked it, before it can enter the log.
+        let signal = Signal::try_from(request.signal).unwrap_or(Signal::Unspecified);
+        // The receiver's limit applies before it adds the node's resource
+        // label, which grows the request a little; twice the limit covers
+        // any request a receiver could have taken.
+        let max = self
+            .node
+            .config()
+            .ingest
+            .max_request_bytes
+            .saturating_mul(2);
+        crate::ingest::check_encoded(signal, &request.payload, request.records, max)
+            .map_err(|e| SubmitError::Invalid(crate::text::quote(&e).into_owned()))?;
         self.write_as_leader(request).await
     }
 

@@ -32,6 +32,7 @@ pub fn submit_status(e: &SubmitError) -> Status {
     match e {
         SubmitError::Overloaded { .. } => Status::resource_exhausted(e.to_string()),
         SubmitError::TooLarge(_) => Status::out_of_range(e.to_string()),
+        SubmitError::Invalid(_) => Status::invalid_argument(e.to_string()),
         SubmitError::NoLeader { .. } => Status::new(NOT_LEADER, e.to_string()),
         SubmitError::ShuttingDown | SubmitError::Internal(_) => Status::unavailable(e.to_string()),
     }
@@ -51,6 +52,7 @@ pub fn submit_error(leader: NodeId, e: PeerError) -> SubmitError {
                 retry_after: Duration::from_secs(1),
             },
             tonic::Code::OutOfRange => SubmitError::TooLarge(message.clone()),
+            tonic::Code::InvalidArgument => SubmitError::Invalid(message.clone()),
             // The leader may have been reached: the outcome is unknown.
             tonic::Code::DeadlineExceeded => {
                 SubmitError::Internal(format!("forward to leader {leader}: {e}"))
@@ -63,5 +65,27 @@ pub fn submit_error(leader: NodeId, e: PeerError) -> SubmitError {
             _ => SubmitError::Internal(format!("forward to leader {leader}: {e}")),
         },
         _ => SubmitError::Internal(format!("forward to leader {leader}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_forwarded_write_comes_back_as_invalid_and_is_not_retried() {
+        let refused = SubmitError::Invalid("3 records, but the write says 4".into());
+        let status = submit_status(&refused);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        let back = submit_error(
+            1,
+            PeerError::Status {
+                addr: "127.0.0.1:4400".into(),
+                code: status.code(),
+                message: status.message().to_string(),
+            },
+        );
+        assert!(matches!(back, SubmitError::Invalid(_)), "{back}");
+        assert!(!back.retryable());
     }
 }
