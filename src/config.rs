@@ -44,8 +44,8 @@ use self::validate::host_of;
 pub use self::archive::ArchiveConfig;
 pub use self::material::Material;
 pub use self::sections::{
-    Advertise, ClusterSection, DrainSection, IngestSection, InitialMember, Listen, PeerSection,
-    RaftSection,
+    Advertise, ClusterSection, DrainSection, IngestLimits, IngestSection, InitialMember, Listen,
+    PeerSection, RaftSection,
 };
 pub use self::sink::SinkConfig;
 

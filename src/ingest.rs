@@ -27,6 +27,7 @@ mod decode;
 mod error;
 mod grpc;
 mod http;
+mod limits;
 mod pipeline;
 mod request;
 mod resource;
@@ -57,6 +58,8 @@ pub struct IngestSettings {
     pub max_request_bytes: usize,
     /// Tokens a request must carry; `None`: open.
     pub auth: Option<Arc<crate::auth::Tokens>>,
+    /// What one request may contain.
+    pub limits: crate::config::IngestLimits,
 }
 
 impl IngestSettings {
@@ -73,6 +76,7 @@ impl Default for IngestSettings {
             node_label_value: String::new(),
             max_request_bytes: Self::DEFAULT_MAX_REQUEST_BYTES,
             auth: None,
+            limits: crate::config::IngestLimits::default(),
         }
     }
 }

@@ -118,6 +118,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         node_label_value: config.name.clone(),
         max_request_bytes: config.ingest.max_request_bytes,
         auth: node.tokens().cloned(),
+        limits: config.ingest.limits.clone(),
     };
     let ingest = Arc::new(Ingest::new(Arc::new(submitter), settings, metrics.clone()));
     let grpc_task = tokio::spawn(ingest::serve_grpc(grpc_listener, ingest.clone(), stopped()));

@@ -144,6 +144,42 @@ pub struct IngestSection {
     /// How long a request may wait for its commit before the client is told
     /// to retry.
     pub commit_timeout_ms: u64,
+    /// What one request may contain (`[ingest.limits]`).
+    pub limits: IngestLimits,
+}
+
+/// Limits on the structure of a request, checked at ingest: a request that
+/// breaks one is refused whole with 400 / INVALID_ARGUMENT naming the item.
+/// The defaults are far above what SDKs send (the OpenTelemetry SDKs'
+/// default attribute count limit is 128; OTel instrument names are at most
+/// 255 characters).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestLimits {
+    /// Bytes of a metric, span or scope name.
+    pub max_name_bytes: usize,
+    /// Bytes of an attribute key.
+    pub max_attribute_key_bytes: usize,
+    /// Encoded bytes of an attribute value (nested lists and maps included).
+    pub max_attribute_value_bytes: usize,
+    /// Attributes of one resource, scope, record, span, event, link or
+    /// data point.
+    pub max_attributes: usize,
+    /// Buckets of one histogram data point (explicit bounds, or the
+    /// positive plus negative buckets of an exponential histogram).
+    pub max_buckets: usize,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        IngestLimits {
+            max_name_bytes: 1024,
+            max_attribute_key_bytes: 1024,
+            max_attribute_value_bytes: 128 << 10,
+            max_attributes: 1024,
+            max_buckets: 4096,
+        }
+    }
 }
 
 impl Default for IngestSection {
@@ -153,6 +189,7 @@ impl Default for IngestSection {
             max_inflight_bytes: 256 << 20,
             node_label_key: "otelraft.node".to_string(),
             commit_timeout_ms: 10_000,
+            limits: IngestLimits::default(),
         }
     }
 }

@@ -125,6 +125,24 @@ impl NodeConfig {
         // tokens on the front doors but no TLS, the peer port would take
         // forwarded writes, votes and snapshots from anyone who reaches it,
         // and the tokens would cross the network in plaintext.
+        let l = &self.ingest.limits;
+        for (field, value) in [
+            ("ingest.limits.max_name_bytes", l.max_name_bytes),
+            (
+                "ingest.limits.max_attribute_key_bytes",
+                l.max_attribute_key_bytes,
+            ),
+            (
+                "ingest.limits.max_attribute_value_bytes",
+                l.max_attribute_value_bytes,
+            ),
+            ("ingest.limits.max_attributes", l.max_attributes),
+            ("ingest.limits.max_buckets", l.max_buckets),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::field(field, "must be positive"));
+            }
+        }
         if self.auth.enabled && !self.tls.enabled {
             return Err(ConfigError::field(
                 "auth.enabled",

@@ -22,7 +22,7 @@ impl Ingest {
     ) -> Result<Option<Receipt>, IngestError> {
         let signal = T::SIGNAL;
         let records = request.records();
-        if let Err(problem) = request.validate() {
+        if let Err(problem) = request.validate(&self.settings.limits) {
             return Err(self.refuse(signal, records, IngestError::Invalid(problem)));
         }
         if records == 0 {

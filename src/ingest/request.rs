@@ -6,6 +6,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use super::{resource, validate};
+use crate::config::IngestLimits;
 use crate::pb::log::Signal;
 
 /// Checks an encoded request the way a receiver checked it before it was
@@ -17,6 +18,7 @@ pub fn check_encoded(
     payload: &[u8],
     records: u64,
     max_bytes: usize,
+    limits: &IngestLimits,
 ) -> Result<(), String> {
     if payload.len() > max_bytes {
         return Err(format!(
@@ -25,16 +27,20 @@ pub fn check_encoded(
         ));
     }
     match signal {
-        Signal::Logs => check::<ExportLogsServiceRequest>(payload, records),
-        Signal::Metrics => check::<ExportMetricsServiceRequest>(payload, records),
-        Signal::Traces => check::<ExportTraceServiceRequest>(payload, records),
+        Signal::Logs => check::<ExportLogsServiceRequest>(payload, records, limits),
+        Signal::Metrics => check::<ExportMetricsServiceRequest>(payload, records, limits),
+        Signal::Traces => check::<ExportTraceServiceRequest>(payload, records, limits),
         Signal::Unspecified => Err("no signal".to_string()),
     }
 }
 
-fn check<T: OtlpRequest>(payload: &[u8], records: u64) -> Result<(), String> {
+fn check<T: OtlpRequest>(
+    payload: &[u8],
+    records: u64,
+    limits: &IngestLimits,
+) -> Result<(), String> {
     let request = T::decode(payload).map_err(|e| format!("not an {}: {e}", T::TYPE_NAME))?;
-    request.validate()?;
+    request.validate(limits)?;
     match request.records() {
         n if n == records => Ok(()),
         n => Err(format!("{n} records, but the write says {records}")),
@@ -52,8 +58,9 @@ pub(crate) trait OtlpRequest:
     const TYPE_NAME: &'static str;
     /// Log records, data points or spans.
     fn records(&self) -> u64;
-    /// `Err` names the first piece of bad data; the request must be refused.
-    fn validate(&self) -> Result<(), String>;
+    /// `Err` names the first piece of bad data or the first limit broken;
+    /// the request must be refused.
+    fn validate(&self, limits: &IngestLimits) -> Result<(), String>;
     /// Applies the resource processor to every resource in the request.
     fn label_resources(&mut self, key: &str, value: &str);
 }
@@ -66,8 +73,8 @@ impl OtlpRequest for ExportLogsServiceRequest {
         validate::count_logs(self)
     }
 
-    fn validate(&self) -> Result<(), String> {
-        validate::validate_logs(self)
+    fn validate(&self, limits: &IngestLimits) -> Result<(), String> {
+        validate::validate_logs(self, limits)
     }
 
     fn label_resources(&mut self, key: &str, value: &str) {
@@ -85,8 +92,8 @@ impl OtlpRequest for ExportMetricsServiceRequest {
         validate::count_metrics(self)
     }
 
-    fn validate(&self) -> Result<(), String> {
-        validate::validate_metrics(self)
+    fn validate(&self, limits: &IngestLimits) -> Result<(), String> {
+        validate::validate_metrics(self, limits)
     }
 
     fn label_resources(&mut self, key: &str, value: &str) {
@@ -104,8 +111,8 @@ impl OtlpRequest for ExportTraceServiceRequest {
         validate::count_traces(self)
     }
 
-    fn validate(&self) -> Result<(), String> {
-        validate::validate_traces(self)
+    fn validate(&self, limits: &IngestLimits) -> Result<(), String> {
+        validate::validate_traces(self, limits)
     }
 
     fn label_resources(&mut self, key: &str, value: &str) {
@@ -125,19 +132,44 @@ mod tests {
     #[test]
     fn a_forwarded_write_is_checked_as_its_receiver_checked_it() {
         let logs = fixtures::logs(3).encode_to_vec();
-        assert_eq!(check_encoded(Signal::Logs, &logs, 3, 1 << 20), Ok(()));
-        let err = check_encoded(Signal::Logs, &logs, 4, 1 << 20).unwrap_err();
+        assert_eq!(
+            check_encoded(Signal::Logs, &logs, 3, 1 << 20, &IngestLimits::default()),
+            Ok(())
+        );
+        let err =
+            check_encoded(Signal::Logs, &logs, 4, 1 << 20, &IngestLimits::default()).unwrap_err();
         assert!(err.contains("3 records"), "{err}");
-        let err = check_encoded(Signal::Logs, &logs, 3, 10).unwrap_err();
+        let err = check_encoded(Signal::Logs, &logs, 3, 10, &IngestLimits::default()).unwrap_err();
         assert!(err.contains("exceed"), "{err}");
-        assert!(check_encoded(Signal::Metrics, b"\xff\xff\xff", 1, 1 << 20).is_err());
-        assert!(check_encoded(Signal::Unspecified, &logs, 3, 1 << 20).is_err());
+        assert!(check_encoded(
+            Signal::Metrics,
+            b"\xff\xff\xff",
+            1,
+            1 << 20,
+            &IngestLimits::default()
+        )
+        .is_err());
+        assert!(check_encoded(
+            Signal::Unspecified,
+            &logs,
+            3,
+            1 << 20,
+            &IngestLimits::default()
+        )
+        .is_err());
         // Valid protobuf, but data a receiver refuses: a span without ids.
         let mut traces = fixtures::traces(1);
         traces.resource_spans[0].scope_spans[0].spans[0]
             .trace_id
             .clear();
-        let err = check_encoded(Signal::Traces, &traces.encode_to_vec(), 1, 1 << 20).unwrap_err();
+        let err = check_encoded(
+            Signal::Traces,
+            &traces.encode_to_vec(),
+            1,
+            1 << 20,
+            &IngestLimits::default(),
+        )
+        .unwrap_err();
         assert!(err.contains("traceId"), "{err}");
     }
 }

@@ -61,6 +61,7 @@ pub(crate) fn settings(max_request_bytes: usize) -> IngestSettings {
         node_label_value: LABEL_VALUE.to_string(),
         max_request_bytes,
         auth: None,
+        limits: crate::config::IngestLimits::default(),
     }
 }
 

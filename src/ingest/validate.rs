@@ -9,6 +9,9 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, Metric};
 
+use super::limits;
+use crate::config::IngestLimits;
+
 const TRACE_ID_LEN: usize = 16;
 const SPAN_ID_LEN: usize = 8;
 
@@ -48,13 +51,23 @@ fn data_points(metric: &Metric) -> usize {
 }
 
 /// Log records may omit trace context, but present ids must be well-formed.
-pub(crate) fn validate_logs(request: &ExportLogsServiceRequest) -> Result<(), String> {
+pub(crate) fn validate_logs(
+    request: &ExportLogsServiceRequest,
+    l: &IngestLimits,
+) -> Result<(), String> {
     for (ri, resource) in request.resource_logs.iter().enumerate() {
+        limits::resource(resource.resource.as_ref(), l, &|| {
+            format!("resourceLogs[{ri}]")
+        })?;
         for (si, scope) in resource.scope_logs.iter().enumerate() {
+            limits::scope(scope.scope.as_ref(), l, &|| {
+                format!("resourceLogs[{ri}].scopeLogs[{si}]")
+            })?;
             for (li, record) in scope.log_records.iter().enumerate() {
                 let at = || format!("resourceLogs[{ri}].scopeLogs[{si}].logRecords[{li}]");
                 optional_id(&record.trace_id, TRACE_ID_LEN, "traceId", &at)?;
                 optional_id(&record.span_id, SPAN_ID_LEN, "spanId", &at)?;
+                limits::attributes(&record.attributes, l, &at)?;
             }
         }
     }
@@ -63,14 +76,23 @@ pub(crate) fn validate_logs(request: &ExportLogsServiceRequest) -> Result<(), St
 
 /// Every metric needs a name and a data kind (gauge, sum, ...), and may not
 /// use a name or label the exporter owns (see [`reserved_metric_name`]).
-pub(crate) fn validate_metrics(request: &ExportMetricsServiceRequest) -> Result<(), String> {
+pub(crate) fn validate_metrics(
+    request: &ExportMetricsServiceRequest,
+    l: &IngestLimits,
+) -> Result<(), String> {
     for (ri, resource) in request.resource_metrics.iter().enumerate() {
+        limits::resource(resource.resource.as_ref(), l, &|| {
+            format!("resourceMetrics[{ri}]")
+        })?;
         let attributes = resource
             .resource
             .as_ref()
             .map_or(&[][..], |r| &r.attributes[..]);
         no_reserved_labels(attributes, &|| format!("resourceMetrics[{ri}].resource"))?;
         for (si, scope) in resource.scope_metrics.iter().enumerate() {
+            limits::scope(scope.scope.as_ref(), l, &|| {
+                format!("resourceMetrics[{ri}].scopeMetrics[{si}]")
+            })?;
             if let Some(scope) = &scope.scope {
                 no_reserved_labels(&scope.attributes, &|| {
                     format!("resourceMetrics[{ri}].scopeMetrics[{si}].scope")
@@ -81,6 +103,7 @@ pub(crate) fn validate_metrics(request: &ExportMetricsServiceRequest) -> Result<
                 if metric.name.is_empty() {
                     return Err(format!("{at}.name: must not be empty"));
                 }
+                limits::name(&metric.name, l, &|| at.clone())?;
                 if reserved_metric_name(&metric.name) {
                     return Err(format!(
                         "{at}.name ({:?}): names beginning with \"otelraft\" are reserved for otelraft's own series",
@@ -94,7 +117,12 @@ pub(crate) fn validate_metrics(request: &ExportMetricsServiceRequest) -> Result<
                     ));
                 }
                 for (pi, attributes) in point_attributes(metric).enumerate() {
-                    no_reserved_labels(attributes, &|| format!("{at}.dataPoints[{pi}]"))?;
+                    let at = || format!("{at}.dataPoints[{pi}]");
+                    no_reserved_labels(attributes, &at)?;
+                    limits::attributes(attributes, l, &at)?;
+                }
+                for (pi, buckets) in point_buckets(metric).enumerate() {
+                    limits::buckets(buckets, l, &|| format!("{at}.dataPoints[{pi}]"))?;
                 }
             }
         }
@@ -156,6 +184,26 @@ fn no_reserved_labels(
     Ok(())
 }
 
+/// The buckets of every histogram or summary data point of `metric`.
+fn point_buckets(metric: &Metric) -> Box<dyn Iterator<Item = usize> + '_> {
+    match &metric.data {
+        Some(Data::Histogram(h)) => Box::new(
+            h.data_points
+                .iter()
+                .map(|p| p.bucket_counts.len().max(p.explicit_bounds.len())),
+        ),
+        Some(Data::ExponentialHistogram(e)) => Box::new(e.data_points.iter().map(|p| {
+            let side = |b: &Option<_>| {
+                b.as_ref()
+                    .map_or(0, |b: &opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets| b.bucket_counts.len())
+            };
+            side(&p.positive) + side(&p.negative)
+        })),
+        Some(Data::Summary(s)) => Box::new(s.data_points.iter().map(|p| p.quantile_values.len())),
+        _ => Box::new(std::iter::empty()),
+    }
+}
+
 /// The attributes of every data point of `metric`, in order.
 fn point_attributes(
     metric: &Metric,
@@ -174,14 +222,33 @@ fn point_attributes(
 
 /// Spans must carry a non-zero 16-byte trace id and 8-byte span id; a parent
 /// span id, if present, is 8 bytes.
-pub(crate) fn validate_traces(request: &ExportTraceServiceRequest) -> Result<(), String> {
+pub(crate) fn validate_traces(
+    request: &ExportTraceServiceRequest,
+    l: &IngestLimits,
+) -> Result<(), String> {
     for (ri, resource) in request.resource_spans.iter().enumerate() {
+        limits::resource(resource.resource.as_ref(), l, &|| {
+            format!("resourceSpans[{ri}]")
+        })?;
         for (si, scope) in resource.scope_spans.iter().enumerate() {
+            limits::scope(scope.scope.as_ref(), l, &|| {
+                format!("resourceSpans[{ri}].scopeSpans[{si}]")
+            })?;
             for (pi, span) in scope.spans.iter().enumerate() {
                 let at = || format!("resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}]");
                 required_id(&span.trace_id, TRACE_ID_LEN, "traceId", &at)?;
                 required_id(&span.span_id, SPAN_ID_LEN, "spanId", &at)?;
                 optional_id(&span.parent_span_id, SPAN_ID_LEN, "parentSpanId", &at)?;
+                limits::name(&span.name, l, &at)?;
+                limits::attributes(&span.attributes, l, &at)?;
+                for (ei, event) in span.events.iter().enumerate() {
+                    let at = || format!("{}.events[{ei}]", at());
+                    limits::name(&event.name, l, &at)?;
+                    limits::attributes(&event.attributes, l, &at)?;
+                }
+                for (ki, link) in span.links.iter().enumerate() {
+                    limits::attributes(&link.attributes, l, &|| format!("{}.links[{ki}]", at()))?;
+                }
             }
         }
     }
@@ -279,7 +346,7 @@ mod tests {
             }],
         };
         assert_eq!(count_metrics(&request), 20);
-        assert_eq!(validate_metrics(&request), Ok(()));
+        assert_eq!(validate_metrics(&request, &IngestLimits::default()), Ok(()));
     }
 
     #[test]
@@ -292,7 +359,7 @@ mod tests {
         ] {
             let mut request = fixtures::metrics(1);
             request.resource_metrics[0].scope_metrics[0].metrics[0].name = reserved.into();
-            let err = validate_metrics(&request).unwrap_err();
+            let err = validate_metrics(&request, &IngestLimits::default()).unwrap_err();
             assert!(
                 err.contains("metrics[0].name") && err.contains("reserved"),
                 "{err}"
@@ -301,7 +368,11 @@ mod tests {
         for fine in ["otelraftish", "my_otelraft_total", "otel.raft"] {
             let mut request = fixtures::metrics(1);
             request.resource_metrics[0].scope_metrics[0].metrics[0].name = fine.into();
-            assert_eq!(validate_metrics(&request), Ok(()), "{fine}");
+            assert_eq!(
+                validate_metrics(&request, &IngestLimits::default()),
+                Ok(()),
+                "{fine}"
+            );
         }
         // The marker's label on a point, in any spelling Prometheus folds
         // to it.
@@ -315,7 +386,7 @@ mod tests {
                     ..Default::default()
                 });
         }
-        let err = validate_metrics(&request).unwrap_err();
+        let err = validate_metrics(&request, &IngestLimits::default()).unwrap_err();
         assert!(err.contains("dataPoints[0].attributes"), "{err}");
     }
 
@@ -325,8 +396,88 @@ mod tests {
         let metric = &mut request.resource_metrics[0].scope_metrics[0].metrics[0];
         metric.name = "x".repeat(1_000_000);
         metric.data = None;
-        let err = validate_metrics(&request).unwrap_err();
+        let err = validate_metrics(&request, &IngestLimits::default()).unwrap_err();
         assert!(err.len() < 600, "{} bytes", err.len());
+    }
+
+    #[test]
+    fn structure_over_the_limits_is_refused_naming_the_item_and_the_limit() {
+        use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+        let l = IngestLimits::default();
+        let kv = |key: String, value: String| KeyValue {
+            key,
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value)),
+            }),
+            ..Default::default()
+        };
+        let mut request = fixtures::metrics(1);
+        request.resource_metrics[0].scope_metrics[0].metrics[0].name = "n".repeat(100_000);
+        let err = validate_metrics(&request, &l).unwrap_err();
+        assert!(
+            err.contains("metrics[0].name") && err.contains("max_name_bytes"),
+            "{err}"
+        );
+        assert!(
+            err.len() < 600,
+            "the name is quoted, not echoed: {} bytes",
+            err.len()
+        );
+
+        let mut logs = fixtures::logs(1);
+        logs.resource_logs[0].scope_logs[0].log_records[0].attributes =
+            (0..2000).map(|i| kv(format!("k{i}"), "v".into())).collect();
+        let err = validate_logs(&logs, &l).unwrap_err();
+        assert!(
+            err.contains("logRecords[0].attributes") && err.contains("2000"),
+            "{err}"
+        );
+
+        let mut logs = fixtures::logs(1);
+        logs.resource_logs[0].scope_logs[0].log_records[0].attributes =
+            vec![kv("big".into(), "x".repeat(1 << 20))];
+        let err = validate_logs(&logs, &l).unwrap_err();
+        assert!(err.contains("max_attribute_value_bytes"), "{err}");
+
+        let mut traces = fixtures::traces(1);
+        traces.resource_spans[0].scope_spans[0].spans[0].events =
+            vec![opentelemetry_proto::tonic::trace::v1::span::Event {
+                attributes: vec![kv("k".repeat(5000), "v".into())],
+                ..Default::default()
+            }];
+        let err = validate_traces(&traces, &l).unwrap_err();
+        assert!(
+            err.contains("spans[0].events[0].attributes[0].key"),
+            "{err}"
+        );
+
+        let wide = metric(
+            "h",
+            Some(Data::Histogram(Histogram {
+                data_points: vec![HistogramDataPoint {
+                    bucket_counts: vec![0; 5001],
+                    explicit_bounds: (0..5000).map(f64::from).collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+        );
+        let mut request = fixtures::metrics(1);
+        request.resource_metrics[0].scope_metrics[0].metrics = vec![wide];
+        let err = validate_metrics(&request, &l).unwrap_err();
+        assert!(
+            err.contains("dataPoints[0]") && err.contains("max_buckets"),
+            "{err}"
+        );
+        let generous = IngestLimits {
+            max_buckets: 10_000,
+            ..IngestLimits::default()
+        };
+        assert_eq!(
+            validate_metrics(&request, &generous),
+            Ok(()),
+            "limits are configurable"
+        );
     }
 
     #[test]
@@ -341,23 +492,26 @@ mod tests {
         request.resource_metrics[0].scope_metrics[0].metrics[0]
             .name
             .clear();
-        let err = validate_metrics(&request).unwrap_err();
+        let err = validate_metrics(&request, &IngestLimits::default()).unwrap_err();
         assert!(err.contains("metrics[0].name"), "{err}");
 
         let mut request = fixtures::metrics(1);
         request.resource_metrics[0].scope_metrics[0].metrics[0].data = None;
-        assert!(validate_metrics(&request)
+        assert!(validate_metrics(&request, &IngestLimits::default())
             .unwrap_err()
             .contains("has no data"));
     }
 
     #[test]
     fn span_ids_are_checked() {
-        assert_eq!(validate_traces(&fixtures::traces(2)), Ok(()));
+        assert_eq!(
+            validate_traces(&fixtures::traces(2), &IngestLimits::default()),
+            Ok(())
+        );
 
         let mut request = fixtures::traces(2);
         request.resource_spans[0].scope_spans[0].spans[1].trace_id = vec![1, 2, 3];
-        let err = validate_traces(&request).unwrap_err();
+        let err = validate_traces(&request, &IngestLimits::default()).unwrap_err();
         assert!(
             err.contains("spans[1].traceId: must be 16 bytes, got 3"),
             "{err}"
@@ -365,13 +519,13 @@ mod tests {
 
         let mut request = fixtures::traces(1);
         request.resource_spans[0].scope_spans[0].spans[0].span_id = vec![0; 8];
-        assert!(validate_traces(&request)
+        assert!(validate_traces(&request, &IngestLimits::default())
             .unwrap_err()
             .contains("spanId: must not be all zeros"));
 
         let mut request = fixtures::traces(1);
         request.resource_spans[0].scope_spans[0].spans[0].parent_span_id = vec![9; 4];
-        assert!(validate_traces(&request)
+        assert!(validate_traces(&request, &IngestLimits::default())
             .unwrap_err()
             .contains("parentSpanId"));
     }
@@ -385,10 +539,10 @@ mod tests {
         request.resource_logs[0].scope_logs[0].log_records[0]
             .span_id
             .clear();
-        assert_eq!(validate_logs(&request), Ok(()));
+        assert_eq!(validate_logs(&request, &IngestLimits::default()), Ok(()));
 
         request.resource_logs[0].scope_logs[0].log_records[1].span_id = vec![1; 5];
-        assert!(validate_logs(&request)
+        assert!(validate_logs(&request, &IngestLimits::default())
             .unwrap_err()
             .contains("logRecords[1].spanId"));
     }

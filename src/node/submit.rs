@@ -168,13 +168,10 @@ impl Submitter {
         // The receiver's limit applies before it adds the node's resource
         // label, which grows the request a little; twice the limit covers
         // any request a receiver could have taken.
-        let max = self
-            .node
-            .config()
-            .ingest
-            .max_request_bytes
-            .saturating_mul(2);
-        crate::ingest::check_encoded(signal, &request.payload, request.records, max)
+        let ingest = &self.node.config().ingest;
+        let max = ingest.max_request_bytes.saturating_mul(2);
+        let limits = &ingest.limits;
+        crate::ingest::check_encoded(signal, &request.payload, request.records, max, limits)
             .map_err(|e| SubmitError::Invalid(crate::text::quote(&e).into_owned()))?;
         self.write_as_leader(request).await
     }
