@@ -9,6 +9,8 @@
 //! -> resource processor -> encode once as OTLP protobuf -> [`IngestHandler`]
 //! -> answer. Both receivers share that path through [`Ingest`].
 //!
+//! - `admission`: the decode budget and slots a request holds first.
+//! - `shape`: a request's records, depth and decoded size, read off the wire.
 //! - `decode`: media types, content codings, bounded gunzip, protobuf/JSON.
 //! - `request`: what each OTLP export request type provides (signal, count,
 //!   validation, labelling); `validate` and `resource` hold the details.
@@ -23,6 +25,7 @@ use std::time::Duration;
 use crate::metrics::Metrics;
 use crate::pb::log::IngestRequest;
 
+mod admission;
 mod decode;
 mod error;
 mod grpc;
@@ -32,6 +35,7 @@ mod pipeline;
 mod request;
 mod resource;
 mod rpc_status;
+mod shape;
 mod validate;
 
 #[cfg(test)]
@@ -60,11 +64,20 @@ pub struct IngestSettings {
     pub auth: Option<Arc<crate::auth::Tokens>>,
     /// What one request may contain.
     pub limits: crate::config::IngestLimits,
+    /// Bytes every request being read or decoded holds at once.
+    pub decode_memory_bytes: usize,
+    /// Requests decompressed and decoded at once.
+    pub decode_concurrency: usize,
+    /// How long a request waits for a decode slot before it is refused as
+    /// overloaded.
+    pub decode_wait: Duration,
 }
 
 impl IngestSettings {
     /// The default for `max_request_bytes`: 64 MiB.
     pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 20;
+    /// The default for `decode_memory_bytes`: 512 MiB.
+    pub const DEFAULT_DECODE_MEMORY_BYTES: usize = 512 << 20;
 }
 
 impl Default for IngestSettings {
@@ -77,6 +90,9 @@ impl Default for IngestSettings {
             max_request_bytes: Self::DEFAULT_MAX_REQUEST_BYTES,
             auth: None,
             limits: crate::config::IngestLimits::default(),
+            decode_memory_bytes: Self::DEFAULT_DECODE_MEMORY_BYTES,
+            decode_concurrency: 2,
+            decode_wait: Duration::from_secs(5),
         }
     }
 }
@@ -87,6 +103,7 @@ pub struct Ingest {
     handler: Arc<dyn IngestHandler>,
     settings: IngestSettings,
     metrics: Arc<Metrics>,
+    admission: admission::Admission,
 }
 
 impl Ingest {
@@ -97,10 +114,16 @@ impl Ingest {
         settings: IngestSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let admission = admission::Admission::new(
+            settings.decode_memory_bytes,
+            settings.decode_concurrency,
+            settings.decode_wait,
+        );
         Ingest {
             handler,
             settings,
             metrics,
+            admission,
         }
     }
 

@@ -119,6 +119,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         max_request_bytes: config.ingest.max_request_bytes,
         auth: node.tokens().cloned(),
         limits: config.ingest.limits.clone(),
+        decode_memory_bytes: config.ingest.decode_memory_bytes,
+        decode_concurrency: config.ingest.decode_concurrency,
+        decode_wait: std::time::Duration::from_millis(config.ingest.decode_wait_ms),
     };
     let ingest = Arc::new(Ingest::new(Arc::new(submitter), settings, metrics.clone()));
     let grpc_task = tokio::spawn(ingest::serve_grpc(grpc_listener, ingest.clone(), stopped()));

@@ -144,6 +144,17 @@ pub struct IngestSection {
     /// How long a request may wait for its commit before the client is told
     /// to retry.
     pub commit_timeout_ms: u64,
+    /// Bytes that requests being read and decoded may hold at once: raw
+    /// bodies, decompressed bodies and decoded requests, each reserved
+    /// before it is allocated. A request that needs more is refused with
+    /// 413 / RESOURCE_EXHAUSTED; one that finds it in use, with 429 /
+    /// UNAVAILABLE and a retry hint.
+    pub decode_memory_bytes: usize,
+    /// Requests decompressed and decoded at once, on the blocking pool.
+    pub decode_concurrency: usize,
+    /// How long a request waits for a decode slot before it is refused with
+    /// 429 / UNAVAILABLE.
+    pub decode_wait_ms: u64,
     /// What one request may contain (`[ingest.limits]`).
     pub limits: IngestLimits,
 }
@@ -168,6 +179,11 @@ pub struct IngestLimits {
     /// Buckets of one histogram data point (explicit bounds, or the
     /// positive plus negative buckets of an exponential histogram).
     pub max_buckets: usize,
+    /// Log records, data points or spans in one request.
+    pub max_records: usize,
+    /// Nesting of attribute values and log bodies (arrays and maps), counted
+    /// in protobuf requests; JSON ones are held to `serde_json`'s 128 levels.
+    pub max_value_depth: u32,
 }
 
 impl Default for IngestLimits {
@@ -178,6 +194,8 @@ impl Default for IngestLimits {
             max_attribute_value_bytes: 128 << 10,
             max_attributes: 1024,
             max_buckets: 4096,
+            max_records: 100_000,
+            max_value_depth: 24,
         }
     }
 }
@@ -189,6 +207,9 @@ impl Default for IngestSection {
             max_inflight_bytes: 256 << 20,
             node_label_key: "otelraft.node".to_string(),
             commit_timeout_ms: 10_000,
+            decode_memory_bytes: 512 << 20,
+            decode_concurrency: 2,
+            decode_wait_ms: 5_000,
             limits: IngestLimits::default(),
         }
     }

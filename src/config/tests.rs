@@ -206,3 +206,41 @@ fn auth_without_tls_is_refused_because_the_peer_port_would_stay_open() {
     assert!(err.to_string().contains("auth.enabled"), "{err}");
     assert!(err.to_string().contains("tls.enabled"), "{err}");
 }
+
+#[test]
+fn a_decode_budget_that_cannot_hold_the_largest_request_is_refused_by_name() {
+    for (key, value, field) in [
+        (
+            "OTELRAFT_INGEST__DECODE_MEMORY_BYTES",
+            "1000000",
+            "ingest.decode_memory_bytes",
+        ),
+        (
+            "OTELRAFT_INGEST__DECODE_CONCURRENCY",
+            "0",
+            "ingest.decode_concurrency",
+        ),
+        (
+            "OTELRAFT_INGEST__DECODE_WAIT_MS",
+            "0",
+            "ingest.decode_wait_ms",
+        ),
+        (
+            "OTELRAFT_INGEST__LIMITS__MAX_RECORDS",
+            "0",
+            "ingest.limits.max_records",
+        ),
+        (
+            "OTELRAFT_INGEST__LIMITS__MAX_VALUE_DEPTH",
+            "0",
+            "ingest.limits.max_value_depth",
+        ),
+    ] {
+        let err =
+            NodeConfig::from_toml_and_env(MINIMAL, "t", env(&[(key, value)])).expect_err("refused");
+        assert!(err.to_string().contains(field), "{key}: {err}");
+    }
+    let c = NodeConfig::from_toml_and_env(MINIMAL, "t", env(&[])).expect("defaults");
+    assert_eq!(c.ingest.decode_memory_bytes, 512 << 20);
+    assert_eq!(c.ingest.limits.max_records, 100_000);
+}

@@ -62,6 +62,24 @@ impl NodeConfig {
                 "must be at least ingest.max_request_bytes, or the largest request could never be accepted",
             ));
         }
+        if i.decode_memory_bytes < 2 * i.max_request_bytes {
+            return Err(ConfigError::field(
+                "ingest.decode_memory_bytes",
+                "must be at least twice ingest.max_request_bytes, or the largest request could never be decoded",
+            ));
+        }
+        if i.decode_concurrency == 0 {
+            return Err(ConfigError::field(
+                "ingest.decode_concurrency",
+                "must be positive",
+            ));
+        }
+        if i.decode_wait_ms == 0 {
+            return Err(ConfigError::field(
+                "ingest.decode_wait_ms",
+                "must be positive",
+            ));
+        }
         if i.node_label_key.is_empty() {
             return Err(ConfigError::field(
                 "ingest.node_label_key",
@@ -138,6 +156,8 @@ impl NodeConfig {
             ),
             ("ingest.limits.max_attributes", l.max_attributes),
             ("ingest.limits.max_buckets", l.max_buckets),
+            ("ingest.limits.max_records", l.max_records),
+            ("ingest.limits.max_value_depth", l.max_value_depth as usize),
         ] {
             if value == 0 {
                 return Err(ConfigError::field(field, "must be positive"));

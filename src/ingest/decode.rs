@@ -1,15 +1,20 @@
 //! From HTTP body bytes to an OTLP export request: media type, content
 //! coding, bounded decompression and protobuf/JSON decoding.
 //!
-//! Invariant: nothing here allocates more than the configured limit (plus one
-//! read chunk) for a single request, whatever the compression ratio.
+//! Invariants: nothing here allocates more than the configured limit (plus
+//! one read chunk) for a single request, whatever the compression ratio;
+//! and nothing is allocated before the request's reservation holds it.
 
 use std::io::Read;
 
+use axum::body::Bytes;
 use flate2::read::MultiGzDecoder;
 
+use super::admission::Reservation;
 use super::request::OtlpRequest;
+use super::shape::{scan_json, scan_protobuf};
 use super::IngestError;
+use crate::config::IngestLimits;
 
 /// The two OTLP/HTTP encodings. The response uses the request's encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +86,8 @@ impl Coding {
 /// before the limit check refuses it.
 const CHUNK: usize = 64 * 1024;
 
-/// Decompresses a gzip body (one or more members) into at most `limit` bytes.
+/// Decompresses a gzip body (one or more members) into at most `limit` bytes,
+/// reserving the output in `reservation` before it is allocated.
 ///
 /// The output buffer grows by doubling but is capped at `limit`, and each
 /// chunk is checked before it is appended, so a gzip bomb is refused after
@@ -90,11 +96,18 @@ pub(crate) fn gunzip_bounded(
     compressed: &[u8],
     limit: usize,
     message_type: &'static str,
+    reservation: &mut Reservation,
+    cancelled: &dyn Fn() -> bool,
 ) -> Result<Vec<u8>, IngestError> {
     let mut decoder = MultiGzDecoder::new(compressed);
-    let mut out: Vec<u8> = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
+    let initial = compressed.len().saturating_mul(4).min(limit);
+    reservation.grow((initial + CHUNK) as u64, "decompressed size")?;
+    let mut out: Vec<u8> = Vec::with_capacity(initial);
     let mut chunk = vec![0u8; CHUNK];
     loop {
+        if cancelled() {
+            return Err(IngestError::Body("the client went away".to_string()));
+        }
         let n = match decoder.read(&mut chunk) {
             Ok(0) => return Ok(out),
             Ok(n) => n,
@@ -116,6 +129,7 @@ pub(crate) fn gunzip_bounded(
         }
         if needed > out.capacity() {
             let target = out.capacity().saturating_mul(2).max(needed).min(limit);
+            reservation.grow((target - out.capacity()) as u64, "decompressed size")?;
             out.reserve_exact(target - out.len());
         }
         out.extend_from_slice(&chunk[..n]);
@@ -142,26 +156,61 @@ pub(crate) fn decode_message<T: OtlpRequest>(
     }
 }
 
-/// The whole HTTP decode step: undo the content coding within `limit`, then
-/// decode. CPU-bound; callers run it off the async executor.
+/// What a decode is allowed: the size limit, the structure limits, its
+/// share of the decode budget, and a way to learn that its client left.
+pub(crate) struct DecodeLimits<'a> {
+    /// `ingest.max_request_bytes`: the body after decompression.
+    pub max_bytes: usize,
+    /// `[ingest.limits]`.
+    pub limits: &'a IngestLimits,
+    /// The request's share of the decode budget; holds the body already.
+    pub reservation: &'a mut Reservation,
+    /// `true` once nobody waits for the answer.
+    pub cancelled: &'a dyn Fn() -> bool,
+}
+
+/// The whole decode step: undo the content coding within `max_bytes`, read
+/// the request's shape off the wire and reserve its decoded size, then
+/// decode. CPU-bound; callers run it on the blocking pool. On return the
+/// reservation holds only the decoded request.
 pub(crate) fn decode_body<T: OtlpRequest>(
-    body: &[u8],
+    body: Bytes,
     format: Format,
     coding: Coding,
-    limit: usize,
+    at: DecodeLimits<'_>,
 ) -> Result<T, IngestError> {
-    match coding {
+    let plain: Bytes = match coding {
         Coding::Identity => {
-            if body.len() > limit {
+            if body.len() > at.max_bytes {
                 return Err(IngestError::TooLarge {
                     stage: "body",
-                    limit,
+                    limit: at.max_bytes,
                 });
             }
-            decode_message(body, format)
+            body
         }
-        Coding::Gzip => decode_message(&gunzip_bounded(body, limit, T::TYPE_NAME)?, format),
-    }
+        Coding::Gzip => {
+            let out = gunzip_bounded(
+                &body,
+                at.max_bytes,
+                T::TYPE_NAME,
+                at.reservation,
+                at.cancelled,
+            )?;
+            drop(body);
+            at.reservation.shrink_to(out.capacity() as u64);
+            Bytes::from(out)
+        }
+    };
+    let shape = match format {
+        Format::Protobuf => scan_protobuf(&plain, T::SIGNAL, at.limits, at.cancelled)?,
+        Format::Json => scan_json(&plain, T::SIGNAL, at.limits, at.cancelled)?,
+    };
+    at.reservation.grow(shape.heap_bytes, "decoded size")?;
+    let request = decode_message::<T>(&plain, format)?;
+    drop(plain);
+    at.reservation.shrink_to(shape.heap_bytes);
+    Ok(request)
 }
 
 #[cfg(test)]
@@ -172,6 +221,11 @@ mod tests {
     use flate2::Compression;
 
     use super::*;
+
+    fn reservation() -> Reservation {
+        super::super::admission::Admission::new(1 << 30, 1, std::time::Duration::from_secs(1))
+            .reservation()
+    }
 
     fn gzip(data: &[u8]) -> Vec<u8> {
         let mut enc = GzEncoder::new(Vec::new(), Compression::default());
@@ -218,7 +272,10 @@ mod tests {
     #[test]
     fn gunzip_within_limit_round_trips() {
         let data = vec![7u8; 300_000];
-        assert_eq!(gunzip_bounded(&gzip(&data), data.len(), "X").unwrap(), data);
+        assert_eq!(
+            gunzip_bounded(&gzip(&data), data.len(), "X", &mut reservation(), &|| false).unwrap(),
+            data
+        );
     }
 
     #[test]
@@ -229,7 +286,7 @@ mod tests {
             "bomb should be small, got {}",
             bomb.len()
         );
-        let err = gunzip_bounded(&bomb, 1 << 20, "X").unwrap_err();
+        let err = gunzip_bounded(&bomb, 1 << 20, "X", &mut reservation(), &|| false).unwrap_err();
         assert!(
             matches!(err, IngestError::TooLarge { stage: "decompressed body", limit } if limit == 1 << 20)
         );
@@ -237,7 +294,14 @@ mod tests {
 
     #[test]
     fn gunzip_garbage_is_a_decode_error() {
-        let err = gunzip_bounded(b"not gzip at all", 1024, "ExportLogsServiceRequest").unwrap_err();
+        let err = gunzip_bounded(
+            b"not gzip at all",
+            1024,
+            "ExportLogsServiceRequest",
+            &mut reservation(),
+            &|| false,
+        )
+        .unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("gzip decode of ExportLogsServiceRequest failed"),

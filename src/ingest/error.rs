@@ -19,6 +19,19 @@ pub enum IngestError {
         /// The configured limit.
         limit: usize,
     },
+    /// Reading and decoding the request would hold more than the whole
+    /// decode budget; it can never be accepted as it is (HTTP 413).
+    #[error(
+        "request needs {needed} bytes at its {stage}, over ingest.decode_memory_bytes ({limit}); send smaller requests"
+    )]
+    OverBudget {
+        /// `decoded size`, `encoded size`, ...
+        stage: &'static str,
+        /// Bytes the request would hold with this stage.
+        needed: u64,
+        /// The configured budget.
+        limit: u64,
+    },
     /// The body could not be decoded as the claimed message.
     #[error("{format} decode of {message_type} failed: {error}")]
     Decode {
@@ -59,6 +72,7 @@ impl IngestError {
             IngestError::Io(_) | IngestError::Transport(_) => true,
             IngestError::UnsupportedMediaType(_)
             | IngestError::TooLarge { .. }
+            | IngestError::OverBudget { .. }
             | IngestError::Decode { .. }
             | IngestError::Invalid(_)
             | IngestError::Body(_)
@@ -78,7 +92,7 @@ impl IngestError {
     pub fn reason(&self) -> &'static str {
         match self {
             IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
-            IngestError::TooLarge { .. } => "too_large",
+            IngestError::TooLarge { .. } | IngestError::OverBudget { .. } => "too_large",
             IngestError::Decode { .. } | IngestError::Body(_) => "decode",
             IngestError::Invalid(_) => "invalid",
             IngestError::Unauthorized(e) if e.forbidden() => "forbidden",
@@ -105,9 +119,9 @@ impl IngestError {
             | IngestError::Submit(SubmitError::Invalid(_)) => Code::InvalidArgument,
             IngestError::Unauthorized(e) if e.forbidden() => Code::PermissionDenied,
             IngestError::Unauthorized(_) => Code::Unauthenticated,
-            IngestError::TooLarge { .. } | IngestError::Submit(SubmitError::TooLarge(_)) => {
-                Code::ResourceExhausted
-            }
+            IngestError::TooLarge { .. }
+            | IngestError::OverBudget { .. }
+            | IngestError::Submit(SubmitError::TooLarge(_)) => Code::ResourceExhausted,
             IngestError::Submit(_) | IngestError::Io(_) | IngestError::Transport(_) => {
                 Code::Unavailable
             }
@@ -115,8 +129,6 @@ impl IngestError {
     }
 }
 
-/// Whole seconds for a retry hint: rounded up and at least 1, because
-/// `Retry-After: 0` would invite an immediate hammering retry.
 /// The most bytes of an error's text that a reply or a log line carries:
 /// the item's path and a quoted excerpt of the input fit well within it.
 pub(crate) const MAX_ERROR_TEXT_BYTES: usize = 1024;
@@ -129,6 +141,8 @@ impl IngestError {
     }
 }
 
+/// Whole seconds for a retry hint: rounded up and at least 1, because
+/// `Retry-After: 0` would invite an immediate hammering retry.
 pub(crate) fn retry_secs(retry_after: std::time::Duration) -> u64 {
     let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
     secs.max(1)

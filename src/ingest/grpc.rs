@@ -1,43 +1,30 @@
 //! OTLP/gRPC receiver: the three collector services on one tonic server.
 //!
-//! tonic decodes (and gunzips, within `max_request_bytes`) before our code
-//! runs; everything after decoding is the shared pipeline.
+//! tonic only frames: the body is read under the decode budget, gunzipped
+//! and decoded by our code on the blocking pool (`raw`), so no decode runs
+//! on the executor that runs Raft. Everything after decoding is the shared
+//! pipeline.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::HeaderValue;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
-use tonic::codec::CompressionEncoding;
 use tonic::service::Routes;
 use tonic::transport::Server;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Code, Status};
 use tracing::info;
 
 use super::error::retry_secs;
-use super::request::OtlpRequest;
 use super::rpc_status::RpcStatus;
 use super::{Ingest, IngestError};
 use crate::pb::log::Signal;
+
+mod raw;
 
 /// Serves OTLP/gRPC (logs, metrics, traces) on `listener` (plain or TLS)
 /// until `shutdown` resolves, then drains in-flight calls. Taking a bound
@@ -55,32 +42,44 @@ pub async fn serve_grpc(
     Ok(())
 }
 
-/// The three services, gzip both ways, bounded by `max_request_bytes`.
+/// The three services. Each call is admitted first (`raw::admit`: body
+/// read under the decode budget, gzip taken over from tonic), then tonic
+/// frames it and hands the message bytes to `raw::Export`, which decodes
+/// them on the blocking pool.
 fn grpc_routes(ingest: Arc<Ingest>) -> Routes {
-    let limit = ingest.settings.max_request_bytes;
     let auth = axum::middleware::from_fn_with_state(ingest.clone(), authorize);
-    let service = GrpcIngest { ingest };
-    let gzip = CompressionEncoding::Gzip;
-    let logs = LogsServiceServer::new(service.clone())
-        .accept_compressed(gzip)
-        .send_compressed(gzip)
-        .max_decoding_message_size(limit);
-    let metrics = MetricsServiceServer::new(service.clone())
-        .accept_compressed(gzip)
-        .send_compressed(gzip)
-        .max_decoding_message_size(limit);
-    let traces = TraceServiceServer::new(service)
-        .accept_compressed(gzip)
-        .send_compressed(gzip)
-        .max_decoding_message_size(limit);
-    let router = Routes::new(logs)
-        .add_service(metrics)
-        .add_service(traces)
-        .into_axum_router();
-    let router = router
+    let admit = axum::middleware::from_fn_with_state(ingest.clone(), raw::admit);
+    let router = axum::Router::new()
+        .route_service(
+            "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            raw::Export::<ExportLogsServiceRequest>::new(ingest.clone()),
+        )
+        .route_service(
+            "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+            raw::Export::<ExportMetricsServiceRequest>::new(ingest.clone()),
+        )
+        .route_service(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            raw::Export::<ExportTraceServiceRequest>::new(ingest),
+        )
+        .fallback(|| async {
+            Status::unimplemented("unknown method").into_http::<axum::body::Body>()
+        })
         .layer(axum::middleware::map_response(remap_decode_status))
+        .layer(admit)
         .layer(auth);
     Routes::from(router).prepare()
+}
+
+/// The signal a call's path names.
+pub(crate) fn signal_of(path: &str) -> Signal {
+    if path.contains(".metrics.") {
+        Signal::Metrics
+    } else if path.contains(".trace.") {
+        Signal::Traces
+    } else {
+        Signal::Logs
+    }
 }
 
 /// Refuses a call without an ingest token (UNAUTHENTICATED, or
@@ -97,14 +96,7 @@ async fn authorize(
     match ingest.authorize(header) {
         Ok(()) => next.run(request).await,
         Err(e) => {
-            let path = request.uri().path();
-            let signal = if path.contains(".metrics.") {
-                Signal::Metrics
-            } else if path.contains(".trace.") {
-                Signal::Traces
-            } else {
-                Signal::Logs
-            };
+            let signal = signal_of(request.uri().path());
             to_status(&ingest.refuse(signal, 0, e)).into_http()
         }
     }
@@ -148,56 +140,6 @@ pub(crate) fn to_status(error: &IngestError) -> Status {
             Status::with_details(code, message, details.encode_to_vec().into())
         }
         _ => Status::new(code, message),
-    }
-}
-
-/// One implementation behind all three generated service traits.
-#[derive(Clone)]
-struct GrpcIngest {
-    ingest: Arc<Ingest>,
-}
-
-impl GrpcIngest {
-    async fn handle<T: OtlpRequest>(&self, request: Request<T>) -> Result<(), Status> {
-        let started = Instant::now();
-        self.ingest
-            .accept(request.into_inner(), started)
-            .await
-            .map(|_| ())
-            .map_err(|e| to_status(&e))
-    }
-}
-
-#[tonic::async_trait]
-impl LogsService for GrpcIngest {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        self.handle(request).await?;
-        Ok(Response::new(ExportLogsServiceResponse::default()))
-    }
-}
-
-#[tonic::async_trait]
-impl MetricsService for GrpcIngest {
-    async fn export(
-        &self,
-        request: Request<ExportMetricsServiceRequest>,
-    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        self.handle(request).await?;
-        Ok(Response::new(ExportMetricsServiceResponse::default()))
-    }
-}
-
-#[tonic::async_trait]
-impl TraceService for GrpcIngest {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        self.handle(request).await?;
-        Ok(Response::new(ExportTraceServiceResponse::default()))
     }
 }
 

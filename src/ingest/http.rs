@@ -26,7 +26,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use tracing::info;
 
-use super::decode::{decode_body, Coding, Format};
+use super::admission::Reservation;
+use super::decode::{Coding, Format};
 use super::error::retry_secs;
 use super::request::OtlpRequest;
 use super::rpc_status::RpcStatus;
@@ -76,53 +77,40 @@ async fn export<T: OtlpRequest>(
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return response;
     }
-    let request = match receive::<T>(&ingest, &headers, format, body).await {
-        Ok(request) => request,
+    let (request, reservation) = match receive::<T>(&ingest, &headers, format, body).await {
+        Ok(decoded) => decoded,
         Err(e) => return error_response(&ingest.refuse(T::SIGNAL, 0, e), format),
     };
-    match ingest.accept(request, started).await {
+    match ingest.accept(request, reservation, started).await {
         Ok(_) => success(format),
         Err(e) => error_response(&e, format),
     }
 }
 
-/// Largest uncompressed body decoded on the request's own task (about 50 µs
-/// of protobuf decoding, see `benches/hot_paths.rs`); larger or gzip bodies
-/// go to the blocking pool.
-const INLINE_DECODE_MAX_BYTES: usize = 32 * 1024;
-
-/// Reads and decodes the body within `max_request_bytes`.
+/// Reads the body under the decode budget and decodes it within
+/// `max_request_bytes`.
 async fn receive<T: OtlpRequest>(
     ingest: &Ingest,
     headers: &HeaderMap,
     format: Format,
     body: Body,
-) -> Result<T, IngestError> {
+) -> Result<(T, Reservation), IngestError> {
     let coding = Coding::from_content_encoding(header(headers, CONTENT_ENCODING)?)?;
     let limit = ingest.settings.max_request_bytes;
     let declared = header(headers, CONTENT_LENGTH)?.and_then(|v| v.trim().parse::<u64>().ok());
-    let raw = read_body(body, declared, limit).await?;
-    // Gunzip and decode are CPU-bound (tens of milliseconds at the limit), so
-    // they run on the blocking pool. A small uncompressed body decodes in a
-    // few microseconds, less than handing it to another thread costs.
-    if coding == Coding::Identity && raw.len() <= INLINE_DECODE_MAX_BYTES {
-        return decode_body::<T>(&raw, format, coding, limit);
-    }
-    tokio::task::spawn_blocking(move || decode_body::<T>(&raw, format, coding, limit))
-        .await
-        .map_err(|e| IngestError::Decode {
-            format: "body",
-            message_type: T::TYPE_NAME,
-            error: format!("decoder task failed: {e}"),
-        })?
+    let mut reservation = ingest.admission.reservation();
+    let raw = read_body(body, declared, limit, &mut reservation).await?;
+    ingest.decode::<T>(raw, format, coding, reservation).await
 }
 
 /// Collects the raw body, refusing as soon as it passes `limit` (and before
-/// reading anything when `Content-Length` already says so).
+/// reading anything when `Content-Length` already says so). Each chunk is
+/// reserved before it is kept.
 pub(crate) async fn read_body(
     body: Body,
     declared: Option<u64>,
     limit: usize,
+    reservation: &mut Reservation,
 ) -> Result<Bytes, IngestError> {
     let too_large = || IngestError::TooLarge {
         stage: "body",
@@ -132,12 +120,18 @@ pub(crate) async fn read_body(
         return Err(too_large());
     }
     let capacity = declared.map_or(0, |n| n as usize);
+    reservation.grow(capacity as u64, "body")?;
     let mut buf = Vec::with_capacity(capacity);
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| IngestError::Body(e.to_string()))?;
         if buf.len() + chunk.len() > limit {
             return Err(too_large());
+        }
+        if buf.len() + chunk.len() > buf.capacity() {
+            let target = (buf.capacity() * 2).max(buf.len() + chunk.len()).min(limit);
+            reservation.grow((target - buf.capacity()) as u64, "body")?;
+            buf.reserve_exact(target - buf.len());
         }
         buf.extend_from_slice(&chunk);
     }
@@ -174,9 +168,9 @@ fn success(format: Format) -> Response {
 fn http_status(error: &IngestError) -> StatusCode {
     match error {
         IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        IngestError::TooLarge { .. } | IngestError::Submit(SubmitError::TooLarge(_)) => {
-            StatusCode::PAYLOAD_TOO_LARGE
-        }
+        IngestError::TooLarge { .. }
+        | IngestError::OverBudget { .. }
+        | IngestError::Submit(SubmitError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
         IngestError::Decode { .. }
         | IngestError::Invalid(_)
         | IngestError::Body(_)

@@ -2,22 +2,85 @@
 //! the ingest metrics: a request is counted as accepted only once the
 //! handler has committed it, and every refusal is counted with its reason.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
+use axum::body::Bytes;
 use tracing::{debug, warn};
 
+use super::admission::Reservation;
+use super::decode::{decode_body, Coding, DecodeLimits, Format};
 use super::request::OtlpRequest;
 use super::{Ingest, IngestError, Receipt};
 use crate::metrics::{refusal, signal as signal_label};
 use crate::pb::log::{IngestRequest, Signal};
 
+/// Largest uncompressed body decoded on the request's own task (about 50 µs
+/// of protobuf decoding, see `benches/hot_paths.rs`, and at most a few MiB
+/// decoded); larger or gzip bodies go to the blocking pool.
+const INLINE_DECODE_MAX_BYTES: usize = 32 * 1024;
+
+/// Tells a decode on the blocking pool that its request's future was
+/// dropped: the client hung up, or the server is stopping.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 impl Ingest {
+    /// Decodes a body whose bytes `reservation` holds: small plain bodies on
+    /// this task, the rest on the blocking pool under a decode slot. Returns
+    /// the request and the reservation, which then holds its decoded size.
+    pub(crate) async fn decode<T: OtlpRequest>(
+        &self,
+        raw: Bytes,
+        format: Format,
+        coding: Coding,
+        mut reservation: Reservation,
+    ) -> Result<(T, Reservation), IngestError> {
+        let max_bytes = self.settings.max_request_bytes;
+        if coding == Coding::Identity && raw.len() <= INLINE_DECODE_MAX_BYTES {
+            let at = DecodeLimits {
+                max_bytes,
+                limits: &self.settings.limits,
+                reservation: &mut reservation,
+                cancelled: &|| false,
+            };
+            return decode_body::<T>(raw, format, coding, at).map(|r| (r, reservation));
+        }
+        let slot = self.admission.slot().await?;
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let _cancel = CancelOnDrop(cancelled.clone());
+        let limits = self.settings.limits.clone();
+        let decoded = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let at = DecodeLimits {
+                max_bytes,
+                limits: &limits,
+                reservation: &mut reservation,
+                cancelled: &|| cancelled.load(Ordering::Relaxed),
+            };
+            decode_body::<T>(raw, format, coding, at).map(|r| (r, reservation))
+        })
+        .await;
+        decoded.map_err(|e| IngestError::Decode {
+            format: "body",
+            message_type: T::TYPE_NAME,
+            error: format!("decoder task failed: {e}"),
+        })?
+    }
+
     /// Validates, labels, encodes and submits one decoded request; resolves
     /// when the handler has committed or refused it. `Ok(None)` means the
     /// request held no records and was answered without a submit.
     pub(crate) async fn accept<T: OtlpRequest>(
         &self,
         mut request: T,
+        mut reservation: Reservation,
         started: Instant,
     ) -> Result<Option<Receipt>, IngestError> {
         let signal = T::SIGNAL;
@@ -36,7 +99,14 @@ impl Ingest {
         let settings = &self.settings;
         request.label_resources(&settings.node_label_key, &settings.node_label_value);
         // The one and only encoding: this payload is what the log stores.
+        if let Err(e) = reservation.grow(request.encoded_len() as u64, "encoded size") {
+            return Err(self.refuse(signal, records, e));
+        }
         let payload = request.encode_to_vec();
+        // From here the payload is the handler's: its in-flight budget holds
+        // it until commit.
+        drop(request);
+        drop(reservation);
         let bytes = payload.len();
         let submit = IngestRequest {
             signal: signal as i32,

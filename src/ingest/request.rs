@@ -1,9 +1,15 @@
 //! What the shared pipeline needs from each OTLP export request type, so one
 //! generic path serves logs, metrics and traces.
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 
 use super::{resource, validate};
 use crate::config::IngestLimits;
@@ -56,6 +62,8 @@ pub(crate) trait OtlpRequest:
     const SIGNAL: Signal;
     /// The protobuf message name, for error messages.
     const TYPE_NAME: &'static str;
+    /// The `Export*ServiceResponse` a gRPC call answers with.
+    type Response: prost::Message + Default + Send + 'static;
     /// Log records, data points or spans.
     fn records(&self) -> u64;
     /// `Err` names the first piece of bad data or the first limit broken;
@@ -68,6 +76,7 @@ pub(crate) trait OtlpRequest:
 impl OtlpRequest for ExportLogsServiceRequest {
     const SIGNAL: Signal = Signal::Logs;
     const TYPE_NAME: &'static str = "ExportLogsServiceRequest";
+    type Response = ExportLogsServiceResponse;
 
     fn records(&self) -> u64 {
         validate::count_logs(self)
@@ -87,6 +96,7 @@ impl OtlpRequest for ExportLogsServiceRequest {
 impl OtlpRequest for ExportMetricsServiceRequest {
     const SIGNAL: Signal = Signal::Metrics;
     const TYPE_NAME: &'static str = "ExportMetricsServiceRequest";
+    type Response = ExportMetricsServiceResponse;
 
     fn records(&self) -> u64 {
         validate::count_metrics(self)
@@ -106,6 +116,7 @@ impl OtlpRequest for ExportMetricsServiceRequest {
 impl OtlpRequest for ExportTraceServiceRequest {
     const SIGNAL: Signal = Signal::Traces;
     const TYPE_NAME: &'static str = "ExportTraceServiceRequest";
+    type Response = ExportTraceServiceResponse;
 
     fn records(&self) -> u64 {
         validate::count_traces(self)

@@ -61,7 +61,7 @@ pub(crate) fn settings(max_request_bytes: usize) -> IngestSettings {
         node_label_value: LABEL_VALUE.to_string(),
         max_request_bytes,
         auth: None,
-        limits: crate::config::IngestLimits::default(),
+        ..IngestSettings::default()
     }
 }
 
@@ -83,13 +83,13 @@ pub(crate) enum Protocol {
 
 impl TestServer {
     pub(crate) async fn start(protocol: Protocol, max_request_bytes: usize) -> TestServer {
+        Self::start_with(protocol, settings(max_request_bytes)).await
+    }
+
+    pub(crate) async fn start_with(protocol: Protocol, settings: IngestSettings) -> TestServer {
         let handler = Arc::new(RecordingHandler::default());
         let metrics = Arc::new(Metrics::new());
-        let ingest = Arc::new(Ingest::new(
-            handler.clone(),
-            settings(max_request_bytes),
-            metrics.clone(),
-        ));
+        let ingest = Arc::new(Ingest::new(handler.clone(), settings, metrics.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -214,6 +214,21 @@ pub(crate) mod fixtures {
                 resource: resource(),
                 scope_metrics: vec![ScopeMetrics {
                     metrics: vec![metric],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    /// `n` spans with nothing in them: two bytes each on the wire, 264 once
+    /// decoded.
+    pub(crate) fn empty_spans(n: usize) -> ExportTraceServiceRequest {
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span::default(); n],
                     ..Default::default()
                 }],
                 ..Default::default()

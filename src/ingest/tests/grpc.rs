@@ -263,3 +263,30 @@ async fn gzip_bomb_is_resource_exhausted() {
     assert!(server.handler.submitted().is_empty());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_decode_bomb_is_refused_before_it_is_decoded() {
+    let mut settings = crate::ingest::tests::settings(LIMIT);
+    settings.decode_memory_bytes = 16 << 20;
+    settings.limits.max_records = 1_000_000;
+    let server = TestServer::start_with(Protocol::Grpc, settings).await;
+    let mut client =
+        TraceServiceClient::new(channel(&server).await).send_compressed(CompressionEncoding::Gzip);
+    let status = client
+        .export(fixtures::empty_spans(200_000))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("over ingest.decode_memory_bytes"),
+        "{status:?}"
+    );
+    assert!(status.details().is_empty(), "not retryable");
+    // The budget is whole again.
+    logs_client(&server)
+        .await
+        .export(fixtures::logs(2))
+        .await
+        .unwrap();
+    server.stop().await;
+}

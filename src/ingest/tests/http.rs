@@ -519,7 +519,8 @@ async fn streamed_body_without_length_is_cut_at_the_limit() {
     use crate::ingest::IngestError;
     let chunks = (0..10).map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![0u8; 1000])));
     let body = axum::body::Body::from_stream(futures::stream::iter(chunks));
-    let err = crate::ingest::http::read_body(body, None, 4500)
+    let admission = crate::ingest::admission::Admission::new(1 << 20, 1, Duration::from_secs(1));
+    let err = crate::ingest::http::read_body(body, None, 4500, &mut admission.reservation())
         .await
         .unwrap_err();
     assert!(
@@ -532,4 +533,56 @@ async fn streamed_body_without_length_is_cut_at_the_limit() {
         ),
         "{err}"
     );
+}
+
+/// A server whose decode budget is 16 MiB and whose record limit would let
+/// a million spans through: only the budget stands in the bomb's way.
+fn budgeted() -> crate::ingest::IngestSettings {
+    let mut settings = crate::ingest::tests::settings(LIMIT);
+    settings.decode_memory_bytes = 16 << 20;
+    settings.limits.max_records = 1_000_000;
+    settings
+}
+
+#[tokio::test]
+async fn a_decode_bomb_is_refused_before_it_is_decoded() {
+    let server = TestServer::start_with(Protocol::Http, budgeted()).await;
+    // 200,000 empty spans: 400 kB of protobuf, a few kB of gzip, 53 MB decoded.
+    let bomb = gzip(&fixtures::empty_spans(200_000).encode_to_vec());
+    assert!(bomb.len() < 8 << 10, "{}", bomb.len());
+    let response = post(&server, "/v1/traces", PROTOBUF, Some("gzip"), bomb).await;
+    let status = expect_protobuf_error(
+        &server,
+        response,
+        413,
+        "bytes at its decoded size, over ingest.decode_memory_bytes (16777216)",
+    )
+    .await;
+    assert_eq!(status.code, tonic::Code::ResourceExhausted as i32);
+    // The budget is whole again: an ordinary request goes through.
+    let response = post(
+        &server,
+        "/v1/logs",
+        PROTOBUF,
+        None,
+        fixtures::logs(3).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(response.status().as_u16(), 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn more_records_than_the_limit_are_refused_as_invalid() {
+    let server = TestServer::start(Protocol::Http, LIMIT).await;
+    let body = fixtures::empty_spans(100_001).encode_to_vec();
+    let response = post(&server, "/v1/traces", PROTOBUF, None, body).await;
+    expect_protobuf_error(&server, response, 400, "ingest.limits.max_records (100000)").await;
+    let spans = vec!["{}"; 100_001].join(",");
+    let json = format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{spans}]}}]}}]}}"#);
+    let response = post(&server, "/v1/traces", JSON, None, json.into_bytes()).await;
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(response.text().await.unwrap().contains("max_records"));
+    assert!(server.handler.submitted().is_empty());
+    server.stop().await;
 }
