@@ -253,9 +253,8 @@ pub async fn serve(
     duties: Duties,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(node, duties))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let connections = node.config().connections.clone();
+    crate::tls::serve_http(listener, router(node, duties), &connections, shutdown).await
 }
 
 /// Why `/health/ready` fails, if it does: the node's own readiness, then

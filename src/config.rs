@@ -148,6 +148,9 @@ pub struct NodeConfig {
     /// Bearer tokens for the OTLP ports and the admin API.
     #[serde(default)]
     pub auth: crate::auth::AuthSection,
+    /// Connection caps and timeouts of every listener.
+    #[serde(default)]
+    pub connections: crate::tls::ConnectionsSection,
 }
 
 impl NodeConfig {

@@ -71,6 +71,12 @@ pub struct IngestSettings {
     /// How long a request waits for a decode slot before it is refused as
     /// overloaded.
     pub decode_wait: Duration,
+    /// How long a client may take to send a body.
+    pub body_timeout: Duration,
+    /// How long a request may take from its headers to its answer.
+    pub request_timeout: Duration,
+    /// Connection caps and timeouts of the two listeners.
+    pub connections: crate::tls::ConnectionsSection,
 }
 
 impl IngestSettings {
@@ -93,6 +99,9 @@ impl Default for IngestSettings {
             decode_memory_bytes: Self::DEFAULT_DECODE_MEMORY_BYTES,
             decode_concurrency: 2,
             decode_wait: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            connections: crate::tls::ConnectionsSection::default(),
         }
     }
 }
@@ -104,6 +113,11 @@ pub struct Ingest {
     settings: IngestSettings,
     metrics: Arc<Metrics>,
     admission: admission::Admission,
+    /// One limiter per refusal reason: a flood of one kind of bad request
+    /// neither floods the log nor hides another kind.
+    refusal_logs: std::sync::Mutex<
+        std::collections::HashMap<&'static str, Arc<crate::log_limit::LogLimiter>>,
+    >,
 }
 
 impl Ingest {
@@ -124,6 +138,7 @@ impl Ingest {
             settings,
             metrics,
             admission,
+            refusal_logs: Default::default(),
         }
     }
 

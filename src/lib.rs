@@ -15,6 +15,7 @@
 //!    - [`clock`]: the wall clock, read in one place.
 //!    - [`backoff`]: capped exponential backoff with jitter.
 //!    - [`text`]: quoting untrusted input in logs and replies, a few hundred bytes at most.
+//!    - [`log_limit`]: at most one log line per second for what anyone can cause.
 //! 2. Security, configuration, the replicated state:
 //!    - [`tls`]: TLS on every listener, mutual TLS and node identity between members.
 //!    - [`auth`]: bearer tokens for the OTLP ports and the admin API.
@@ -47,6 +48,7 @@ pub mod drain;
 pub mod export;
 pub mod ingest;
 pub mod join;
+pub mod log_limit;
 pub mod metrics;
 pub mod node;
 pub mod pb;

@@ -18,7 +18,7 @@ use crate::ingest::{self, Ingest, IngestSettings};
 use crate::metrics::Metrics;
 use crate::node::{Node, NodeError, Submitter};
 use crate::peer::PeerService;
-use crate::tls::{Incoming, Listener};
+use crate::tls::{ConnLimits, Incoming, Listener, MemberAddrs};
 
 async fn bind(what: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener, NodeError> {
     TcpListener::bind(addr)
@@ -38,8 +38,23 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     // The files are read once; listeners and outbound calls share them.
     let material = Material::load(&config)?;
     let tls = material.server_tls.clone();
+    // The peer port keeps slots for the members: known at start from the
+    // configuration, then from the membership as it changes.
+    let members = MemberAddrs::default();
+    members.set(
+        resolve(
+            config
+                .cluster
+                .initial_members
+                .iter()
+                .map(|m| m.peer_addr.as_str()),
+        )
+        .await,
+    );
     let incoming = |listener: TcpListener, kind: Listener| {
-        Incoming::new(listener, kind, tls.clone()).map_err(|e| NodeError::Server {
+        let members = (kind == Listener::Peer).then(|| members.clone());
+        let limits = ConnLimits::from_section(&config.connections, members);
+        Incoming::new(listener, kind, tls.clone(), limits).map_err(|e| NodeError::Server {
             what: kind.label(),
             message: e.to_string(),
         })
@@ -68,7 +83,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     // each duty with the state it owns (which admin reports).
     let submitter = Submitter::new(node.clone());
     let duties = Duties::default();
+    let c = &config.connections;
     let peer_server = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(c.max_streams_per_connection))
+        .http2_keepalive_interval(Some(c.keepalive_interval()))
+        .http2_keepalive_timeout(Some(c.keepalive_interval()))
         .add_service(PeerService::server(
             node.clone(),
             submitter.clone(),
@@ -78,6 +97,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let peer_task = tokio::spawn(peer_server);
     node.bootstrap_if_configured().await?;
     let metrics_task = tokio::spawn(node.clone().publish_raft_metrics());
+    let members_task = tokio::spawn(track_member_addrs(node.clone(), members));
     let mut tasks = Vec::new();
     if node.is_witness() {
         if !config.sinks.is_empty() {
@@ -96,6 +116,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         );
     }
     tasks.push(metrics_task);
+    tasks.push(members_task);
     tasks.push(tokio::spawn(reload_on_sighup(node.clone(), tls.clone())));
     tasks.push(tokio::spawn(crate::trim::run(node.clone())));
     tasks.push(tokio::spawn(crate::witness::run(
@@ -122,6 +143,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         decode_memory_bytes: config.ingest.decode_memory_bytes,
         decode_concurrency: config.ingest.decode_concurrency,
         decode_wait: std::time::Duration::from_millis(config.ingest.decode_wait_ms),
+        body_timeout: config.connections.body_timeout(),
+        request_timeout: config.connections.request_timeout(),
+        connections: config.connections.clone(),
     };
     let ingest = Arc::new(Ingest::new(Arc::new(submitter), settings, metrics.clone()));
     let grpc_task = tokio::spawn(ingest::serve_grpc(grpc_listener, ingest.clone(), stopped()));
@@ -276,5 +300,34 @@ pub async fn wait_for_signal() {
         Err(_) => {
             let _ = ctrl_c.await;
         }
+    }
+}
+
+/// The IP addresses `host:port`s resolve to; names that do not resolve now
+/// are left out (the membership refresh tries again).
+async fn resolve<'a>(addrs: impl Iterator<Item = &'a str>) -> Vec<std::net::IpAddr> {
+    let mut ips = Vec::new();
+    for addr in addrs {
+        if let Ok(found) = tokio::net::lookup_host(addr).await {
+            ips.extend(found.map(|a| a.ip()));
+        }
+    }
+    ips
+}
+
+/// Keeps the peer listener's member addresses current as membership
+/// changes (joins, replacements), every few seconds.
+async fn track_member_addrs(node: Arc<Node>, members: MemberAddrs) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let m = node.raft_metrics();
+        let peers: Vec<String> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(_, member)| member.peer_addr.clone())
+            .collect();
+        members.set(resolve(peers.iter().map(String::as_str)).await);
     }
 }

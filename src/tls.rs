@@ -9,6 +9,10 @@
 //! - `listener`: the four listeners and the protocols each offers.
 //! - `incoming`: the accept loop all four listeners share: TLS handshake,
 //!   a clear log line for plaintext clients, and the peer's node identity.
+//! - `connections`: the `[connections]` caps and timeouts, and the table of
+//!   established connections each accept loop keeps.
+//! - `serve`: how the HTTP listeners serve connections (timeouts, HTTP/2
+//!   limits, graceful stop).
 //! - `identity`: the node id a certificate names (`otelraft://node/<id>`).
 //!
 //! Trust model: one cluster CA signs every member's certificate. A member
@@ -18,15 +22,19 @@
 //! writers authenticate with bearer tokens.
 
 pub mod config;
+pub mod connections;
 pub mod identity;
 pub mod incoming;
 mod listener;
 pub mod material;
+mod serve;
 
 pub use config::TlsSection;
+pub use connections::{ConnLimits, ConnectionsSection, MemberAddrs};
 pub use incoming::{ConnInfo, Incoming};
 pub use listener::Listener;
 pub use material::{ClientTls, ServerTls};
+pub use serve::serve_http;
 
 /// Why TLS material could not be used. Never retryable: the files must be
 /// fixed. `field` names the configuration field at fault.

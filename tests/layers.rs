@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("raft", 1, "types"),
     ("clock", 1, "clock"),
     ("text", 1, "types"),
+    ("log_limit", 1, "clock"),
     ("backoff", 1, "clock"),
     ("metrics", 1, "types"),
     ("tls", 2, "tls"),

@@ -235,6 +235,16 @@ fn a_decode_budget_that_cannot_hold_the_largest_request_is_refused_by_name() {
             "0",
             "ingest.limits.max_value_depth",
         ),
+        (
+            "OTELRAFT_CONNECTIONS__MEMBER_RESERVE",
+            "5000",
+            "connections.member_reserve",
+        ),
+        (
+            "OTELRAFT_CONNECTIONS__HEADER_READ_TIMEOUT_MS",
+            "0",
+            "connections.header_read_timeout_ms",
+        ),
     ] {
         let err =
             NodeConfig::from_toml_and_env(MINIMAL, "t", env(&[(key, value)])).expect_err("refused");

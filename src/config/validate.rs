@@ -163,6 +163,31 @@ impl NodeConfig {
                 return Err(ConfigError::field(field, "must be positive"));
             }
         }
+        let c = &self.connections;
+        if c.max_per_listener <= c.member_reserve {
+            return Err(ConfigError::field(
+                "connections.member_reserve",
+                "must be below connections.max_per_listener, or no client could ever connect",
+            ));
+        }
+        for (field, value) in [
+            ("connections.max_per_client", c.max_per_client as u64),
+            (
+                "connections.header_read_timeout_ms",
+                c.header_read_timeout_ms,
+            ),
+            ("connections.body_timeout_ms", c.body_timeout_ms),
+            ("connections.request_timeout_ms", c.request_timeout_ms),
+            (
+                "connections.max_streams_per_connection",
+                u64::from(c.max_streams_per_connection),
+            ),
+            ("connections.keepalive_interval_ms", c.keepalive_interval_ms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::field(field, "must be positive"));
+            }
+        }
         if self.auth.enabled && !self.tls.enabled {
             return Err(ConfigError::field(
                 "auth.enabled",

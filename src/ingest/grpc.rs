@@ -36,7 +36,12 @@ pub async fn serve_grpc(
 ) -> Result<(), IngestError> {
     let local = listener.local_addr();
     info!(%local, "OTLP/gRPC receiver listening");
+    let c = &ingest.settings.connections;
     Server::builder()
+        .timeout(c.request_timeout())
+        .max_concurrent_streams(Some(c.max_streams_per_connection))
+        .http2_keepalive_interval(Some(c.keepalive_interval()))
+        .http2_keepalive_timeout(Some(c.keepalive_interval()))
         .serve_with_incoming_shutdown(grpc_routes(ingest), listener.into_stream(), shutdown)
         .await?;
     Ok(())

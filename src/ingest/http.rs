@@ -43,20 +43,42 @@ pub async fn serve_http(
 ) -> Result<(), IngestError> {
     let local = listener.local_addr();
     info!(%local, "OTLP/HTTP receiver listening");
-    axum::serve(listener, http_router(ingest))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let connections = ingest.settings.connections.clone();
+    crate::tls::serve_http(listener, http_router(ingest), &connections, shutdown).await?;
     Ok(())
 }
 
 /// The OTLP/HTTP routes, without a listener, so tests and embedding servers
 /// can mount or drive them directly.
 pub fn http_router(ingest: Arc<Ingest>) -> Router {
+    let limit = axum::middleware::from_fn_with_state(ingest.clone(), limit_duration);
     Router::new()
         .route("/v1/logs", post(export::<ExportLogsServiceRequest>))
         .route("/v1/metrics", post(export::<ExportMetricsServiceRequest>))
         .route("/v1/traces", post(export::<ExportTraceServiceRequest>))
+        .layer(limit)
         .with_state(ingest)
+}
+
+/// Answers a request that outlives `connections.request_timeout_ms` with
+/// 503 and a retry hint; the request may still commit, as after a commit
+/// timeout.
+async fn limit_duration(
+    State(ingest): State<Arc<Ingest>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let limit = ingest.settings.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let error = IngestError::Submit(SubmitError::Internal(format!(
+                "the request took longer than connections.request_timeout_ms ({} ms); its outcome is unknown",
+                limit.as_millis()
+            )));
+            error_response(&error, Format::Json)
+        }
+    }
 }
 
 async fn export<T: OtlpRequest>(
@@ -99,14 +121,32 @@ async fn receive<T: OtlpRequest>(
     let limit = ingest.settings.max_request_bytes;
     let declared = header(headers, CONTENT_LENGTH)?.and_then(|v| v.trim().parse::<u64>().ok());
     let mut reservation = ingest.admission.reservation();
-    let raw = read_body(body, declared, limit, &mut reservation).await?;
+    let deadline = ingest.settings.body_timeout;
+    let raw = read_body(body, declared, limit, deadline, &mut reservation).await?;
     ingest.decode::<T>(raw, format, coding, reservation).await
 }
 
-/// Collects the raw body, refusing as soon as it passes `limit` (and before
-/// reading anything when `Content-Length` already says so). Each chunk is
-/// reserved before it is kept.
+/// Collects the raw body within `deadline`, refusing as soon as it passes
+/// `limit` (and before reading anything when `Content-Length` already says
+/// so). Each chunk is reserved before it is kept.
 pub(crate) async fn read_body(
+    body: Body,
+    declared: Option<u64>,
+    limit: usize,
+    deadline: std::time::Duration,
+    reservation: &mut Reservation,
+) -> Result<Bytes, IngestError> {
+    tokio::time::timeout(deadline, read_all(body, declared, limit, reservation))
+        .await
+        .map_err(|_| {
+            IngestError::Body(format!(
+                "the body did not arrive within connections.body_timeout_ms ({} ms)",
+                deadline.as_millis()
+            ))
+        })?
+}
+
+async fn read_all(
     body: Body,
     declared: Option<u64>,
     limit: usize,

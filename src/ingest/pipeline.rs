@@ -164,14 +164,24 @@ impl Ingest {
             .ingest_records_refused
             .get_or_create(&labels)
             .inc_by(records);
-        warn!(
-            signal = signal.name(),
-            records,
-            reason = error.reason(),
-            retryable = error.retryable(),
-            error = %error.short_text(),
-            "export request refused"
-        );
+        let limiter = self
+            .refusal_logs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(error.reason())
+            .or_default()
+            .clone();
+        if let Some(suppressed) = limiter.allow() {
+            warn!(
+                signal = signal.name(),
+                records,
+                reason = error.reason(),
+                retryable = error.retryable(),
+                error = %error.short_text(),
+                suppressed,
+                "export request refused"
+            );
+        }
         error
     }
 }

@@ -89,6 +89,7 @@ impl TestServer {
     pub(crate) async fn start_with(protocol: Protocol, settings: IngestSettings) -> TestServer {
         let handler = Arc::new(RecordingHandler::default());
         let metrics = Arc::new(Metrics::new());
+        let limits = crate::tls::ConnLimits::from_section(&settings.connections, None);
         let ingest = Arc::new(Ingest::new(handler.clone(), settings, metrics.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -98,11 +99,11 @@ impl TestServer {
         };
         let task = match protocol {
             Protocol::Http => {
-                let incoming = Incoming::plain(listener, Listener::OtlpHttp).unwrap();
+                let incoming = Incoming::new(listener, Listener::OtlpHttp, None, limits).unwrap();
                 tokio::spawn(super::serve_http(incoming, ingest, stop))
             }
             Protocol::Grpc => {
-                let incoming = Incoming::plain(listener, Listener::OtlpGrpc).unwrap();
+                let incoming = Incoming::new(listener, Listener::OtlpGrpc, None, limits).unwrap();
                 tokio::spawn(super::serve_grpc(incoming, ingest, stop))
             }
         };

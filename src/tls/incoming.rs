@@ -8,20 +8,21 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::connections::{ConnGuard, ConnLimits, ConnTable, Refusal};
 use super::identity;
 use super::material::ServerTls;
 use super::Listener;
+use crate::log_limit::LogLimiter;
 
 /// Handshakes in progress per listener; a connection beyond it is closed
 /// at once (the accept loop never waits for a slot).
@@ -60,6 +61,16 @@ enum Io {
 pub struct Conn {
     io: Io,
     info: ConnInfo,
+    /// Counts this connection against its listener and client until the
+    /// server drops it.
+    _slot: ConnGuard,
+}
+
+impl Conn {
+    /// What the server may know about this connection.
+    pub fn info(&self) -> &ConnInfo {
+        &self.info
+    }
 }
 
 impl AsyncRead for Conn {
@@ -146,15 +157,18 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    /// Starts accepting on `listener` for `kind`, with TLS if `tls` is set.
+    /// Starts accepting on `listener` for `kind`, with TLS if `tls` is set,
+    /// keeping at most what `limits` allows established.
     pub fn new(
         listener: TcpListener,
         kind: Listener,
         tls: Option<Arc<ServerTls>>,
+        limits: ConnLimits,
     ) -> io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(READY_QUEUE);
-        let task = tokio::spawn(accept_loop(listener, kind, tls, tx));
+        let table = ConnTable::new(limits);
+        let task = tokio::spawn(accept_loop(listener, kind, tls, table, tx));
         Ok(Incoming {
             ready,
             local,
@@ -162,14 +176,19 @@ impl Incoming {
         })
     }
 
-    /// Plain TCP (tests and TLS-off nodes).
+    /// Plain TCP with the default caps (tests).
     pub fn plain(listener: TcpListener, kind: Listener) -> io::Result<Self> {
-        Self::new(listener, kind, None)
+        Self::new(listener, kind, None, ConnLimits::default())
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The next ready connection; `None` once the accept loop has ended.
+    pub async fn next(&mut self) -> Option<Conn> {
+        self.ready.recv().await
     }
 
     /// The connections as a stream, for tonic's `serve_with_incoming`.
@@ -205,10 +224,17 @@ async fn accept_loop(
     listener: TcpListener,
     kind: Listener,
     tls: Option<Arc<ServerTls>>,
+    table: Arc<ConnTable>,
     ready: mpsc::Sender<Conn>,
 ) {
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    let per_ip = Arc::new(PerIp::default());
+    // Handshakes in progress: per listener and per client, like
+    // established connections.
+    let handshakes = ConnTable::new(ConnLimits {
+        max: MAX_HANDSHAKES,
+        per_client: MAX_HANDSHAKES_PER_IP,
+        member_reserve: 0,
+        members: Default::default(),
+    });
     let logs = Arc::new(Logs::default());
     loop {
         let (tcp, remote) = match listener.accept().await {
@@ -223,6 +249,25 @@ async fn accept_loop(
                 continue;
             }
         };
+        let slot = match ConnTable::enter(&table, remote.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                if let Some(suppressed) = logs.full.allow() {
+                    let cap = match refusal {
+                        Refusal::Listener => "connections.max_per_listener",
+                        Refusal::Client => "connections.max_per_client",
+                    };
+                    tracing::warn!(
+                        listener = kind.label(),
+                        %remote,
+                        cap,
+                        suppressed,
+                        "connection limit reached; connection closed"
+                    );
+                }
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let Some(tls) = tls.clone() else {
             let conn = Conn {
@@ -232,16 +277,15 @@ async fn accept_loop(
                     node: None,
                     tls: false,
                 },
+                _slot: slot,
             };
             if ready.send(conn).await.is_err() {
                 return;
             }
             continue;
         };
-        let (Ok(permit), Some(slot)) = (
-            handshakes.clone().try_acquire_owned(),
-            PerIp::enter(&per_ip, remote.ip()),
-        ) else {
+        let conn_slot = slot;
+        let Ok(handshake_slot) = ConnTable::enter(&handshakes, remote.ip()) else {
             if let Some(suppressed) = logs.busy.allow() {
                 tracing::warn!(
                     listener = kind.label(),
@@ -255,11 +299,10 @@ async fn accept_loop(
         let ready = ready.clone();
         let logs = logs.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            let _slot = slot;
+            let _handshake_slot = handshake_slot;
             let outcome = tokio::time::timeout(
                 tls.handshake_timeout,
-                handshake(tcp, remote, kind, &tls, &logs),
+                handshake(tcp, remote, kind, &tls, &logs, conn_slot),
             )
             .await;
             match outcome {
@@ -283,6 +326,7 @@ async fn handshake(
     kind: Listener,
     tls: &ServerTls,
     logs: &Logs,
+    slot: ConnGuard,
 ) -> Option<Conn> {
     let mut first = [0u8; 1];
     match tokio::time::timeout(FIRST_BYTE_TIMEOUT, tcp.peek(&mut first)).await {
@@ -326,6 +370,7 @@ async fn handshake(
                     node,
                     tls: true,
                 },
+                _slot: slot,
             })
         }
         Err(e) => {
@@ -354,78 +399,13 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
-/// Handshakes in progress per client address.
-#[derive(Default)]
-struct PerIp {
-    counts: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
-}
-
-/// One handshake counted against its address until dropped.
-struct PerIpSlot {
-    table: Arc<PerIp>,
-    ip: std::net::IpAddr,
-}
-
-impl PerIp {
-    fn enter(table: &Arc<PerIp>, ip: std::net::IpAddr) -> Option<PerIpSlot> {
-        let mut counts = table
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = counts.entry(ip).or_insert(0);
-        if *count >= MAX_HANDSHAKES_PER_IP {
-            return None;
-        }
-        *count += 1;
-        Some(PerIpSlot {
-            table: table.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for PerIpSlot {
-    fn drop(&mut self) {
-        let mut counts = self
-            .table
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// The rate-limited warnings of one listener: anyone who can connect can
 /// cause them, so each kind is logged at most once per second.
 #[derive(Default)]
 struct Logs {
     accept: LogLimiter,
+    full: LogLimiter,
     busy: LogLimiter,
     plaintext: LogLimiter,
     handshake: LogLimiter,
-}
-
-/// At most one log line per second; says how many were suppressed.
-#[derive(Default)]
-struct LogLimiter {
-    last_second: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl LogLimiter {
-    fn allow(&self) -> Option<u64> {
-        let now = crate::clock::since_epoch().as_secs();
-        let last = self.last_second.swap(now, Ordering::Relaxed);
-        if last == now {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            None
-        } else {
-            Some(self.suppressed.swap(0, Ordering::Relaxed))
-        }
-    }
 }

@@ -162,9 +162,13 @@ impl LokiReceiver {
             .expect("bind loki receiver");
         let addr = listener.local_addr().expect("loki receiver address");
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let incoming =
-            otelraft::tls::Incoming::new(listener, otelraft::tls::Listener::OtlpHttp, tls)
-                .expect("loki receiver listener");
+        let incoming = otelraft::tls::Incoming::new(
+            listener,
+            otelraft::tls::Listener::OtlpHttp,
+            tls,
+            otelraft::tls::ConnLimits::default(),
+        )
+        .expect("loki receiver listener");
         tokio::spawn(async move {
             let _ = axum::serve(incoming, app).await;
         });

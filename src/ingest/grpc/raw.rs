@@ -47,7 +47,8 @@ pub(crate) async fn admit(
     let (mut parts, body) = request.into_parts();
     let mut reservation = ingest.admission.reservation();
     let limit = ingest.settings.max_request_bytes + FRAME_HEADER;
-    let raw = match read_body(body, None, limit, &mut reservation).await {
+    let deadline = ingest.settings.body_timeout;
+    let raw = match read_body(body, None, limit, deadline, &mut reservation).await {
         Ok(raw) => raw,
         Err(e) => return to_status(&ingest.refuse(signal, 0, e)).into_http(),
     };

@@ -520,9 +520,11 @@ async fn streamed_body_without_length_is_cut_at_the_limit() {
     let chunks = (0..10).map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![0u8; 1000])));
     let body = axum::body::Body::from_stream(futures::stream::iter(chunks));
     let admission = crate::ingest::admission::Admission::new(1 << 20, 1, Duration::from_secs(1));
-    let err = crate::ingest::http::read_body(body, None, 4500, &mut admission.reservation())
-        .await
-        .unwrap_err();
+    let deadline = Duration::from_secs(10);
+    let err =
+        crate::ingest::http::read_body(body, None, 4500, deadline, &mut admission.reservation())
+            .await
+            .unwrap_err();
     assert!(
         matches!(
             err,
@@ -585,4 +587,128 @@ async fn more_records_than_the_limit_are_refused_as_invalid() {
     assert!(response.text().await.unwrap().contains("max_records"));
     assert!(server.handler.submitted().is_empty());
     server.stop().await;
+}
+
+/// A server with short connection timeouts and room for two connections
+/// per client.
+async fn strict_server() -> TestServer {
+    strict_server_with(300).await
+}
+
+async fn strict_server_with(header_read_timeout_ms: u64) -> TestServer {
+    let mut settings = crate::ingest::tests::settings(LIMIT);
+    settings.connections.header_read_timeout_ms = header_read_timeout_ms;
+    settings.connections.max_per_client = 2;
+    settings.body_timeout = Duration::from_millis(300);
+    TestServer::start_with(Protocol::Http, settings).await
+}
+
+/// Reads until the server closes the connection (or 10 s pass); returns
+/// what it sent.
+async fn until_closed(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&got).into_owned())
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::AsyncWriteExt;
+    let server = strict_server().await;
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-pro")
+        .await
+        .unwrap();
+    assert!(
+        until_closed(&mut slow).await.is_some(),
+        "still open after 10 s"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    use tokio::io::AsyncWriteExt;
+    let server = strict_server().await;
+    let mut idle = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let body = fixtures::logs(1).encode_to_vec();
+    let head = format!(
+        "POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    idle.write_all(head.as_bytes()).await.unwrap();
+    idle.write_all(&body).await.unwrap();
+    let answer = until_closed(&mut idle).await.expect("closed within 10 s");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(server.handler.submitted().len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_in_is_refused_after_the_body_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let server = strict_server().await;
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(
+        b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 1000\r\n\r\nabc",
+    )
+    .await
+    .unwrap();
+    let answer = until_closed(&mut slow).await.expect("answered within 10 s");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("connections.body_timeout_ms"), "{answer}");
+    assert!(server.handler.submitted().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_client_cannot_hold_more_connections_than_its_share() {
+    // Headers may take a minute: a close within 10 s is the cap's doing.
+    let server = strict_server_with(60_000).await;
+    let mut a = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let _b = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // Let the accept loop count both before the third arrives.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let answer = until_closed(&mut third).await.expect("closed");
+    assert!(answer.is_empty(), "{answer}");
+    // The first two are still served, and once one goes, a new one fits.
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0u8; 1];
+    let still_open = tokio::time::timeout(Duration::from_millis(200), a.read(&mut byte)).await;
+    assert!(still_open.is_err(), "the first connection was closed too");
+    drop(a);
+    assert!(
+        wait_until_accepted(server.addr).await,
+        "a freed slot was not reused"
+    );
+    server.stop().await;
+}
+
+/// Whether a new connection to `addr` stays open for a moment, trying for
+/// up to 10 s (the server counts a closed connection out asynchronously).
+async fn wait_until_accepted(addr: std::net::SocketAddr) -> bool {
+    use tokio::io::AsyncReadExt;
+    for _ in 0..50 {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut byte = [0u8; 1];
+        if tokio::time::timeout(Duration::from_millis(200), conn.read(&mut byte))
+            .await
+            .is_err()
+        {
+            return true;
+        }
+    }
+    false
 }
