@@ -38,6 +38,8 @@ mod rpc_status;
 mod shape;
 mod validate;
 
+#[cfg(fuzzing)]
+pub mod fuzzing;
 #[cfg(test)]
 mod tests;
 

@@ -417,7 +417,10 @@ impl Archiver {
 
     async fn get(&self, key: &object_store::path::Path) -> Result<Bytes, ArchiveError> {
         let outcome = match self.archive.store.get(key).await {
-            Ok(r) => r.bytes().await,
+            Ok(r) => {
+                super::store::check_object_size(key.as_ref(), r.meta.size)?;
+                r.bytes().await
+            }
             Err(e) => Err(e),
         };
         count_request(self.node.metrics(), "get", &outcome);

@@ -8,6 +8,7 @@ use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
+use super::block::MAX_UNCOMPRESSED_LEN;
 use super::ArchiveError;
 use crate::backoff::Backoff;
 use crate::config::archive::ArchiveConfig;
@@ -24,6 +25,22 @@ pub struct Archive {
     pub location: String,
 }
 
+/// Largest object the archive reads: a block's body is at most
+/// [`MAX_UNCOMPRESSED_LEN`] and zstd never grows it by more than a little,
+/// so anything larger is not a block of ours and is not downloaded.
+pub const MAX_OBJECT_BYTES: u64 = MAX_UNCOMPRESSED_LEN + (1 << 20);
+
+/// Refuses, before reading it, an object too large to be a block.
+pub(crate) fn check_object_size(key: &str, size: u64) -> Result<(), ArchiveError> {
+    if size > MAX_OBJECT_BYTES {
+        return Err(ArchiveError::Block {
+            key: key.to_string(),
+            source: super::block::BlockError::TooLarge(size),
+        });
+    }
+    Ok(())
+}
+
 impl Archive {
     /// Downloads the object at `key`; `None` if there is none (retention may
     /// delete old blocks while a reader runs).
@@ -31,7 +48,10 @@ impl Archive {
         use object_store::ObjectStoreExt;
         let path = object_store::path::Path::from(key);
         let got = match self.store.get(&path).await {
-            Ok(got) => got.bytes().await,
+            Ok(got) => {
+                check_object_size(key, got.meta.size)?;
+                got.bytes().await
+            }
             Err(e) => Err(e),
         };
         match got {
@@ -148,4 +168,29 @@ pub(crate) fn retry_backoff(config: &ArchiveConfig) -> Backoff {
         Duration::from_millis(config.retry_initial_ms),
         Duration::from_millis(config.retry_max_ms),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_object_too_large_to_be_a_block_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let archive = Archive {
+            store: Arc::new(store),
+            prefix: String::new(),
+            location: "test".into(),
+        };
+        // A sparse file: its size is what the store reports, nothing is
+        // written, and reading it would take over a GiB.
+        let file = std::fs::File::create(dir.path().join("huge")).unwrap();
+        file.set_len(MAX_OBJECT_BYTES + 1).unwrap();
+        let err = archive.get_if_present("huge").await.unwrap_err();
+        assert!(matches!(err, ArchiveError::Block { .. }), "{err}");
+        std::fs::write(dir.path().join("small"), b"abc").unwrap();
+        let got = archive.get_if_present("small").await.unwrap();
+        assert_eq!(got.as_deref(), Some(&b"abc"[..]));
+    }
 }

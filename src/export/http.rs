@@ -13,6 +13,10 @@ use crate::config::sink::{sink_authorization, sink_roots, SinkConfig};
 
 /// Longest part of a refusal body kept for logs and dead letters.
 const MAX_BODY_CHARS: usize = 512;
+/// Most of a refusal body read off the wire; the rest is never read.
+const MAX_REFUSAL_READ_BYTES: usize = 4096;
+/// Largest read-back (query API) response accepted.
+pub const MAX_QUERY_RESPONSE_BYTES: usize = 16 << 20;
 
 /// How a sink answered one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,7 +116,7 @@ impl HttpService {
         let verdict = self.policy.classify(status, retry_after);
         let text = match verdict {
             Verdict::Done => String::new(),
-            _ => truncate(resp.text().await.unwrap_or_default()),
+            _ => refusal_text(resp).await,
         };
         match verdict {
             Verdict::Done => Ok(Answer::Accepted),
@@ -144,17 +148,26 @@ impl HttpService {
             .map_err(|e| self.unavailable(e, None))?;
         let status = resp.status();
         if !status.is_success() {
-            let text = truncate(resp.text().await.unwrap_or_default());
+            let text = refusal_text(resp).await;
             return Err(ExportError::Unavailable {
                 sink: self.sink.clone(),
                 message: format!("GET {url}: HTTP {}: {text}", status.as_u16()),
                 retry_after: None,
             });
         }
-        resp.json().await.map_err(|e| ExportError::Protocol {
+        let protocol = |message: String| ExportError::Protocol {
             sink: self.sink.clone(),
-            message: format!("GET {url}: {e}"),
-        })
+            message: format!("GET {url}: {message}"),
+        };
+        let (body, complete) = read_capped(resp, MAX_QUERY_RESPONSE_BYTES)
+            .await
+            .map_err(|e| self.unavailable(e, None))?;
+        if !complete {
+            return Err(protocol(format!(
+                "response over {MAX_QUERY_RESPONSE_BYTES} bytes"
+            )));
+        }
+        serde_json::from_slice(&body).map_err(|e| protocol(e.to_string()))
     }
 
     fn unavailable(&self, e: reqwest::Error, retry_after: Option<Duration>) -> ExportError {
@@ -166,9 +179,97 @@ impl HttpService {
     }
 }
 
+/// Reads at most `cap` bytes of a response body; `true` when that was all
+/// of it. The rest is never read, so an endless body costs `cap` bytes.
+async fn read_capped(
+    mut resp: reqwest::Response,
+    cap: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > cap {
+            body.extend_from_slice(&chunk[..cap - body.len()]);
+            return Ok((body, false));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, true))
+}
+
+/// The start of a refusal's body, for logs and dead letters.
+async fn refusal_text(resp: reqwest::Response) -> String {
+    match read_capped(resp, MAX_REFUSAL_READ_BYTES).await {
+        Ok((body, _)) => truncate(String::from_utf8_lossy(&body).into_owned()),
+        Err(_) => String::new(),
+    }
+}
+
 fn truncate(mut s: String) -> String {
     if let Some((cut, _)) = s.char_indices().nth(MAX_BODY_CHARS) {
         s.truncate(cut);
     }
     s.trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink that answers `status` with a body that never ends.
+    async fn endless_sink(status: u16) -> String {
+        use axum::body::Body;
+        let app = axum::Router::new().fallback(move || async move {
+            let chunks = futures::stream::repeat_with(|| {
+                Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 64 << 10]))
+            });
+            axum::response::Response::builder()
+                .status(status)
+                .body(Body::from_stream(chunks))
+                .expect("response")
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/")
+    }
+
+    fn service(endpoint: &str) -> HttpService {
+        let config: SinkConfig = toml::from_str(&format!(
+            "kind = \"prometheus_remote_write\"\nendpoint = \"{endpoint}\"\ntimeout_ms = 600000\n"
+        ))
+        .unwrap();
+        HttpService::new("s", &config).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_endless_refusal_body_is_read_only_as_far_as_it_is_quoted() {
+        let endpoint = endless_sink(400).await;
+        let answer = tokio::time::timeout(
+            Duration::from_secs(30),
+            service(&endpoint).post(Bytes::from_static(b"x"), &[]),
+        )
+        .await
+        .expect("answered long before the sink's timeout")
+        .unwrap();
+        match answer {
+            Answer::Refused { status, message } => {
+                assert_eq!(status, 400);
+                assert_eq!(message.len(), MAX_BODY_CHARS);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endless_read_back_is_refused_at_its_cap() {
+        let endpoint = endless_sink(200).await;
+        let err = tokio::time::timeout(
+            Duration::from_secs(30),
+            service(&endpoint).get_json(&endpoint, &[]),
+        )
+        .await
+        .expect("answered long before the sink's timeout")
+        .unwrap_err();
+        assert!(err.to_string().contains("response over"), "{err}");
+    }
 }
