@@ -228,6 +228,10 @@ pub struct PeerSection {
     /// Entry bytes one AppendEntries carries at most (always at least one
     /// entry); a lagging follower catches up in messages of this size.
     pub max_append_bytes: usize,
+    /// Bytes of a snapshot a follower accepts (it holds the whole snapshot
+    /// in memory while installing it). The replicated state must stay
+    /// below it for a lagging follower to catch up by snapshot.
+    pub max_snapshot_bytes: usize,
 }
 
 impl Default for PeerSection {
@@ -237,6 +241,7 @@ impl Default for PeerSection {
             rpc_timeout_ms: 2_000,
             max_message_bytes: 1 << 30,
             max_append_bytes: 64 << 20,
+            max_snapshot_bytes: 1 << 30,
         }
     }
 }

@@ -245,6 +245,11 @@ fn a_decode_budget_that_cannot_hold_the_largest_request_is_refused_by_name() {
             "0",
             "connections.header_read_timeout_ms",
         ),
+        (
+            "OTELRAFT_PEER__MAX_SNAPSHOT_BYTES",
+            "0",
+            "peer.max_snapshot_bytes",
+        ),
     ] {
         let err =
             NodeConfig::from_toml_and_env(MINIMAL, "t", env(&[(key, value)])).expect_err("refused");

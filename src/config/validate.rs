@@ -111,6 +111,12 @@ impl NodeConfig {
                 "must be positive, and peer.max_message_bytes must exceed it by at least 1 MiB of framing",
             ));
         }
+        if p.max_snapshot_bytes == 0 {
+            return Err(ConfigError::field(
+                "peer.max_snapshot_bytes",
+                "must be positive",
+            ));
+        }
         if self.cluster.bootstrap {
             if self.cluster.initial_members.is_empty() {
                 return Err(ConfigError::field(

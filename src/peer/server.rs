@@ -203,13 +203,11 @@ impl Peer for PeerService {
         let leader = vote.leader_id().node_id;
         authorize(&self.node, &probe, PeerCall::Replicate { leader })?;
         let meta: SnapshotMeta = parse("snapshot meta", &first.meta_json)?;
-        let mut data = BytesMut::from(&first.data[..]);
-        while let Some(chunk) = stream.next().await {
-            data.extend_from_slice(&chunk?.data);
-        }
+        let cap = self.node.config().peer.max_snapshot_bytes;
+        let data = collect_snapshot(first.data, stream, cap).await?;
         let snapshot = Snapshot {
             meta,
-            snapshot: data.freeze(),
+            snapshot: data,
         };
         let resp = self
             .node
@@ -252,5 +250,64 @@ impl Peer for PeerService {
             .await
             .map_err(|e| submit_status(&e))?;
         Ok(Response::new(pb::peer::ForwardReply { log_index }))
+    }
+}
+
+/// The snapshot's bytes: `first`, then every chunk's, refused with
+/// RESOURCE_EXHAUSTED as soon as they pass `cap` (`peer.max_snapshot_bytes`).
+async fn collect_snapshot<S>(first: Bytes, mut rest: S, cap: usize) -> Result<Bytes, Status>
+where
+    S: futures::Stream<Item = Result<pb::peer::SnapshotChunk, Status>> + Unpin,
+{
+    let too_large = || {
+        Status::resource_exhausted(format!(
+            "snapshot exceeds peer.max_snapshot_bytes ({cap} bytes)"
+        ))
+    };
+    if first.len() > cap {
+        return Err(too_large());
+    }
+    let mut data = BytesMut::from(&first[..]);
+    while let Some(chunk) = rest.next().await {
+        let chunk = chunk?;
+        if data.len() + chunk.data.len() > cap {
+            return Err(too_large());
+        }
+        data.extend_from_slice(&chunk.data);
+    }
+    Ok(data.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(
+        n: usize,
+        size: usize,
+    ) -> impl futures::Stream<Item = Result<pb::peer::SnapshotChunk, Status>> + Unpin {
+        futures::stream::iter((0..n).map(move |_| {
+            Ok(pb::peer::SnapshotChunk {
+                data: Bytes::from(vec![1u8; size]),
+                ..Default::default()
+            })
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_over_the_cap_is_refused_before_it_is_all_held() {
+        let data = collect_snapshot(Bytes::from_static(b"ab"), chunks(3, 10), 32)
+            .await
+            .unwrap();
+        assert_eq!(data.len(), 32);
+        let err = collect_snapshot(Bytes::from_static(b"ab"), chunks(1_000_000, 10), 100)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            err.message().contains("peer.max_snapshot_bytes"),
+            "{}",
+            err.message()
+        );
     }
 }
