@@ -309,3 +309,136 @@ async fn decode_bombs_over_both_transports_leave_every_node_within_its_memory_bo
         .wait_all_reach("logs", acked + 1, Duration::from_secs(30))
         .await;
 }
+
+/// The cluster with a short header-read and body timeout, so that held
+/// connections are seen being closed within the test.
+async fn impatient_cluster() -> TestCluster {
+    TestCluster::start(Options {
+        nodes: 3,
+        env: vec![
+            (
+                "OTELRAFT_CONNECTIONS__HEADER_READ_TIMEOUT_MS".into(),
+                "2000".into(),
+            ),
+            (
+                "OTELRAFT_CONNECTIONS__BODY_TIMEOUT_MS".into(),
+                "2000".into(),
+            ),
+            ("OTELRAFT_CONNECTIONS__MAX_PER_CLIENT".into(), "300".into()),
+        ],
+        ..Default::default()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_headers_and_bodies_on_many_connections_are_dropped_while_a_steady_writer_goes_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cluster = impatient_cluster().await;
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let writer = SteadyWriter::start(&cluster);
+    let target = cluster.nodes[0].http.clone();
+    // 200 connections that never finish their headers, 100 that never
+    // finish their bodies, and 50 more than this client's share.
+    let mut held = Vec::new();
+    for i in 0..350 {
+        let Ok(mut conn) = tokio::net::TcpStream::connect(&target).await else {
+            continue;
+        };
+        let start: &[u8] = if i < 200 {
+            b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Ty"
+        } else {
+            b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 100000\r\n\r\nabc"
+        };
+        let _ = conn.write_all(start).await;
+        held.push(conn);
+    }
+    // Every held connection is closed by the node: by the timeouts, or at
+    // once for those over the client's share.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let total = held.len();
+    while !held.is_empty() && Instant::now() < deadline {
+        let mut open = Vec::new();
+        for mut conn in held.drain(..) {
+            let mut buf = [0u8; 512];
+            match tokio::time::timeout(Duration::from_millis(20), conn.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {}
+                // An answer (the slow bodies get a 400), or nothing yet.
+                Ok(Ok(_)) | Err(_) => open.push(conn),
+            }
+        }
+        held = open;
+        if !held.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert!(
+        held.is_empty(),
+        "{} of {total} held connections still open after 30 s",
+        held.len()
+    );
+    let (acked, slowest) = writer.finish().await;
+    eprintln!("steady writer: {acked} requests acknowledged, slowest in {slowest:?}");
+    assert!(acked > 0);
+    assert!(slowest < Duration::from_secs(10), "slowest ack {slowest:?}");
+    for node in &cluster.nodes {
+        assert!(node.is_running(), "node {} died", node.id);
+    }
+    cluster
+        .wait_all_reach("logs", acked, Duration::from_secs(30))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spoofed_export_marker_is_refused_at_ingest() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric::Data, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics,
+        ScopeMetrics,
+    };
+    let cluster = impatient_cluster().await;
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let marker = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "otelraft_export_cursor".into(),
+                    data: Some(Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint {
+                            attributes: vec![KeyValue {
+                                key: "otelraft_sink".into(),
+                                value: Some(AnyValue {
+                                    value: Some(Value::StringValue("prom".into())),
+                                }),
+                                ..Default::default()
+                            }],
+                            time_unix_nano: 1,
+                            value: Some(number_data_point::Value::AsDouble(1e12)),
+                            ..Default::default()
+                        }],
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/metrics", cluster.nodes[1].http_url()))
+        .header("content-type", "application/x-protobuf")
+        .body(marker.encode_to_vec())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status().as_u16(), 400);
+    let body = response.bytes().await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("reserved"), "{text}");
+    assert_eq!(
+        cluster.nodes[1].committed_records("metrics").await,
+        Some(0),
+        "the spoofed marker was committed"
+    );
+}
