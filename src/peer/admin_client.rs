@@ -16,6 +16,10 @@ pub struct ErrorBody {
 }
 
 /// Why an admin call failed on the client side.
+/// The largest admin API reply read (status, membership and drain
+/// replies are a few kB).
+pub const MAX_REPLY_BYTES: usize = 64 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The request could not be sent or the reply not read.
@@ -138,15 +142,27 @@ impl AdminClient {
         }
     }
 
-    async fn decode<T: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T, ClientError> {
+    async fn decode<T: DeserializeOwned>(
+        &self,
+        mut resp: reqwest::Response,
+    ) -> Result<T, ClientError> {
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
+        // Read at most MAX_REPLY_BYTES: a member (or anything answering at
+        // its address) cannot make this process hold more.
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport(e))? {
+            if bytes.len() + chunk.len() > MAX_REPLY_BYTES {
+                return Err(self.transport(format!("the reply exceeds {MAX_REPLY_BYTES} bytes")));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         if status.is_success() {
             serde_json::from_slice(&bytes)
                 .map_err(|e| self.transport(format!("undecodable reply: {e}")))
         } else {
             let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
-                error: String::from_utf8_lossy(&bytes).trim().to_string(),
+                error: crate::text::excerpt(String::from_utf8_lossy(&bytes).trim(), 1024)
+                    .into_owned(),
                 retryable: status.is_server_error(),
             });
             Err(ClientError::Api {
@@ -179,5 +195,43 @@ impl AdminClient {
             .await
             .map_err(|e| self.transport(e))?;
         self.decode(resp).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An admin endpoint whose replies never end.
+    async fn endless(status: u16) -> String {
+        let app = axum::Router::new().fallback(move || async move {
+            let chunks = futures::stream::repeat_with(|| {
+                Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 1 << 20]))
+            });
+            axum::response::Response::builder()
+                .status(status)
+                .body(axum::body::Body::from_stream(chunks))
+                .expect("response")
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_reply_that_never_ends_is_refused_at_the_cap() {
+        for status in [200, 500] {
+            let client =
+                AdminClient::with_timeout(&endless(status).await, Duration::from_secs(600));
+            let err = tokio::time::timeout(
+                Duration::from_secs(60),
+                client.get_json::<serde_json::Value>("/admin/v1/status"),
+            )
+            .await
+            .expect("answered long before the client's timeout")
+            .unwrap_err();
+            assert!(err.to_string().contains("exceeds"), "{err}");
+        }
     }
 }
