@@ -73,7 +73,6 @@ pub(crate) fn scan_json(
                 let parent = depth.checked_sub(1).map(|d| stack[d]);
                 let key = last_string.take().filter(|_| after_colon);
                 if byte == b'{' {
-                    shape.messages += 1;
                     if matches!(parent, Some(Container::Array | Container::Records)) {
                         shape.heap_bytes += object_cost;
                     }
