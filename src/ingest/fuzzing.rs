@@ -8,7 +8,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use super::admission::Admission;
 use super::decode::{decode_body, Coding, DecodeLimits, Format};
-use super::request::OtlpRequest;
+use super::request::{check_encoded, OtlpRequest};
 use super::shape::scan_protobuf;
 use crate::config::IngestLimits;
 use crate::pb::log::Signal;
@@ -35,8 +35,9 @@ fn run<T: OtlpRequest>(format: Format, coding: Coding, bytes: &[u8]) {
     if reservation.grow(bytes.len() as u64, "body").is_err() {
         return;
     }
+    let limits_max_bytes = 16 << 20;
     let at = DecodeLimits {
-        max_bytes: 16 << 20,
+        max_bytes: limits_max_bytes,
         limits: &limits,
         reservation: &mut reservation,
         cancelled: &|| false,
@@ -50,8 +51,24 @@ fn run<T: OtlpRequest>(format: Format, coding: Coding, bytes: &[u8]) {
             .unwrap_or_else(|e| panic!("decoded, but the scan refuses it: {e}"));
         assert!(shape.records >= request.records());
     }
-    if request.validate(&limits).is_ok() {
-        request.label_resources("otelraft.node", "fuzz");
-        let _ = request.encode_to_vec();
+    let received = request.records();
+    let rejected = request.reject_invalid(&limits);
+    assert_eq!(received - rejected.records, request.records());
+    // What is left is valid: the leader's check of a forwarded write
+    // accepts it, labelled.
+    assert_eq!(request.reject_invalid(&limits), Default::default());
+    request.label_resources("otelraft.node", "fuzz");
+    let payload = request.encode_to_vec();
+    if request.records() > 0 && payload.len() <= limits_max_bytes {
+        assert_eq!(
+            check_encoded(
+                T::SIGNAL,
+                &payload,
+                request.records(),
+                limits_max_bytes,
+                &limits
+            ),
+            Ok(())
+        );
     }
 }

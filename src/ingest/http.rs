@@ -1,7 +1,8 @@
 //! OTLP/HTTP receiver: `POST /v1/logs`, `/v1/metrics`, `/v1/traces`.
 //!
-//! Answers follow OTLP/HTTP: 200 with an empty `Export*ServiceResponse` in
-//! the request's encoding; errors carry a `google.rpc.Status` body in the
+//! Answers follow OTLP/HTTP: 200 with an `Export*ServiceResponse` in the
+//! request's encoding (empty, or its `partial_success` when some items were
+//! refused); errors carry a `google.rpc.Status` body in the
 //! request's encoding (JSON when the content type itself was refused), and
 //! retryable errors (429/503) carry `Retry-After`.
 
@@ -29,6 +30,7 @@ use tracing::info;
 use super::admission::Reservation;
 use super::decode::{Coding, Format};
 use super::error::retry_secs;
+use super::pipeline::Accepted;
 use super::request::OtlpRequest;
 use super::rpc_status::RpcStatus;
 use super::{Ingest, IngestError, SubmitError};
@@ -104,7 +106,7 @@ async fn export<T: OtlpRequest>(
         Err(e) => return error_response(&ingest.refuse(T::SIGNAL, 0, e), format),
     };
     match ingest.accept(request, reservation, started).await {
-        Ok(_) => success(format),
+        Ok(accepted) => success::<T>(&accepted, format),
         Err(e) => error_response(&e, format),
     }
 }
@@ -188,12 +190,16 @@ fn header(headers: &HeaderMap, name: HeaderName) -> Result<Option<&str>, IngestE
     }
 }
 
-/// 200 with an empty `Export*ServiceResponse`: zero bytes in protobuf (every
-/// field is at its default), `{}` in JSON.
-fn success(format: Format) -> Response {
-    let body = match format {
-        Format::Protobuf => Bytes::new(),
-        Format::Json => Bytes::from_static(b"{}"),
+/// 200 with the `Export*ServiceResponse`: empty when everything was
+/// accepted (zero bytes in protobuf, `{}` in JSON), else its
+/// `partial_success`.
+fn success<T: OtlpRequest>(accepted: &Accepted, format: Format) -> Response {
+    let body = match (format, &accepted.partial) {
+        (Format::Protobuf, _) => Bytes::from(accepted.response::<T>().encode_to_vec()),
+        (Format::Json, None) => Bytes::from_static(b"{}"),
+        (Format::Json, Some(p)) => {
+            Bytes::from(T::partial_success_json(p.rejected, &p.message).to_string())
+        }
     };
     (
         StatusCode::OK,

@@ -11,8 +11,9 @@ use tracing::{debug, warn};
 
 use super::admission::Reservation;
 use super::decode::{decode_body, Coding, DecodeLimits, Format};
+use super::error::MAX_ERROR_TEXT_BYTES;
 use super::request::OtlpRequest;
-use super::{Ingest, IngestError, Receipt};
+use super::{Ingest, IngestError};
 use crate::metrics::{refusal, signal as signal_label};
 use crate::pb::log::{IngestRequest, Signal};
 
@@ -28,6 +29,30 @@ struct CancelOnDrop(Arc<AtomicBool>);
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What an accepted request got: committed (unless it held no records),
+/// with the part that was refused, if any.
+#[derive(Debug, Default)]
+pub(crate) struct Accepted {
+    pub partial: Option<Partial>,
+}
+
+/// OTLP's `partial_success`: how many records were refused, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Partial {
+    pub rejected: u64,
+    pub message: String,
+}
+
+impl Accepted {
+    /// The `Export*ServiceResponse` for this answer.
+    pub(crate) fn response<T: OtlpRequest>(&self) -> T::Response {
+        match &self.partial {
+            Some(p) => T::partial_success(p.rejected, p.message.clone()),
+            None => T::Response::default(),
+        }
     }
 }
 
@@ -75,26 +100,34 @@ impl Ingest {
     }
 
     /// Validates, labels, encodes and submits one decoded request; resolves
-    /// when the handler has committed or refused it. `Ok(None)` means the
-    /// request held no records and was answered without a submit.
+    /// when the handler has committed or refused it. Items that fail a check
+    /// are removed and the rest committed: the answer's `rejected` says how
+    /// many records went and why. A request with nothing valid left is
+    /// refused whole.
     pub(crate) async fn accept<T: OtlpRequest>(
         &self,
         mut request: T,
         mut reservation: Reservation,
         started: Instant,
-    ) -> Result<Option<Receipt>, IngestError> {
+    ) -> Result<Accepted, IngestError> {
         let signal = T::SIGNAL;
-        let records = request.records();
-        if let Err(problem) = request.validate(&self.settings.limits) {
-            return Err(self.refuse(signal, records, IngestError::Invalid(problem)));
-        }
+        let received = request.records();
+        let rejected = request.reject_invalid(&self.settings.limits);
+        let records = received - rejected.records;
+        let partial = match rejected.first {
+            Some(problem) if records == 0 => {
+                return Err(self.refuse(signal, received, IngestError::Invalid(problem)));
+            }
+            Some(problem) => Some(self.refuse_part(signal, rejected.records, received, problem)),
+            None => None,
+        };
         if records == 0 {
             // OTLP: an empty request is valid and succeeds; nothing to commit.
             debug!(
                 signal = signal.name(),
                 "empty export request acknowledged without submit"
             );
-            return Ok(None);
+            return Ok(Accepted::default());
         }
         let settings = &self.settings;
         request.label_resources(&settings.node_label_key, &settings.node_label_value);
@@ -137,7 +170,7 @@ impl Ingest {
                     log_index = receipt.log_index,
                     "export request committed"
                 );
-                Ok(Some(receipt))
+                Ok(Accepted { partial })
             }
             Err(e) => Err(self.refuse(signal, records, IngestError::Submit(e))),
         }
@@ -152,6 +185,45 @@ impl Ingest {
         }
     }
 
+    /// Counts and logs the refused part of a request that is otherwise
+    /// accepted; returns the answer's `partial_success`.
+    fn refuse_part(
+        &self,
+        signal: Signal,
+        rejected: u64,
+        received: u64,
+        problem: String,
+    ) -> Partial {
+        let labels = refusal(signal.name(), "invalid");
+        self.metrics
+            .ingest_records_refused
+            .get_or_create(&labels)
+            .inc_by(rejected);
+        let message = format!("{rejected} of {received} records rejected, the first: {problem}");
+        let message = crate::text::excerpt(&message, MAX_ERROR_TEXT_BYTES).into_owned();
+        if let Some(suppressed) = self.refusal_limiter("partly_invalid").allow() {
+            warn!(
+                signal = signal.name(),
+                rejected,
+                received,
+                error = %message,
+                suppressed,
+                "export request partly refused"
+            );
+        }
+        Partial { rejected, message }
+    }
+
+    /// The log limiter of one refusal reason.
+    fn refusal_limiter(&self, reason: &'static str) -> Arc<crate::log_limit::LogLimiter> {
+        self.refusal_logs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(reason)
+            .or_default()
+            .clone()
+    }
+
     /// Counts and logs a refusal, handing the error back for the answer.
     /// `records` is 0 when the request never decoded far enough to count.
     pub(crate) fn refuse(&self, signal: Signal, records: u64, error: IngestError) -> IngestError {
@@ -164,14 +236,7 @@ impl Ingest {
             .ingest_records_refused
             .get_or_create(&labels)
             .inc_by(records);
-        let limiter = self
-            .refusal_logs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(error.reason())
-            .or_default()
-            .clone();
-        if let Some(suppressed) = limiter.allow() {
+        if let Some(suppressed) = self.refusal_limiter(error.reason()).allow() {
             warn!(
                 signal = signal.name(),
                 records,

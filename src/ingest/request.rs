@@ -2,16 +2,17 @@
 //! generic path serves logs, metrics and traces.
 
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 
-use super::{resource, validate};
+use super::resource;
+use super::validate::{self, Rejected};
 use crate::config::IngestLimits;
 use crate::pb::log::Signal;
 
@@ -45,8 +46,14 @@ fn check<T: OtlpRequest>(
     records: u64,
     limits: &IngestLimits,
 ) -> Result<(), String> {
-    let request = T::decode(payload).map_err(|e| format!("not an {}: {e}", T::TYPE_NAME))?;
-    request.validate(limits)?;
+    let mut request = T::decode(payload).map_err(|e| format!("not an {}: {e}", T::TYPE_NAME))?;
+    // The receiver added its node label to every resource after its own
+    // check: one attribute more than the client sent is the receiver's.
+    let labelled = IngestLimits {
+        max_attributes: limits.max_attributes.saturating_add(1),
+        ..limits.clone()
+    };
+    request.reject_invalid(&labelled).into_result()?;
     match request.records() {
         n if n == records => Ok(()),
         n => Err(format!("{n} records, but the write says {records}")),
@@ -66,9 +73,24 @@ pub(crate) trait OtlpRequest:
     type Response: prost::Message + Default + Send + 'static;
     /// Log records, data points or spans.
     fn records(&self) -> u64;
-    /// `Err` names the first piece of bad data or the first limit broken;
-    /// the request must be refused.
-    fn validate(&self, limits: &IngestLimits) -> Result<(), String>;
+    /// Removes every item that fails a check (see `validate`) and says what
+    /// went. What is left is valid.
+    fn reject_invalid(&mut self, limits: &IngestLimits) -> Rejected;
+    /// The answer to a request of which `rejected` records were refused,
+    /// with `message` saying why: OTLP's `partial_success`.
+    fn partial_success(rejected: u64, message: String) -> Self::Response;
+    /// The answer's `partial_success` in OTLP/JSON (int64 as a string, as
+    /// the protobuf JSON mapping writes it).
+    fn partial_success_json(rejected: u64, message: &str) -> serde_json::Value {
+        serde_json::json!({
+            "partialSuccess": {
+                Self::REJECTED_FIELD: rejected.to_string(),
+                "errorMessage": message,
+            }
+        })
+    }
+    /// The JSON name of the response's rejected count.
+    const REJECTED_FIELD: &'static str;
     /// Applies the resource processor to every resource in the request.
     fn label_resources(&mut self, key: &str, value: &str);
 }
@@ -82,8 +104,19 @@ impl OtlpRequest for ExportLogsServiceRequest {
         validate::count_logs(self)
     }
 
-    fn validate(&self, limits: &IngestLimits) -> Result<(), String> {
-        validate::validate_logs(self, limits)
+    const REJECTED_FIELD: &'static str = "rejectedLogRecords";
+
+    fn reject_invalid(&mut self, limits: &IngestLimits) -> Rejected {
+        validate::reject_invalid_logs(self, limits)
+    }
+
+    fn partial_success(rejected: u64, message: String) -> Self::Response {
+        Self::Response {
+            partial_success: Some(ExportLogsPartialSuccess {
+                rejected_log_records: rejected as i64,
+                error_message: message,
+            }),
+        }
     }
 
     fn label_resources(&mut self, key: &str, value: &str) {
@@ -102,8 +135,19 @@ impl OtlpRequest for ExportMetricsServiceRequest {
         validate::count_metrics(self)
     }
 
-    fn validate(&self, limits: &IngestLimits) -> Result<(), String> {
-        validate::validate_metrics(self, limits)
+    const REJECTED_FIELD: &'static str = "rejectedDataPoints";
+
+    fn reject_invalid(&mut self, limits: &IngestLimits) -> Rejected {
+        validate::reject_invalid_metrics(self, limits)
+    }
+
+    fn partial_success(rejected: u64, message: String) -> Self::Response {
+        Self::Response {
+            partial_success: Some(ExportMetricsPartialSuccess {
+                rejected_data_points: rejected as i64,
+                error_message: message,
+            }),
+        }
     }
 
     fn label_resources(&mut self, key: &str, value: &str) {
@@ -122,8 +166,19 @@ impl OtlpRequest for ExportTraceServiceRequest {
         validate::count_traces(self)
     }
 
-    fn validate(&self, limits: &IngestLimits) -> Result<(), String> {
-        validate::validate_traces(self, limits)
+    const REJECTED_FIELD: &'static str = "rejectedSpans";
+
+    fn reject_invalid(&mut self, limits: &IngestLimits) -> Rejected {
+        validate::reject_invalid_traces(self, limits)
+    }
+
+    fn partial_success(rejected: u64, message: String) -> Self::Response {
+        Self::Response {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: rejected as i64,
+                error_message: message,
+            }),
+        }
     }
 
     fn label_resources(&mut self, key: &str, value: &str) {
@@ -168,6 +223,24 @@ mod tests {
             &IngestLimits::default()
         )
         .is_err());
+        // A resource at the attribute limit, labelled by its receiver.
+        let limits = IngestLimits::default();
+        let mut full = fixtures::logs(1);
+        full.resource_logs[0]
+            .resource
+            .get_or_insert_with(Default::default)
+            .attributes = (0..limits.max_attributes)
+            .map(|i| opentelemetry_proto::tonic::common::v1::KeyValue {
+                key: format!("k{i}"),
+                ..Default::default()
+            })
+            .collect();
+        assert!(full.reject_invalid(&limits).into_result().is_ok());
+        full.label_resources("otelraft.node", "node-1");
+        assert_eq!(
+            check_encoded(Signal::Logs, &full.encode_to_vec(), 1, 1 << 20, &limits),
+            Ok(())
+        );
         // Valid protobuf, but data a receiver refuses: a span without ids.
         let mut traces = fixtures::traces(1);
         traces.resource_spans[0].scope_spans[0].spans[0]

@@ -16,6 +16,7 @@ use crate::tls::{Incoming, Listener};
 
 mod grpc;
 mod http;
+mod partial;
 
 /// Records every submitted request, or refuses all with a preset error.
 #[derive(Default)]

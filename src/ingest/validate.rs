@@ -1,13 +1,22 @@
 //! Record counting and the "bad data" checks, per signal.
 //!
 //! Only checks a user would agree mark broken data are made: malformed ids,
-//! unnamed metrics, metrics without data. A failing check refuses the whole
-//! request. Error messages carry the OTLP JSON path of the offending item.
+//! unnamed metrics, metrics without data, the structure limits. A failing
+//! check removes the smallest item it concerns (a record, a data point, a
+//! span, or the metric, scope or resource the failure is in) and the rest
+//! of the request goes on: OTLP's `partial_success`. Reasons carry the OTLP
+//! JSON path of the offending item.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::metrics::v1::{metric::Data, Metric};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric::Data, Metric, ResourceMetrics, ScopeMetrics,
+};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 use super::limits;
 use crate::config::IngestLimits;
@@ -50,84 +59,227 @@ fn data_points(metric: &Metric) -> usize {
     }
 }
 
-/// Log records may omit trace context, but present ids must be well-formed.
-pub(crate) fn validate_logs(
-    request: &ExportLogsServiceRequest,
-    l: &IngestLimits,
-) -> Result<(), String> {
-    for (ri, resource) in request.resource_logs.iter().enumerate() {
-        limits::resource(resource.resource.as_ref(), l, &|| {
-            format!("resourceLogs[{ri}]")
-        })?;
-        for (si, scope) in resource.scope_logs.iter().enumerate() {
-            limits::scope(scope.scope.as_ref(), l, &|| {
-                format!("resourceLogs[{ri}].scopeLogs[{si}]")
-            })?;
-            for (li, record) in scope.log_records.iter().enumerate() {
-                let at = || format!("resourceLogs[{ri}].scopeLogs[{si}].logRecords[{li}]");
-                optional_id(&record.trace_id, TRACE_ID_LEN, "traceId", &at)?;
-                optional_id(&record.span_id, SPAN_ID_LEN, "spanId", &at)?;
-                limits::attributes(&record.attributes, l, &at)?;
+/// What the checks took out of a request: the records removed with their
+/// items, and the first reason, naming its item by OTLP JSON path.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Rejected {
+    pub records: u64,
+    pub first: Option<String>,
+}
+
+impl Rejected {
+    /// Keeps an item whose check passed; otherwise counts its `records` and
+    /// keeps the first reason.
+    fn keep(&mut self, check: Result<(), String>, records: u64) -> bool {
+        match check {
+            Ok(()) => true,
+            Err(reason) => {
+                self.records += records;
+                self.first.get_or_insert(reason);
+                false
             }
         }
+    }
+
+    /// `Err` with the first reason if anything was rejected: the strict
+    /// answer, for payloads that must arrive already clean.
+    pub(crate) fn into_result(self) -> Result<(), String> {
+        match self.first {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `Vec::retain_mut` with each item's index in the original order. An item
+/// whose own contents `keep` emptied is dropped as well (`len` counts them),
+/// so no empty shell is committed; one that arrived empty stays.
+fn retain_indexed<T>(
+    items: &mut Vec<T>,
+    len: impl Fn(&T) -> usize,
+    mut keep: impl FnMut(usize, &mut T) -> bool,
+) {
+    let mut index = 0;
+    items.retain_mut(|item| {
+        let before = len(item);
+        let kept = keep(index, item);
+        index += 1;
+        kept && (before == 0 || len(item) > 0)
+    });
+}
+
+/// Removes the log records that fail a check (malformed trace context, a
+/// structure limit), with their whole scope or resource when the failure
+/// is there. Log records may omit trace context, but present ids must be
+/// well-formed.
+pub(crate) fn reject_invalid_logs(
+    request: &mut ExportLogsServiceRequest,
+    l: &IngestLimits,
+) -> Rejected {
+    let mut out = Rejected::default();
+    let scope_len = |s: &ScopeLogs| s.log_records.len();
+    let resource_len = |r: &ResourceLogs| r.scope_logs.iter().map(scope_len).sum();
+    retain_indexed(&mut request.resource_logs, resource_len, |ri, resource| {
+        let check = limits::resource(resource.resource.as_ref(), l, &|| {
+            format!("resourceLogs[{ri}]")
+        });
+        if !out.keep(check, resource_len(resource) as u64) {
+            return false;
+        }
+        retain_indexed(&mut resource.scope_logs, scope_len, |si, scope| {
+            let at = || format!("resourceLogs[{ri}].scopeLogs[{si}]");
+            let check = limits::scope(scope.scope.as_ref(), l, &at);
+            if !out.keep(check, scope.log_records.len() as u64) {
+                return false;
+            }
+            retain_indexed(
+                &mut scope.log_records,
+                |_| 1,
+                |li, record| {
+                    let at = || format!("{}.logRecords[{li}]", at());
+                    out.keep(check_log_record(record, l, &at), 1)
+                },
+            );
+            true
+        });
+        true
+    });
+    out
+}
+
+fn check_log_record(
+    record: &LogRecord,
+    l: &IngestLimits,
+    at: &dyn Fn() -> String,
+) -> Result<(), String> {
+    optional_id(&record.trace_id, TRACE_ID_LEN, "traceId", at)?;
+    optional_id(&record.span_id, SPAN_ID_LEN, "spanId", at)?;
+    limits::attributes(&record.attributes, l, at)
+}
+
+/// Removes the data points that fail a check, with their whole metric,
+/// scope or resource when the failure is there. Every metric needs a name
+/// and a data kind (gauge, sum, ...), and may not use a name or label the
+/// exporter owns (see [`reserved_metric_name`]).
+pub(crate) fn reject_invalid_metrics(
+    request: &mut ExportMetricsServiceRequest,
+    l: &IngestLimits,
+) -> Rejected {
+    let mut out = Rejected::default();
+    let scope_len = |s: &ScopeMetrics| s.metrics.iter().map(data_points).sum();
+    let resource_len = |r: &ResourceMetrics| r.scope_metrics.iter().map(scope_len).sum();
+    retain_indexed(
+        &mut request.resource_metrics,
+        resource_len,
+        |ri, resource| {
+            let at = || format!("resourceMetrics[{ri}]");
+            let attributes = resource
+                .resource
+                .as_ref()
+                .map_or(&[][..], |r| &r.attributes[..]);
+            let check = limits::resource(resource.resource.as_ref(), l, &at)
+                .and_then(|()| no_reserved_labels(attributes, &|| format!("{}.resource", at())));
+            if !out.keep(check, resource_len(resource) as u64) {
+                return false;
+            }
+            retain_indexed(&mut resource.scope_metrics, scope_len, |si, scope| {
+                let at = || format!("resourceMetrics[{ri}].scopeMetrics[{si}]");
+                let attributes = scope.scope.as_ref().map_or(&[][..], |s| &s.attributes[..]);
+                let check = limits::scope(scope.scope.as_ref(), l, &at)
+                    .and_then(|()| no_reserved_labels(attributes, &|| format!("{}.scope", at())));
+                if !out.keep(check, scope_len(scope) as u64) {
+                    return false;
+                }
+                retain_indexed(&mut scope.metrics, data_points, |mi, metric| {
+                    let at = || format!("{}.metrics[{mi}]", at());
+                    if !out.keep(check_metric(metric, l, &at), data_points(metric) as u64) {
+                        return false;
+                    }
+                    let keep_point = |pi: usize, attributes: &[KeyValue], buckets: usize| {
+                        let at = || format!("{}.dataPoints[{pi}]", at());
+                        no_reserved_labels(attributes, &at)
+                            .and_then(|()| limits::attributes(attributes, l, &at))
+                            .and_then(|()| limits::buckets(buckets, l, &at))
+                    };
+                    retain_points(metric, &mut out, &keep_point);
+                    true
+                });
+                true
+            });
+            true
+        },
+    );
+    out
+}
+
+/// The checks on a metric as a whole: name, reserved name, data kind.
+fn check_metric(metric: &Metric, l: &IngestLimits, at: &dyn Fn() -> String) -> Result<(), String> {
+    if metric.name.is_empty() {
+        return Err(format!("{}.name: must not be empty", at()));
+    }
+    limits::name(&metric.name, l, at)?;
+    if reserved_metric_name(&metric.name) {
+        return Err(format!(
+            "{}.name ({:?}): names beginning with \"otelraft\" are reserved for otelraft's own series",
+            at(),
+            crate::text::quote(&metric.name)
+        ));
+    }
+    if metric.data.is_none() {
+        return Err(format!(
+            "{} ({:?}): has no data (gauge, sum, histogram, exponentialHistogram or summary)",
+            at(),
+            crate::text::quote(&metric.name)
+        ));
     }
     Ok(())
 }
 
-/// Every metric needs a name and a data kind (gauge, sum, ...), and may not
-/// use a name or label the exporter owns (see [`reserved_metric_name`]).
-pub(crate) fn validate_metrics(
-    request: &ExportMetricsServiceRequest,
-    l: &IngestLimits,
-) -> Result<(), String> {
-    for (ri, resource) in request.resource_metrics.iter().enumerate() {
-        limits::resource(resource.resource.as_ref(), l, &|| {
-            format!("resourceMetrics[{ri}]")
-        })?;
-        let attributes = resource
-            .resource
-            .as_ref()
-            .map_or(&[][..], |r| &r.attributes[..]);
-        no_reserved_labels(attributes, &|| format!("resourceMetrics[{ri}].resource"))?;
-        for (si, scope) in resource.scope_metrics.iter().enumerate() {
-            limits::scope(scope.scope.as_ref(), l, &|| {
-                format!("resourceMetrics[{ri}].scopeMetrics[{si}]")
-            })?;
-            if let Some(scope) = &scope.scope {
-                no_reserved_labels(&scope.attributes, &|| {
-                    format!("resourceMetrics[{ri}].scopeMetrics[{si}].scope")
-                })?;
-            }
-            for (mi, metric) in scope.metrics.iter().enumerate() {
-                let at = format!("resourceMetrics[{ri}].scopeMetrics[{si}].metrics[{mi}]");
-                if metric.name.is_empty() {
-                    return Err(format!("{at}.name: must not be empty"));
-                }
-                limits::name(&metric.name, l, &|| at.clone())?;
-                if reserved_metric_name(&metric.name) {
-                    return Err(format!(
-                        "{at}.name ({:?}): names beginning with \"otelraft\" are reserved for otelraft's own series",
-                        crate::text::quote(&metric.name)
-                    ));
-                }
-                if metric.data.is_none() {
-                    return Err(format!(
-                        "{at} ({:?}): has no data (gauge, sum, histogram, exponentialHistogram or summary)",
-                        crate::text::quote(&metric.name)
-                    ));
-                }
-                for (pi, attributes) in point_attributes(metric).enumerate() {
-                    let at = || format!("{at}.dataPoints[{pi}]");
-                    no_reserved_labels(attributes, &at)?;
-                    limits::attributes(attributes, l, &at)?;
-                }
-                for (pi, buckets) in point_buckets(metric).enumerate() {
-                    limits::buckets(buckets, l, &|| format!("{at}.dataPoints[{pi}]"))?;
-                }
-            }
-        }
+/// The check on one data point: its index, attributes and bucket count.
+type PointCheck<'a> = dyn Fn(usize, &[KeyValue], usize) -> Result<(), String> + 'a;
+
+/// Removes the data points of `metric` that fail `check`.
+fn retain_points(metric: &mut Metric, out: &mut Rejected, check: &PointCheck<'_>) {
+    fn retain<P>(
+        points: &mut Vec<P>,
+        out: &mut Rejected,
+        check: &PointCheck<'_>,
+        attributes: impl Fn(&P) -> &[KeyValue],
+        buckets: impl Fn(&P) -> usize,
+    ) {
+        retain_indexed(
+            points,
+            |_| 1,
+            |pi, p| out.keep(check(pi, attributes(p), buckets(p)), 1),
+        );
     }
-    Ok(())
+    let side = |b: &Option<Buckets>| b.as_ref().map_or(0, |b| b.bucket_counts.len());
+    match &mut metric.data {
+        Some(Data::Gauge(g)) => retain(&mut g.data_points, out, check, |p| &p.attributes, |_| 0),
+        Some(Data::Sum(s)) => retain(&mut s.data_points, out, check, |p| &p.attributes, |_| 0),
+        Some(Data::Histogram(h)) => retain(
+            &mut h.data_points,
+            out,
+            check,
+            |p| &p.attributes,
+            |p| p.bucket_counts.len().max(p.explicit_bounds.len()),
+        ),
+        Some(Data::ExponentialHistogram(e)) => retain(
+            &mut e.data_points,
+            out,
+            check,
+            |p| &p.attributes,
+            |p| side(&p.positive) + side(&p.negative),
+        ),
+        Some(Data::Summary(s)) => retain(
+            &mut s.data_points,
+            out,
+            check,
+            |p| &p.attributes,
+            |p| p.quantile_values.len(),
+        ),
+        None => {}
+    }
 }
 
 /// Labels the exporter writes on its own series (the export-cursor
@@ -163,10 +315,7 @@ pub(crate) fn reserved_metric_name(name: &str) -> bool {
 }
 
 /// Refuses an attribute whose label name would be one of [`RESERVED_LABELS`].
-fn no_reserved_labels(
-    attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue],
-    at: &dyn Fn() -> String,
-) -> Result<(), String> {
+fn no_reserved_labels(attributes: &[KeyValue], at: &dyn Fn() -> String) -> Result<(), String> {
     let longest = RESERVED_LABELS.iter().map(|l| l.len()).max().unwrap_or(0);
     for (ai, kv) in attributes.iter().enumerate() {
         // A key much longer than the names cannot normalise to one.
@@ -184,73 +333,57 @@ fn no_reserved_labels(
     Ok(())
 }
 
-/// The buckets of every histogram or summary data point of `metric`.
-fn point_buckets(metric: &Metric) -> Box<dyn Iterator<Item = usize> + '_> {
-    match &metric.data {
-        Some(Data::Histogram(h)) => Box::new(
-            h.data_points
-                .iter()
-                .map(|p| p.bucket_counts.len().max(p.explicit_bounds.len())),
-        ),
-        Some(Data::ExponentialHistogram(e)) => Box::new(e.data_points.iter().map(|p| {
-            let side = |b: &Option<_>| {
-                b.as_ref()
-                    .map_or(0, |b: &opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets| b.bucket_counts.len())
-            };
-            side(&p.positive) + side(&p.negative)
-        })),
-        Some(Data::Summary(s)) => Box::new(s.data_points.iter().map(|p| p.quantile_values.len())),
-        _ => Box::new(std::iter::empty()),
-    }
-}
-
-/// The attributes of every data point of `metric`, in order.
-fn point_attributes(
-    metric: &Metric,
-) -> Box<dyn Iterator<Item = &[opentelemetry_proto::tonic::common::v1::KeyValue]> + '_> {
-    match &metric.data {
-        Some(Data::Gauge(g)) => Box::new(g.data_points.iter().map(|p| &p.attributes[..])),
-        Some(Data::Sum(s)) => Box::new(s.data_points.iter().map(|p| &p.attributes[..])),
-        Some(Data::Histogram(h)) => Box::new(h.data_points.iter().map(|p| &p.attributes[..])),
-        Some(Data::ExponentialHistogram(e)) => {
-            Box::new(e.data_points.iter().map(|p| &p.attributes[..]))
-        }
-        Some(Data::Summary(s)) => Box::new(s.data_points.iter().map(|p| &p.attributes[..])),
-        None => Box::new(std::iter::empty()),
-    }
-}
-
-/// Spans must carry a non-zero 16-byte trace id and 8-byte span id; a parent
-/// span id, if present, is 8 bytes.
-pub(crate) fn validate_traces(
-    request: &ExportTraceServiceRequest,
+/// Removes the spans that fail a check, with their whole scope or resource
+/// when the failure is there. Spans must carry a non-zero 16-byte trace id
+/// and 8-byte span id; a parent span id, if present, is 8 bytes.
+pub(crate) fn reject_invalid_traces(
+    request: &mut ExportTraceServiceRequest,
     l: &IngestLimits,
-) -> Result<(), String> {
-    for (ri, resource) in request.resource_spans.iter().enumerate() {
-        limits::resource(resource.resource.as_ref(), l, &|| {
+) -> Rejected {
+    let mut out = Rejected::default();
+    let scope_len = |s: &ScopeSpans| s.spans.len();
+    let resource_len = |r: &ResourceSpans| r.scope_spans.iter().map(scope_len).sum();
+    retain_indexed(&mut request.resource_spans, resource_len, |ri, resource| {
+        let check = limits::resource(resource.resource.as_ref(), l, &|| {
             format!("resourceSpans[{ri}]")
-        })?;
-        for (si, scope) in resource.scope_spans.iter().enumerate() {
-            limits::scope(scope.scope.as_ref(), l, &|| {
-                format!("resourceSpans[{ri}].scopeSpans[{si}]")
-            })?;
-            for (pi, span) in scope.spans.iter().enumerate() {
-                let at = || format!("resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}]");
-                required_id(&span.trace_id, TRACE_ID_LEN, "traceId", &at)?;
-                required_id(&span.span_id, SPAN_ID_LEN, "spanId", &at)?;
-                optional_id(&span.parent_span_id, SPAN_ID_LEN, "parentSpanId", &at)?;
-                limits::name(&span.name, l, &at)?;
-                limits::attributes(&span.attributes, l, &at)?;
-                for (ei, event) in span.events.iter().enumerate() {
-                    let at = || format!("{}.events[{ei}]", at());
-                    limits::name(&event.name, l, &at)?;
-                    limits::attributes(&event.attributes, l, &at)?;
-                }
-                for (ki, link) in span.links.iter().enumerate() {
-                    limits::attributes(&link.attributes, l, &|| format!("{}.links[{ki}]", at()))?;
-                }
-            }
+        });
+        if !out.keep(check, resource_len(resource) as u64) {
+            return false;
         }
+        retain_indexed(&mut resource.scope_spans, scope_len, |si, scope| {
+            let at = || format!("resourceSpans[{ri}].scopeSpans[{si}]");
+            let check = limits::scope(scope.scope.as_ref(), l, &at);
+            if !out.keep(check, scope.spans.len() as u64) {
+                return false;
+            }
+            retain_indexed(
+                &mut scope.spans,
+                |_| 1,
+                |pi, span| {
+                    let at = || format!("{}.spans[{pi}]", at());
+                    out.keep(check_span(span, l, &at), 1)
+                },
+            );
+            true
+        });
+        true
+    });
+    out
+}
+
+fn check_span(span: &Span, l: &IngestLimits, at: &dyn Fn() -> String) -> Result<(), String> {
+    required_id(&span.trace_id, TRACE_ID_LEN, "traceId", at)?;
+    required_id(&span.span_id, SPAN_ID_LEN, "spanId", at)?;
+    optional_id(&span.parent_span_id, SPAN_ID_LEN, "parentSpanId", at)?;
+    limits::name(&span.name, l, at)?;
+    limits::attributes(&span.attributes, l, at)?;
+    for (ei, event) in span.events.iter().enumerate() {
+        let at = || format!("{}.events[{ei}]", at());
+        limits::name(&event.name, l, &at)?;
+        limits::attributes(&event.attributes, l, &at)?;
+    }
+    for (ki, link) in span.links.iter().enumerate() {
+        limits::attributes(&link.attributes, l, &|| format!("{}.links[{ki}]", at()))?;
     }
     Ok(())
 }
@@ -290,6 +423,18 @@ mod tests {
 
     use super::*;
     use crate::ingest::tests::fixtures;
+
+    fn validate_logs(r: &ExportLogsServiceRequest, l: &IngestLimits) -> Result<(), String> {
+        reject_invalid_logs(&mut r.clone(), l).into_result()
+    }
+
+    fn validate_metrics(r: &ExportMetricsServiceRequest, l: &IngestLimits) -> Result<(), String> {
+        reject_invalid_metrics(&mut r.clone(), l).into_result()
+    }
+
+    fn validate_traces(r: &ExportTraceServiceRequest, l: &IngestLimits) -> Result<(), String> {
+        reject_invalid_traces(&mut r.clone(), l).into_result()
+    }
 
     fn metric(name: &str, data: Option<Data>) -> Metric {
         Metric {
@@ -478,6 +623,88 @@ mod tests {
             Ok(()),
             "limits are configurable"
         );
+    }
+
+    #[test]
+    fn a_failure_removes_the_smallest_item_it_concerns_and_counts_its_records() {
+        use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+        let l = IngestLimits::default();
+        // Two resources of two scopes of 3 records; one bad record, one bad
+        // scope (its name over the limit), one bad resource.
+        let mut request = fixtures::logs(3);
+        let scope = request.resource_logs[0].scope_logs[0].clone();
+        request.resource_logs[0].scope_logs.push(scope);
+        let resource = request.resource_logs[0].clone();
+        request.resource_logs.push(resource);
+        request.resource_logs[0].scope_logs[0].log_records[2].trace_id = vec![1; 2];
+        request.resource_logs[0].scope_logs[1].scope = Some(InstrumentationScope {
+            name: "s".repeat(l.max_name_bytes + 1),
+            ..Default::default()
+        });
+        request.resource_logs[1]
+            .resource
+            .get_or_insert_with(Default::default)
+            .attributes = vec![Default::default(); l.max_attributes + 1];
+        let rejected = reject_invalid_logs(&mut request, &l);
+        assert_eq!(rejected.records, 1 + 3 + 6);
+        assert!(
+            rejected
+                .first
+                .as_deref()
+                .is_some_and(|r| r.contains("resourceLogs[0].scopeLogs[0].logRecords[2].traceId")),
+            "{rejected:?}"
+        );
+        // Only the first scope of the first resource is left, with two
+        // records; nothing empty is kept.
+        assert_eq!(request.resource_logs.len(), 1);
+        assert_eq!(request.resource_logs[0].scope_logs.len(), 1);
+        assert_eq!(count_logs(&request), 2);
+        assert_eq!(
+            reject_invalid_logs(&mut request, &l),
+            Rejected::default(),
+            "what is left is valid"
+        );
+    }
+
+    #[test]
+    fn a_metric_whose_points_all_fail_goes_with_them_and_the_other_metrics_stay() {
+        use opentelemetry_proto::tonic::common::v1::KeyValue;
+        let mut request = fixtures::metrics(2);
+        let mut marked = request.resource_metrics[0].scope_metrics[0].metrics[0].clone();
+        marked.name = "marked".into();
+        if let Some(Data::Gauge(g)) = &mut marked.data {
+            for p in &mut g.data_points {
+                p.attributes.push(KeyValue {
+                    key: "otelraft_sink".into(),
+                    ..Default::default()
+                });
+            }
+        }
+        request.resource_metrics[0].scope_metrics[0]
+            .metrics
+            .push(marked);
+        let rejected = reject_invalid_metrics(&mut request, &IngestLimits::default());
+        assert_eq!(rejected.records, 2);
+        let names: Vec<&str> = request.resource_metrics[0].scope_metrics[0]
+            .metrics
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["requests"]);
+        assert_eq!(count_metrics(&request), 2);
+    }
+
+    #[test]
+    fn a_metric_without_data_is_reported_with_no_records_removed() {
+        let mut request = fixtures::metrics(2);
+        let empty = metric("nothing", None);
+        request.resource_metrics[0].scope_metrics[0]
+            .metrics
+            .push(empty);
+        let rejected = reject_invalid_metrics(&mut request, &IngestLimits::default());
+        assert_eq!(rejected.records, 0);
+        assert!(rejected.first.is_some_and(|r| r.contains("has no data")));
+        assert_eq!(count_metrics(&request), 2);
     }
 
     #[test]

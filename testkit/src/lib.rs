@@ -11,6 +11,8 @@
 //! - [`metrics`]: OTLP metric requests (gauges, delta sums) posted to a node.
 //! - [`prometheus`]: Debian's `prometheus` with the remote-write receiver on.
 //! - [`s3`]: an s3s-fs server with SigV4 and conditional puts.
+//! - [`steady`]: the hostile-input suite's OpenTelemetry SDK client and its
+//!   sinks, with the exactly-once delivery check.
 
 pub mod cluster;
 pub mod load;
@@ -18,3 +20,4 @@ pub mod loki;
 pub mod metrics;
 pub mod prometheus;
 pub mod s3;
+pub mod steady;

@@ -161,11 +161,11 @@ impl<T: OtlpRequest> tonic::server::UnaryService<Bytes> for Method<T> {
                 .decode::<T>(raw, Format::Protobuf, coding, reservation)
                 .await
                 .map_err(|e| to_status(&ingest.refuse(T::SIGNAL, 0, e)))?;
-            ingest
+            let accepted = ingest
                 .accept(decoded, reservation, started)
                 .await
                 .map_err(|e| to_status(&e))?;
-            Ok(tonic::Response::new(T::Response::default()))
+            Ok(tonic::Response::new(accepted.response::<T>()))
         })
     }
 }
