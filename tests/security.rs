@@ -9,67 +9,15 @@ use std::time::Duration;
 use testkit::cluster;
 use testkit::loki;
 
-use openraft::raft::VoteRequest;
 use otelraft::pb::peer::peer_client::PeerClient;
-use otelraft::raft::{TypeConfig, Vote};
 use testkit::cluster::{
     binary, post_logs, run_cli, tls_section, wait_until, Options, TestCluster, TestNode,
     TEST_ADMIN_TOKEN, TEST_INGEST_TOKEN,
 };
+use testkit::peer::{assert_denied, certs, peer_client, term, vote_for, vote_with_log};
 
 fn bodies(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:04}")).collect()
-}
-
-/// `otelraft certs` into `dir` for `nodes` (a new CA unless `dir` has one).
-fn certs(dir: &Path, nodes: &str) {
-    let (ok, out) = run_cli(
-        std::process::Command::new(binary())
-            .arg("certs")
-            .arg("--dir")
-            .arg(dir)
-            .arg("--nodes")
-            .arg(nodes),
-    );
-    assert!(ok, "otelraft certs failed: {out}");
-}
-
-/// A peer-service client presenting `name`'s certificate from `dir`,
-/// trusting the cluster CA `ca`.
-async fn peer_client(
-    node: &TestNode,
-    dir: &Path,
-    name: &str,
-    ca: &Path,
-) -> PeerClient<tonic::transport::Channel> {
-    let cert = dir.join(format!("{name}.pem"));
-    let key = dir.join(format!("{name}-key.pem"));
-    let tls = otelraft::tls::ClientTls::from_files(ca, Some((&cert, &key))).expect("client TLS");
-    let channel = tonic::transport::Endpoint::from_shared(format!("https://{}", node.peer))
-        .expect("endpoint")
-        .tls_config(tls.tonic())
-        .expect("tls config")
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        .connect_lazy();
-    PeerClient::new(channel)
-}
-
-/// A vote request for `candidate` at `term`.
-fn vote_for(candidate: u64, term: u64) -> otelraft::pb::peer::JsonMessage {
-    vote_with_log(candidate, term, None)
-}
-
-/// A vote request for `candidate` at `term` whose last log id is `last`.
-fn vote_with_log(
-    candidate: u64,
-    term: u64,
-    last: Option<otelraft::raft::LogId>,
-) -> otelraft::pb::peer::JsonMessage {
-    let rpc = VoteRequest::<TypeConfig>::new(Vote::new(term, candidate), last);
-    otelraft::pb::peer::JsonMessage {
-        json: serde_json::to_vec(&rpc).expect("vote JSON").into(),
-    }
 }
 
 /// Posts `n` records to `node` (an empty cluster) and waits until every
@@ -91,18 +39,6 @@ async fn secured_cluster() -> TestCluster {
         ..Default::default()
     })
     .await
-}
-
-/// `status` is PERMISSION_DENIED and its message says `why`.
-fn assert_denied(status: &tonic::Status, why: &str) {
-    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
-    assert!(status.message().contains(why), "{status:?}");
-}
-
-async fn term(node: &TestNode) -> u64 {
-    node.status().await.expect("status")["term"]
-        .as_u64()
-        .expect("term")
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,6 +9,8 @@
 //! - [`loki`]: a strict in-process Loki receiver with Loki's duplicate
 //!   detection; [`loki::decode`] parses its selectors and push bodies.
 //! - [`metrics`]: OTLP metric requests (gauges, delta sums) posted to a node.
+//! - [`peer`]: calls to a member's peer port with a certificate of our
+//!   choosing, and hand-built Raft messages.
 //! - [`prometheus`]: Debian's `prometheus` with the remote-write receiver on.
 //! - [`s3`]: an s3s-fs server with SigV4 and conditional puts.
 //! - [`steady`]: the hostile-input suite's OpenTelemetry SDK client and its
@@ -18,6 +20,7 @@ pub mod cluster;
 pub mod load;
 pub mod loki;
 pub mod metrics;
+pub mod peer;
 pub mod prometheus;
 pub mod s3;
 pub mod steady;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cluster::{wait_until, TestCluster};
+use crate::cluster::{wait_until, TestCluster, TestNode};
 use crate::loki::LokiReceiver;
 use crate::prometheus::{self, Prometheus};
 
@@ -51,11 +51,16 @@ impl Sinks {
         env
     }
 
-    /// Asserts that every record `report` says was acknowledged is in Loki
-    /// exactly once and was never resent, that Prometheus holds the writer's
+    /// Asserts that every record was acknowledged within 10 s, that every
+    /// one is in Loki exactly once and was never resent, that Prometheus holds the writer's
     /// counter at its final value, that both sinks caught up, and that
     /// every node's trim point reached the sinks' cursors.
     pub async fn assert_delivered(&self, cluster: &TestCluster, prefix: &str, report: &Report) {
+        assert!(
+            report.slowest_ms < 10_000,
+            "{prefix}: the SDK waited {} ms for an acknowledgement",
+            report.slowest_ms
+        );
         let prom = cluster
             .wait_exported(PROMETHEUS_SINK, Duration::from_secs(120))
             .await;
@@ -165,18 +170,24 @@ pub struct SdkWriter {
 impl SdkWriter {
     /// Starts writing records `<prefix>-NNNNNN` to every member in turn.
     pub fn start(cluster: &TestCluster, prefix: &str) -> SdkWriter {
+        let nodes: Vec<&TestNode> = cluster.nodes.iter().collect();
+        SdkWriter::start_on(&nodes, prefix)
+    }
+
+    /// Starts writing records `<prefix>-NNNNNN` to `nodes` in turn.
+    pub fn start_on(nodes: &[&TestNode], prefix: &str) -> SdkWriter {
         let dir = tempfile::tempdir().expect("tempdir");
         let stop_file = dir.path().join("stop");
         let script = format!("{}/../tests/sdk/steady.py", env!("CARGO_MANIFEST_DIR"));
         let mut command = Command::new("python3");
         command.arg(script).arg("--http");
-        for node in &cluster.nodes {
+        for node in nodes {
             command.arg(node.http_url());
         }
-        if let Some(ca) = &cluster.nodes[0].ca {
+        if let Some(ca) = &nodes[0].ca {
             command.arg("--ca").arg(ca);
         }
-        if let Some(token) = &cluster.nodes[0].ingest_token {
+        if let Some(token) = &nodes[0].ingest_token {
             command.arg("--token").arg(token);
         }
         let child = command
@@ -231,5 +242,39 @@ impl SdkWriter {
         assert_eq!(report.logs, report.written, "{report:?}");
         assert_eq!(report.metric_failures, 0, "{report:?}\n{stderr}");
         report
+    }
+}
+
+/// Every node's peak RSS so far: the baseline an attack is measured from.
+pub fn peak_rss(cluster: &TestCluster) -> Vec<u64> {
+    cluster
+        .nodes
+        .iter()
+        .map(|n| n.peak_rss_bytes().expect("the node runs"))
+        .collect()
+}
+
+/// Asserts that every node is alive and that its peak RSS stayed within
+/// its baseline `before` plus `allowance` (what the documented bound
+/// allows for `attack`); prints the figures.
+pub fn assert_rss_within(cluster: &TestCluster, before: &[u64], allowance: u64, attack: &str) {
+    for (n, before) in cluster.nodes.iter().zip(before) {
+        assert!(n.is_running(), "node {} died", n.id);
+        let peak = n.peak_rss_bytes().expect("rss");
+        let bound = before + allowance;
+        eprintln!(
+            "{attack}: node {} peak RSS {} MiB before, {} MiB after (bound {} MiB)",
+            n.id,
+            before >> 20,
+            peak >> 20,
+            bound >> 20
+        );
+        assert!(
+            peak <= bound,
+            "{attack}: node {} peaked at {} MiB, over {} MiB",
+            n.id,
+            peak >> 20,
+            bound >> 20
+        );
     }
 }
