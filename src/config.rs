@@ -18,6 +18,7 @@
 //! - `sections`: the tables of the node file and their defaults.
 //! - `archive`, `sink`: the `[archive]` and `[sinks.<name>]` sections.
 //! - `validate`: the checks between fields.
+//! - `memory`: the memory bound the configuration implies, term by term.
 //! - `env`: `OTELRAFT_*` overrides.
 //! - `redact`: the printed configuration, secrets hidden.
 //! - `material`: the files the configuration names, loaded once.
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 pub mod archive;
 mod env;
 pub mod material;
+pub mod memory;
 mod redact;
 mod sections;
 pub mod sink;

@@ -160,6 +160,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         tls = config.tls.enabled,
         "node started"
     );
+    let bound = config.memory_bound(config.peer_count());
+    tracing::info!(
+        memory_bound_mib = bound.total() >> 20,
+        terms = %bound,
+        "memory bound of this configuration (snapshots aside; docs/architecture.md)"
+    );
 
     // [auth] without [tls] is refused by validation (the peer port would
     // stay open); TLS without tokens is allowed, but worth saying.

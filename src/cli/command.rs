@@ -279,6 +279,8 @@ fn check_config(file: &Path) -> Result<(), String> {
     let config = NodeConfig::load(file).map_err(|e| e.to_string())?;
     Material::load(&config).map_err(|e| e.to_string())?;
     print!("{}", config.to_redacted_toml());
+    let bound = config.memory_bound(config.peer_count());
+    println!("\n# memory bound (snapshots aside; docs/architecture.md): {bound}");
     Ok(())
 }
 

@@ -98,7 +98,7 @@ pub struct RaftSection {
     /// new writes (429 / UNAVAILABLE with a retry hint) until the sinks and
     /// the archive catch up and trimming frees space.
     pub max_log_bytes: u64,
-    /// Page cache of the node's database. Unset: 1 GiB on a data node
+    /// Page cache of the node's database. Unset: 256 MiB on a data node
     /// (recent entries are read back by the exporters and the archiver),
     /// 64 MiB on a witness (it only writes).
     pub db_cache_bytes: Option<usize>,
@@ -108,7 +108,7 @@ impl NodeConfig {
     /// The database page cache this node uses (see `raft.db_cache_bytes`).
     pub fn db_cache_bytes(&self) -> usize {
         self.raft.db_cache_bytes.unwrap_or(match self.role {
-            crate::raft::Role::Data => 1 << 30,
+            crate::raft::Role::Data => 256 << 20,
             crate::raft::Role::Witness => 64 << 20,
         })
     }
@@ -203,11 +203,11 @@ impl Default for IngestLimits {
 impl Default for IngestSection {
     fn default() -> Self {
         IngestSection {
-            max_request_bytes: 64 << 20,
-            max_inflight_bytes: 256 << 20,
+            max_request_bytes: 16 << 20,
+            max_inflight_bytes: 128 << 20,
             node_label_key: "otelraft.node".to_string(),
             commit_timeout_ms: 10_000,
-            decode_memory_bytes: 512 << 20,
+            decode_memory_bytes: 192 << 20,
             decode_concurrency: 2,
             decode_wait_ms: 5_000,
             limits: IngestLimits::default(),
@@ -240,7 +240,7 @@ impl Default for PeerSection {
             connect_timeout_ms: 1_000,
             rpc_timeout_ms: 2_000,
             max_message_bytes: 1 << 30,
-            max_append_bytes: 64 << 20,
+            max_append_bytes: 32 << 20,
             max_snapshot_bytes: 1 << 30,
         }
     }

@@ -24,7 +24,7 @@ fn minimal_file_gets_defaults() {
     let c = NodeConfig::from_toml_and_env(MINIMAL, "t", env(&[])).expect("valid");
     assert_eq!(c.name, "node-1");
     assert_eq!(c.advertise.peer, "127.0.0.1:4400");
-    assert_eq!(c.ingest.max_request_bytes, 64 << 20);
+    assert_eq!(c.ingest.max_request_bytes, 16 << 20);
 }
 
 #[test]
@@ -190,7 +190,7 @@ fn an_append_budget_the_message_cap_cannot_carry_is_refused_by_name() {
     .expect_err("zero");
     assert!(err.to_string().contains("peer.max_append_bytes"), "{err}");
     let c = NodeConfig::from_toml_and_env(MINIMAL, "t", env(&[])).expect("defaults");
-    assert_eq!(c.peer.max_append_bytes, 64 << 20);
+    assert_eq!(c.peer.max_append_bytes, 32 << 20);
 }
 
 #[test]
@@ -256,6 +256,6 @@ fn a_decode_budget_that_cannot_hold_the_largest_request_is_refused_by_name() {
         assert!(err.to_string().contains(field), "{key}: {err}");
     }
     let c = NodeConfig::from_toml_and_env(MINIMAL, "t", env(&[])).expect("defaults");
-    assert_eq!(c.ingest.decode_memory_bytes, 512 << 20);
+    assert_eq!(c.ingest.decode_memory_bytes, 192 << 20);
     assert_eq!(c.ingest.limits.max_records, 100_000);
 }

@@ -17,8 +17,9 @@
 //! batches.
 
 /// Bytes one batch may derive from its entries (labels, names, lines and
-/// their bookkeeping), on top of the entries themselves.
-pub const DERIVED_BYTES_PER_BATCH: usize = 64 << 20;
+/// their bookkeeping), on top of the entries themselves; a term of the
+/// node's memory bound (`config::memory`).
+pub use crate::config::memory::DERIVED_BYTES_PER_BATCH;
 
 /// Bookkeeping charged per string (its header and its map slot), so a
 /// million empty labels cost something too.
