@@ -290,3 +290,87 @@ async fn a_decode_bomb_is_refused_before_it_is_decoded() {
         .unwrap();
     server.stop().await;
 }
+
+/// Opens a logs Export stream on `client` and sends part of a message,
+/// leaving the request body open.
+fn open_stream(
+    client: &mut h2::client::SendRequest<bytes::Bytes>,
+    addr: std::net::SocketAddr,
+) -> (h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>) {
+    let request = axum::http::Request::post(format!(
+        "http://{addr}/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(())
+    .expect("request");
+    let (response, mut body) = client.send_request(request, false).expect("stream opens");
+    // A message header announcing 100 bytes, and none of them.
+    body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 100]), false)
+        .expect("send");
+    (response, body)
+}
+
+#[tokio::test]
+async fn one_connection_holds_at_most_max_streams_per_connection_streams() {
+    let mut settings = super::settings(LIMIT);
+    settings.connections.max_streams_per_connection = 4;
+    let server = TestServer::start_with(Protocol::Grpc, settings).await;
+    let tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let (client, mut connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    // The server says so in its SETTINGS.
+    let advertised = tokio::time::timeout(
+        Duration::from_secs(10),
+        std::future::poll_fn(|cx| {
+            use std::future::Future;
+            if let std::task::Poll::Ready(done) = std::pin::Pin::new(&mut connection).poll(cx) {
+                return std::task::Poll::Ready(Err(done));
+            }
+            if connection.max_concurrent_send_streams() == 4 {
+                std::task::Poll::Ready(Ok(()))
+            } else {
+                std::task::Poll::Pending
+            }
+        }),
+    )
+    .await;
+    assert!(
+        matches!(advertised, Ok(Ok(()))),
+        "SETTINGS_MAX_CONCURRENT_STREAMS never said 4: {advertised:?}"
+    );
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+
+    // Four streams held open take every slot: a fifth, complete request
+    // (an empty export) is not served while they are open.
+    let mut client = client.ready().await.expect("ready");
+    let mut held: Vec<_> = (0..4)
+        .map(|_| open_stream(&mut client, server.addr))
+        .collect();
+    let (fifth, mut fifth_body) = open_stream(&mut client, server.addr);
+    fifth_body
+        .send_data(bytes::Bytes::new(), true)
+        .expect("end the fifth");
+    let mut fifth = Box::pin(fifth);
+    let early = tokio::time::timeout(Duration::from_millis(500), fifth.as_mut()).await;
+    assert!(early.is_err(), "a fifth stream was served: {early:?}");
+
+    // One of them ends (its body cut short, so it is refused); its slot
+    // goes to the fifth.
+    let (response, mut body) = held.remove(0);
+    body.send_data(bytes::Bytes::new(), true)
+        .expect("end stream");
+    let answered = tokio::time::timeout(Duration::from_secs(10), response).await;
+    assert!(answered.is_ok(), "the ended stream was never answered");
+    let served = tokio::time::timeout(Duration::from_secs(10), fifth).await;
+    assert!(
+        matches!(&served, Ok(Ok(r)) if r.status() == 200),
+        "the freed slot did not go to the fifth stream: {served:?}"
+    );
+    assert!(server.handler.submitted().is_empty());
+    drop(held);
+    server.stop().await;
+}
