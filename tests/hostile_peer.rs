@@ -223,13 +223,8 @@ async fn forged_peer_calls_on_a_cluster_with_auth_on_are_refused_and_change_noth
             .expect_err("a transfer from a non-member");
         assert_denied(&transfer, "not in this node's membership");
         // A member's certificate speaking for another member.
-        let impostor = if target.id == 2 { 3 } else { 2 };
-        let other = if target.id == 1 { 3 } else { 1 };
-        let other = if other == impostor {
-            6 - impostor - target.id
-        } else {
-            other
-        };
+        let mut others = [1u64, 2, 3].into_iter().filter(|id| *id != target.id);
+        let (impostor, other) = (others.next().unwrap_or(1), others.next().unwrap_or(2));
         let vote = peer_client(target, &tls, &format!("node-{impostor}"), &ca)
             .await
             .vote(vote_for(other, term_before + 10))

@@ -33,10 +33,25 @@ async fn post(server: &TestServer, content_type: &str, body: Vec<u8>) -> reqwest
         .expect("answered")
 }
 
+/// The bodies of the log records in `request`, in order.
+fn bodies(request: &ExportLogsServiceRequest) -> Vec<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    let records = request
+        .resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .flat_map(|s| &s.log_records);
+    records
+        .filter_map(|r| match r.body.as_ref().and_then(|b| b.value.clone()) {
+            Some(Value::StringValue(s)) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The log records the handler was given, by body.
 fn committed_bodies(server: &TestServer) -> Vec<String> {
-    use opentelemetry_proto::tonic::common::v1::any_value::Value;
-    let mut bodies = Vec::new();
+    let mut all = Vec::new();
     for submitted in server.handler.submitted() {
         let payload = ExportLogsServiceRequest::decode(submitted.payload.clone()).expect("logs");
         assert_eq!(
@@ -44,25 +59,15 @@ fn committed_bodies(server: &TestServer) -> Vec<String> {
             super::super::validate::count_logs(&payload),
             "the submit counts what its payload holds"
         );
-        let records = payload
-            .resource_logs
-            .iter()
-            .flat_map(|r| &r.scope_logs)
-            .flat_map(|s| &s.log_records);
-        for record in records {
-            if let Some(Value::StringValue(s)) = record.body.as_ref().and_then(|b| b.value.clone())
-            {
-                bodies.push(s);
-            }
-        }
+        all.extend(bodies(&payload));
     }
-    bodies
+    all
 }
 
 #[tokio::test]
 async fn one_bad_log_record_is_rejected_and_the_others_are_committed_over_http_protobuf() {
     let server = TestServer::start(Protocol::Http, LIMIT).await;
-    let all = committed_bodies_of(&fixtures::logs(3));
+    let all = bodies(&fixtures::logs(3));
     let response = post(
         &server,
         "application/x-protobuf",
@@ -93,18 +98,6 @@ async fn one_bad_log_record_is_rejected_and_the_others_are_committed_over_http_p
         1.0
     );
     server.stop().await;
-}
-
-fn committed_bodies_of(request: &ExportLogsServiceRequest) -> Vec<String> {
-    use opentelemetry_proto::tonic::common::v1::any_value::Value;
-    request.resource_logs[0].scope_logs[0]
-        .log_records
-        .iter()
-        .filter_map(|r| match r.body.as_ref().and_then(|b| b.value.clone()) {
-            Some(Value::StringValue(s)) => Some(s),
-            _ => None,
-        })
-        .collect()
 }
 
 #[tokio::test]
