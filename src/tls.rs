@@ -31,7 +31,7 @@ mod serve;
 
 pub use config::TlsSection;
 pub use connections::{ConnLimits, ConnectionsSection, MemberAddrs};
-pub use incoming::{ConnInfo, Incoming};
+pub use incoming::{ConnInfo, Incoming, WorkSlots};
 pub use listener::Listener;
 pub use material::{ClientTls, ServerTls};
 pub use serve::serve_http;

@@ -39,6 +39,7 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("server", 8, "server"),
     ("cli", 8, "cli"),
     ("main", 9, "main"),
+    ("bin", 9, "main"),
 ];
 
 /// The layer of module `path` (`a::b::c`), from its longest known prefix.

@@ -175,6 +175,20 @@ pub enum Cmd {
     },
 }
 
+/// The whole program behind `main`: parses the command line, runs it and
+/// turns the outcome into the exit code, the error on stderr.
+pub async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    crate::tls::install_crypto_provider();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("otelraft: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the command `cli` names; the error is what the operator reads.
 pub async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {

@@ -189,6 +189,10 @@ impl NodeConfig {
                 u64::from(c.max_streams_per_connection),
             ),
             ("connections.keepalive_interval_ms", c.keepalive_interval_ms),
+            (
+                "connections.decodes_per_connection",
+                c.decodes_per_connection as u64,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::field(field, "must be positive"));

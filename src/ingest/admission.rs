@@ -15,6 +15,12 @@
 //!   request holding bytes therefore never blocks one that could finish.
 //! - At most `ingest.decode_concurrency` requests decompress and decode at
 //!   once, on the blocking pool, never on the executor that runs Raft.
+//! - A request takes its connection's slot (`connections.
+//!   decodes_per_connection`) before it queues for a node slot, and holds
+//!   both until its decode ends. The node's queue is first come, first
+//!   served, so a connection multiplexing many streams has at most that
+//!   many places in it, and a well-behaved connection waits behind at most
+//!   one request of each other connection.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +28,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{IngestError, SubmitError};
+use crate::tls::WorkSlots;
 
 /// Reservations are counted in KiB, so the semaphore's permit count stays
 /// small whatever the budget.
@@ -59,13 +66,44 @@ impl Admission {
         }
     }
 
-    /// Waits for a decode slot, at most `wait`.
-    pub(crate) async fn slot(&self) -> Result<OwnedSemaphorePermit, IngestError> {
-        match tokio::time::timeout(self.wait, self.slots.clone().acquire_owned()).await {
+    /// Waits, at most `wait` in all, for a slot of the request's connection
+    /// (when it came through a listener), then for a node slot.
+    pub(crate) async fn slot(
+        &self,
+        connection: Option<&WorkSlots>,
+    ) -> Result<DecodeSlot, IngestError> {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        let connection = match connection {
+            Some(slots) => Some(
+                self.acquire(
+                    slots.semaphore(),
+                    deadline,
+                    "connections.decodes_per_connection",
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let node = self
+            .acquire(self.slots.clone(), deadline, "ingest.decode_concurrency")
+            .await?;
+        Ok(DecodeSlot {
+            _connection: connection,
+            _node: node,
+        })
+    }
+
+    async fn acquire(
+        &self,
+        slots: Arc<Semaphore>,
+        deadline: tokio::time::Instant,
+        field: &'static str,
+    ) -> Result<OwnedSemaphorePermit, IngestError> {
+        match tokio::time::timeout_at(deadline, slots.acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(IngestError::Submit(SubmitError::ShuttingDown)),
             Err(_) => Err(overloaded(format!(
-                "every decode slot (ingest.decode_concurrency) stayed busy for {} ms",
+                "every decode slot ({field}) stayed busy for {} ms",
                 self.wait.as_millis()
             ))),
         }
@@ -76,6 +114,13 @@ impl Admission {
     pub(crate) fn free_bytes(&self) -> u64 {
         self.bytes.available_permits() as u64 * UNIT
     }
+}
+
+/// The slots one decode holds until it ends.
+#[derive(Debug)]
+pub(crate) struct DecodeSlot {
+    _connection: Option<OwnedSemaphorePermit>,
+    _node: OwnedSemaphorePermit,
 }
 
 fn overloaded(reason: String) -> IngestError {
@@ -185,10 +230,34 @@ mod tests {
     #[tokio::test]
     async fn a_busy_slot_turns_into_a_retryable_refusal_after_the_wait() {
         let admission = Admission::new(1 << 20, 1, Duration::from_millis(50));
-        let held = admission.slot().await.unwrap();
-        let err = admission.slot().await.unwrap_err();
+        let held = admission.slot(None).await.unwrap();
+        let err = admission.slot(None).await.unwrap_err();
         assert!(err.retryable(), "{err}");
+        assert!(
+            err.to_string().contains("ingest.decode_concurrency"),
+            "{err}"
+        );
         drop(held);
-        assert!(admission.slot().await.is_ok());
+        assert!(admission.slot(None).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_connection_waits_behind_its_own_decode_and_leaves_the_node_slots_to_others() {
+        let admission = Admission::new(1 << 20, 2, Duration::from_millis(50));
+        let busy = WorkSlots::new(1);
+        let held = admission.slot(Some(&busy)).await.unwrap();
+        // Its second stream waits for the connection's slot, not a node slot.
+        let err = admission.slot(Some(&busy)).await.unwrap_err();
+        assert!(err.retryable(), "{err}");
+        assert!(
+            err.to_string()
+                .contains("connections.decodes_per_connection"),
+            "{err}"
+        );
+        // The node's other slot is still free for another connection.
+        let other = admission.slot(Some(&WorkSlots::new(1))).await.unwrap();
+        drop(held);
+        assert!(admission.slot(Some(&busy)).await.is_ok());
+        drop(other);
     }
 }

@@ -19,6 +19,7 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::Extension;
 use axum::Router;
 use futures::StreamExt;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -34,6 +35,7 @@ use super::pipeline::Accepted;
 use super::request::OtlpRequest;
 use super::rpc_status::RpcStatus;
 use super::{Ingest, IngestError, SubmitError};
+use crate::tls::{ConnInfo, WorkSlots};
 
 /// Serves OTLP/HTTP on `listener` (plain or TLS) until `shutdown`
 /// resolves, then lets in-flight requests finish. Taking a bound listener
@@ -85,6 +87,7 @@ async fn limit_duration(
 
 async fn export<T: OtlpRequest>(
     State(ingest): State<Arc<Ingest>>,
+    connection: Option<Extension<ConnInfo>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -101,7 +104,9 @@ async fn export<T: OtlpRequest>(
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return response;
     }
-    let (request, reservation) = match receive::<T>(&ingest, &headers, format, body).await {
+    let connection = connection.map(|Extension(info)| info.work);
+    let received = receive::<T>(&ingest, &headers, format, connection.as_ref(), body).await;
+    let (request, reservation) = match received {
         Ok(decoded) => decoded,
         Err(e) => return error_response(&ingest.refuse(T::SIGNAL, 0, e), format),
     };
@@ -117,6 +122,7 @@ async fn receive<T: OtlpRequest>(
     ingest: &Ingest,
     headers: &HeaderMap,
     format: Format,
+    connection: Option<&WorkSlots>,
     body: Body,
 ) -> Result<(T, Reservation), IngestError> {
     let coding = Coding::from_content_encoding(header(headers, CONTENT_ENCODING)?)?;
@@ -125,7 +131,9 @@ async fn receive<T: OtlpRequest>(
     let mut reservation = ingest.admission.reservation();
     let deadline = ingest.settings.body_timeout;
     let raw = read_body(body, declared, limit, deadline, &mut reservation).await?;
-    ingest.decode::<T>(raw, format, coding, reservation).await
+    ingest
+        .decode::<T>(raw, format, coding, connection, reservation)
+        .await
 }
 
 /// Collects the raw body within `deadline`, refusing as soon as it passes

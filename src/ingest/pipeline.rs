@@ -16,6 +16,7 @@ use super::request::OtlpRequest;
 use super::{Ingest, IngestError};
 use crate::metrics::{refusal, signal as signal_label};
 use crate::pb::log::{IngestRequest, Signal};
+use crate::tls::WorkSlots;
 
 /// Largest uncompressed body decoded on the request's own task (about 50 µs
 /// of protobuf decoding, see `benches/hot_paths.rs`, and at most a few MiB
@@ -58,13 +59,15 @@ impl Accepted {
 
 impl Ingest {
     /// Decodes a body whose bytes `reservation` holds: small plain bodies on
-    /// this task, the rest on the blocking pool under a decode slot. Returns
-    /// the request and the reservation, which then holds its decoded size.
+    /// this task, the rest on the blocking pool under a slot of its
+    /// connection and one of the node. Returns the request and the
+    /// reservation, which then holds its decoded size.
     pub(crate) async fn decode<T: OtlpRequest>(
         &self,
         raw: Bytes,
         format: Format,
         coding: Coding,
+        connection: Option<&WorkSlots>,
         mut reservation: Reservation,
     ) -> Result<(T, Reservation), IngestError> {
         let max_bytes = self.settings.max_request_bytes;
@@ -77,7 +80,7 @@ impl Ingest {
             };
             return decode_body::<T>(raw, format, coding, at).map(|r| (r, reservation));
         }
-        let slot = self.admission.slot().await?;
+        let slot = self.admission.slot(connection).await?;
         let cancelled = Arc::new(AtomicBool::new(false));
         let _cancel = CancelOnDrop(cancelled.clone());
         let limits = self.settings.limits.clone();

@@ -66,6 +66,18 @@ pub(crate) fn settings(max_request_bytes: usize) -> IngestSettings {
     }
 }
 
+/// Two node decode slots, one per connection, and no wait for either: a
+/// request that finds no slot free at once is refused. Room for 16 MiB
+/// requests.
+pub(crate) fn one_decode_per_connection() -> IngestSettings {
+    let mut settings = settings(16 << 20);
+    settings.decode_memory_bytes = 256 << 20;
+    settings.decode_concurrency = 2;
+    settings.connections.decodes_per_connection = 1;
+    settings.decode_wait = std::time::Duration::from_millis(1);
+    settings
+}
+
 /// A receiver on 127.0.0.1:0 with a recording handler; `stop` shuts it down
 /// through the oneshot and checks it exited cleanly.
 pub(crate) struct TestServer {

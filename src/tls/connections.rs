@@ -43,6 +43,11 @@ pub struct ConnectionsSection {
     /// HTTP/2 keep-alive ping interval; a peer that does not answer within
     /// the same time is disconnected.
     pub keepalive_interval_ms: u64,
+    /// OTLP requests of one connection that decompress and decode at once.
+    /// The rest of its streams wait behind them, outside the node's queue
+    /// for `ingest.decode_concurrency`, so a connection multiplexing many
+    /// streams holds at most this many places there.
+    pub decodes_per_connection: usize,
 }
 
 impl Default for ConnectionsSection {
@@ -56,6 +61,7 @@ impl Default for ConnectionsSection {
             request_timeout_ms: 60_000,
             max_streams_per_connection: 256,
             keepalive_interval_ms: 30_000,
+            decodes_per_connection: 1,
         }
     }
 }
@@ -111,6 +117,8 @@ pub struct ConnLimits {
     pub member_reserve: usize,
     /// Who the members are (peer listener).
     pub members: MemberAddrs,
+    /// Slots of each connection's [`WorkSlots`](super::WorkSlots).
+    pub work_per_connection: usize,
 }
 
 impl ConnLimits {
@@ -125,6 +133,7 @@ impl ConnLimits {
                 0
             },
             members: members.unwrap_or_default(),
+            work_per_connection: section.decodes_per_connection,
         }
     }
 }
@@ -242,6 +251,7 @@ mod tests {
             per_client,
             member_reserve: reserve,
             members: addrs,
+            work_per_connection: 1,
         }
     }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -39,9 +39,10 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// What an HTTP client that spoke plaintext to a TLS port reads.
 const PLAINTEXT_REPLY: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 42\r\n\r\nthis port requires TLS: use https:// here\n";
 
-/// What a request handler may know about its connection (a request
-/// extension on the peer service).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a request handler may know about its connection: a request
+/// extension on every listener (tonic adds it on the gRPC ones,
+/// [`serve_http`](super::serve_http) on the HTTP ones).
+#[derive(Clone, Debug)]
 pub struct ConnInfo {
     /// The client's address.
     pub remote: SocketAddr,
@@ -50,6 +51,28 @@ pub struct ConnInfo {
     pub node: Option<u64>,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// This connection's slots for expensive work.
+    pub work: WorkSlots,
+}
+
+/// The slots one connection's requests take before expensive work (OTLP
+/// decoding), shared by all its streams. A handler takes one of these
+/// before the node-wide slot, so the node's queue holds at most
+/// `connections.decodes_per_connection` places per connection, and a client
+/// multiplexing many streams on one connection waits behind itself.
+#[derive(Clone, Debug)]
+pub struct WorkSlots(Arc<Semaphore>);
+
+impl WorkSlots {
+    /// `slots` of them (at least one).
+    pub fn new(slots: usize) -> Self {
+        WorkSlots(Arc::new(Semaphore::new(slots.max(1))))
+    }
+
+    /// The semaphore to take a slot from.
+    pub fn semaphore(&self) -> Arc<Semaphore> {
+        self.0.clone()
+    }
 }
 
 enum Io {
@@ -167,8 +190,16 @@ impl Incoming {
     ) -> io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(READY_QUEUE);
+        let work_per_connection = limits.work_per_connection;
         let table = ConnTable::new(limits);
-        let task = tokio::spawn(accept_loop(listener, kind, tls, table, tx));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            kind,
+            tls,
+            table,
+            work_per_connection,
+            tx,
+        ));
         Ok(Incoming {
             ready,
             local,
@@ -225,6 +256,7 @@ async fn accept_loop(
     kind: Listener,
     tls: Option<Arc<ServerTls>>,
     table: Arc<ConnTable>,
+    work_per_connection: usize,
     ready: mpsc::Sender<Conn>,
 ) {
     // Handshakes in progress: per listener and per client, like
@@ -234,6 +266,7 @@ async fn accept_loop(
         per_client: MAX_HANDSHAKES_PER_IP,
         member_reserve: 0,
         members: Default::default(),
+        work_per_connection: 1,
     });
     let logs = Arc::new(Logs::default());
     loop {
@@ -276,6 +309,7 @@ async fn accept_loop(
                     remote,
                     node: None,
                     tls: false,
+                    work: WorkSlots::new(work_per_connection),
                 },
                 _slot: slot,
             };
@@ -302,7 +336,15 @@ async fn accept_loop(
             let _handshake_slot = handshake_slot;
             let outcome = tokio::time::timeout(
                 tls.handshake_timeout,
-                handshake(tcp, remote, kind, &tls, &logs, conn_slot),
+                handshake(
+                    tcp,
+                    remote,
+                    kind,
+                    &tls,
+                    &logs,
+                    conn_slot,
+                    work_per_connection,
+                ),
             )
             .await;
             match outcome {
@@ -327,6 +369,7 @@ async fn handshake(
     tls: &ServerTls,
     logs: &Logs,
     slot: ConnGuard,
+    work_per_connection: usize,
 ) -> Option<Conn> {
     let mut first = [0u8; 1];
     match tokio::time::timeout(FIRST_BYTE_TIMEOUT, tcp.peek(&mut first)).await {
@@ -369,6 +412,7 @@ async fn handshake(
                     remote,
                     node,
                     tls: true,
+                    work: WorkSlots::new(work_per_connection),
                 },
                 _slot: slot,
             })

@@ -1,7 +1,8 @@
 //! How the HTTP listeners (OTLP/HTTP and admin) serve their connections:
 //! hyper with a header-read timeout that also closes idle HTTP/1
 //! connections, HTTP/2 stream and keep-alive limits, and a graceful stop
-//! that lets in-flight requests finish.
+//! that lets in-flight requests finish. Each request carries its
+//! connection's [`ConnInfo`](super::ConnInfo) as an extension.
 
 use std::future::Future;
 use std::io;
@@ -10,6 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tower::ServiceExt;
 
 use super::connections::ConnectionsSection;
 use super::Incoming;
@@ -42,8 +44,15 @@ pub async fn serve_http(
             () = &mut shutdown => break,
         };
         let Some(conn) = conn else { break };
-        let remote = conn.info().remote;
-        let service = TowerToHyperService::new(router.clone());
+        let info = conn.info().clone();
+        let remote = info.remote;
+        // Every request carries its connection's `ConnInfo`, as tonic's do.
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(info.clone());
+                request
+            },
+        ));
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {

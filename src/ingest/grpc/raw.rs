@@ -25,6 +25,7 @@ use crate::ingest::decode::{Coding, Format};
 use crate::ingest::http::read_body;
 use crate::ingest::request::OtlpRequest;
 use crate::ingest::Ingest;
+use crate::tls::ConnInfo;
 
 /// A gRPC message frame's header: compressed flag and length.
 const FRAME_HEADER: usize = 5;
@@ -143,6 +144,10 @@ impl<T: OtlpRequest> tonic::server::UnaryService<Bytes> for Method<T> {
                 .extensions()
                 .get::<Admitted>()
                 .and_then(|a| a.0.lock().ok().and_then(|mut slot| slot.take()));
+            let connection = request
+                .extensions()
+                .get::<ConnInfo>()
+                .map(|i| i.work.clone());
             let raw = request.into_inner();
             let (mut reservation, coding) = match admitted {
                 Some(admitted) => admitted,
@@ -158,7 +163,13 @@ impl<T: OtlpRequest> tonic::server::UnaryService<Bytes> for Method<T> {
             };
             reservation.shrink_to(raw.len() as u64);
             let (decoded, reservation) = ingest
-                .decode::<T>(raw, Format::Protobuf, coding, reservation)
+                .decode::<T>(
+                    raw,
+                    Format::Protobuf,
+                    coding,
+                    connection.as_ref(),
+                    reservation,
+                )
                 .await
                 .map_err(|e| to_status(&ingest.refuse(T::SIGNAL, 0, e)))?;
             let accepted = ingest

@@ -13,7 +13,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::Channel;
 use tonic::Code;
 
-use super::{fixtures, node_labels, Protocol, TestServer, NODE_ID};
+use super::{fixtures, node_labels, one_decode_per_connection, Protocol, TestServer, NODE_ID};
 use crate::ingest::rpc_status::{RetryInfo, RpcStatus, RETRY_INFO_TYPE_URL};
 use crate::ingest::SubmitError;
 use crate::pb::log::Signal;
@@ -372,5 +372,47 @@ async fn one_connection_holds_at_most_max_streams_per_connection_streams() {
     );
     assert!(server.handler.submitted().is_empty());
     drop(held);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_connection_with_many_heavy_streams_leaves_a_decode_slot_to_another_connection() {
+    let server = TestServer::start_with(Protocol::Grpc, one_decode_per_connection()).await;
+    // 8 MiB bodies, gzip: each takes a slot and decodes for a while.
+    let heavy = fixtures::logs_with_body(1, &"a".repeat(8 << 20));
+    let busy = logs_client(&server)
+        .await
+        .send_compressed(CompressionEncoding::Gzip);
+    let other = logs_client(&server)
+        .await
+        .send_compressed(CompressionEncoding::Gzip);
+    let streams = (0..8).map(|_| {
+        let mut client = busy.clone();
+        let request = heavy.clone();
+        async move { client.export(request).await }
+    });
+    let mut other_client = other.clone();
+    let (busy_results, other_result) = tokio::join!(
+        futures::future::join_all(streams),
+        other_client.export(heavy.clone())
+    );
+    other_result.expect("the other connection finds a node slot free");
+    let refused: Vec<_> = busy_results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .collect();
+    assert!(
+        !refused.is_empty(),
+        "the busy connection's streams queued behind each other"
+    );
+    for status in refused {
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert!(
+            status
+                .message()
+                .contains("connections.decodes_per_connection"),
+            "refused for its own connection's slot, not the node's: {status:?}"
+        );
+    }
     server.stop().await;
 }

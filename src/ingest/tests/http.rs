@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
 use prost::Message;
 
-use super::{fixtures, node_labels, Protocol, TestServer, NODE_ID};
+use super::{fixtures, node_labels, one_decode_per_connection, Protocol, TestServer, NODE_ID};
 use crate::ingest::rpc_status::RpcStatus;
 use crate::ingest::SubmitError;
 use crate::pb::log::Signal;
@@ -715,4 +715,82 @@ async fn wait_until_accepted(addr: std::net::SocketAddr) -> bool {
         }
     }
     false
+}
+
+/// Posts `body` (protobuf logs, gzip) on an HTTP/2 connection; the status
+/// and the `google.rpc.Status` message of the answer.
+async fn post_h2(
+    client: &mut h2::client::SendRequest<bytes::Bytes>,
+    addr: std::net::SocketAddr,
+    body: bytes::Bytes,
+) -> (u16, String) {
+    let request = axum::http::Request::post(format!("http://{addr}/v1/logs"))
+        .header("content-type", PROTOBUF)
+        .header("content-encoding", "gzip")
+        .body(())
+        .unwrap();
+    let mut ready = client.clone().ready().await.expect("connection ready");
+    let (response, mut stream) = ready.send_request(request, false).unwrap();
+    stream.send_data(body, true).unwrap();
+    let response = response.await.expect("answer");
+    let status = response.status().as_u16();
+    let mut answer = Vec::new();
+    let mut chunks = response.into_body();
+    while let Some(chunk) = chunks.data().await {
+        let chunk = chunk.expect("answer body");
+        let _ = chunks.flow_control().release_capacity(chunk.len());
+        answer.extend_from_slice(&chunk);
+    }
+    let message = RpcStatus::decode(&answer[..])
+        .map(|s| s.message)
+        .unwrap_or_default();
+    (status, message)
+}
+
+async fn h2_connection(addr: std::net::SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test]
+async fn one_http2_connection_with_many_heavy_requests_leaves_a_decode_slot_to_another() {
+    let server = TestServer::start_with(Protocol::Http, one_decode_per_connection()).await;
+    // 8 MiB once decompressed: each takes a slot and decodes for a while.
+    let heavy = bytes::Bytes::from(gzip(
+        &fixtures::logs_with_body(1, &"a".repeat(8 << 20)).encode_to_vec(),
+    ));
+    let addr = server.addr;
+    let busy = h2_connection(addr).await;
+    let mut other = h2_connection(addr).await;
+    let streams = (0..8).map(|_| {
+        let mut client = busy.clone();
+        let body = heavy.clone();
+        async move { post_h2(&mut client, addr, body).await }
+    });
+    let (busy_answers, other_answer) = tokio::join!(
+        futures::future::join_all(streams),
+        post_h2(&mut other, addr, heavy.clone())
+    );
+    assert_eq!(
+        other_answer.0, 200,
+        "the other connection finds a node slot free: {other_answer:?}"
+    );
+    let refused: Vec<_> = busy_answers
+        .iter()
+        .filter(|(status, _)| *status != 200)
+        .collect();
+    assert!(
+        !refused.is_empty(),
+        "the busy connection's requests queued behind each other"
+    );
+    for (status, message) in refused {
+        assert_eq!(*status, 429, "{message}");
+        assert!(
+            message.contains("connections.decodes_per_connection"),
+            "refused for its own connection's slot, not the node's: {message}"
+        );
+    }
+    server.stop().await;
 }
