@@ -185,7 +185,7 @@ impl Node {
     ) -> Result<Arc<Node>, NodeError> {
         let client_tls = material.client_tls.clone();
         let tokens = material.tokens.clone();
-        std::fs::create_dir_all(&config.data_dir)
+        store::durable_dir::create(&config.data_dir)
             .map_err(|e| NodeError::Store(store::StoreError::from(e)))?;
         let marker = config.data_dir.join(store::RESTORING_FILE);
         if marker.exists() {

@@ -31,6 +31,7 @@
 pub const RESTORING_FILE: &str = "RESTORING";
 
 pub mod carry;
+pub mod durable_dir;
 mod log;
 mod state_machine;
 mod tables;

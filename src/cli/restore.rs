@@ -51,7 +51,7 @@ use crate::node::members_map;
 use crate::pb::log::command::Kind;
 use crate::raft::{codec, LogId, SnapshotMeta, StoredMembership, Vote};
 use crate::state::{apply_entry, ArchiveState, ArchivedBlock, SinkRestore, SinkState, SmState};
-use crate::store::{self, StoreError};
+use crate::store::{self, durable_dir, StoreError};
 
 /// The one error type of restore.
 #[derive(Debug, thiserror::Error)]
@@ -494,7 +494,7 @@ async fn write_node(
     let last = state
         .last_applied
         .ok_or_else(|| RestoreError::Unusable("nothing restored".into()))?;
-    std::fs::create_dir_all(&config.data_dir).map_err(StoreError::Io)?;
+    durable_dir::create(&config.data_dir).map_err(StoreError::Io)?;
     // The marker is durable before the database exists and removed only
     // after the vote is: a crash in between leaves a directory `serve`
     // refuses, never a half-restored node that bootstraps or votes low.
@@ -517,20 +517,14 @@ async fn write_node(
         .await
         .map_err(StoreError::Io)?;
     std::fs::remove_file(&marker).map_err(StoreError::Io)?;
-    sync_dir(&config.data_dir)?;
+    durable_dir::sync(&config.data_dir).map_err(StoreError::Io)?;
     Ok(())
 }
 
 fn write_durably(path: &std::path::Path, dir: &std::path::Path) -> Result<(), StoreError> {
     let file = std::fs::File::create(path).map_err(StoreError::Io)?;
     file.sync_all().map_err(StoreError::Io)?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &std::path::Path) -> Result<(), StoreError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(StoreError::Io)
+    durable_dir::sync(dir).map_err(StoreError::Io)
 }
 
 #[cfg(test)]

@@ -259,3 +259,24 @@ fn a_decode_budget_that_cannot_hold_the_largest_request_is_refused_by_name() {
     assert_eq!(c.ingest.decode_memory_bytes, 192 << 20);
     assert_eq!(c.ingest.limits.max_records, 100_000);
 }
+
+#[test]
+fn initial_members_with_more_witnesses_than_data_members_are_refused_by_name() {
+    let members = |roles: &[&str]| {
+        let mut toml = format!("{MINIMAL}\n[cluster]\nbootstrap = true\n");
+        for (i, role) in roles.iter().enumerate() {
+            let id = i + 1;
+            toml.push_str(&format!(
+                "[[cluster.initial_members]]\nid = {id}\nrole = \"{role}\"\npeer_addr = \"127.0.0.{id}:4400\"\nadmin_addr = \"127.0.0.{id}:4480\"\n"
+            ));
+        }
+        NodeConfig::from_toml_and_env(&toml, "t", env(&[]))
+    };
+    let err = members(&["data", "witness", "witness"]).expect_err("1 data, 2 witnesses");
+    assert!(err.to_string().contains("cluster.initial_members"), "{err}");
+    assert!(
+        err.to_string().contains("2 witnesses for 1 data members"),
+        "{err}"
+    );
+    members(&["data", "data", "witness"]).expect("2 data, 1 witness");
+}

@@ -233,10 +233,21 @@ impl NodeConfig {
             }
         }
         let members = &self.cluster.initial_members;
-        if !members.is_empty() && members.iter().all(|m| m.role == crate::raft::Role::Witness) {
+        let witnesses = members
+            .iter()
+            .filter(|m| m.role == crate::raft::Role::Witness)
+            .count();
+        let data = members.len() - witnesses;
+        if !members.is_empty() && data == 0 {
             return Err(ConfigError::field(
                 "cluster.initial_members",
                 "needs at least one data member: a witness never leads",
+            ));
+        }
+        if witnesses > data {
+            return Err(ConfigError::field(
+                "cluster.initial_members",
+                format!("has {witnesses} witnesses for {data} data members: witnesses may not outnumber data members"),
             ));
         }
         Ok(())

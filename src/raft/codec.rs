@@ -105,6 +105,12 @@ pub fn encode(entry: &Entry) -> Result<Vec<u8>, CodecError> {
     Ok(to_pb(entry)?.encode_to_vec())
 }
 
+/// The length of [`encode`]'s output, without the bytes (payloads are
+/// shared, not copied).
+pub fn encoded_len(entry: &Entry) -> Result<usize, CodecError> {
+    Ok(to_pb(entry)?.encoded_len())
+}
+
 /// Decodes an entry from stored bytes.
 pub fn decode(bytes: Bytes) -> Result<Entry, CodecError> {
     from_pb(LogEntry::decode(bytes)?)

@@ -69,6 +69,14 @@ impl LogStore {
         }
     }
 
+    /// Puts `entries` in the overlay only, as if appended and not yet
+    /// committed by the writer.
+    #[cfg(test)]
+    pub(super) fn hold_in_overlay(&self, entries: Vec<Entry>) {
+        let mut overlay = writer::lock(&self.inner.overlay);
+        overlay.extend(entries.into_iter().map(|e| (e.log_id.index, e)));
+    }
+
     /// Becomes `Some(clean)` once every store handle is dropped and the
     /// writer has stopped (see `WriterHandle::closed`).
     pub fn closed(&self) -> tokio::sync::watch::Receiver<Option<bool>> {
@@ -279,39 +287,21 @@ impl Inner {
         };
         let (txn, pending) = self.snapshot(start, end)?;
         let table = txn.open_table(LOG)?;
-        // `cut`: the last table row read when a byte budget stopped the read
-        // early. Overlay entries past it would leave a hole, so they wait
-        // for the next call.
-        let (mut rows, cut): (BTreeMap<u64, Entry>, Option<u64>) = match limit {
-            None => (tables::read_log(&table, start, end)?, None),
+        let rows = match limit {
+            None => {
+                let mut rows = tables::read_log(&table, start, end)?;
+                // The overlay is newer than the table for the same index.
+                rows.extend(pending.into_iter().map(|e| (e.log_id.index, e)));
+                rows
+            }
             Some(limit) => {
-                let mut rows = BTreeMap::new();
-                let mut bytes = 0usize;
-                let mut cut = None;
                 let iter = match end {
                     Some(end) => table.range(start..end)?,
                     None => table.range(start..)?,
                 };
-                for row in iter {
-                    let (k, v) = row?;
-                    let key = k.value();
-                    bytes += v.value().len();
-                    rows.insert(key, tables::decode_entry(key, v.value())?);
-                    if bytes >= limit.max_bytes {
-                        cut = Some(key);
-                        break;
-                    }
-                }
-                (rows, cut)
+                budgeted(iter, pending, limit.max_bytes)?
             }
         };
-        for entry in pending {
-            if cut.is_some_and(|cut| entry.log_id.index > cut) {
-                break;
-            }
-            // The overlay is newer than the table for the same index.
-            rows.insert(entry.log_id.index, entry);
-        }
         tables::check_contiguous(&rows)?;
         if limit.is_some() {
             // A consumer reading from a trimmed `start` must hear of it,
@@ -529,4 +519,64 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await?;
         Ok(())
     }
+}
+
+/// The entries of `table_rows` merged with the newer `overlay` (both in
+/// index order), up to and including the first that brings their encoded
+/// size to `max_bytes`. Each entry counts its encoded size wherever it is
+/// held, table or overlay, so the batch that starts at an index ends at the
+/// same index on every member that holds the same entries, however many of
+/// them have reached the table yet.
+fn budgeted(
+    table_rows: redb::Range<'_, u64, &'static [u8]>,
+    overlay: Vec<Entry>,
+    max_bytes: usize,
+) -> Result<BTreeMap<u64, Entry>, StoreError> {
+    let mut rows = BTreeMap::new();
+    let mut bytes = 0usize;
+    let mut overlay = overlay.into_iter().peekable();
+    let mut take = |rows: &mut BTreeMap<u64, Entry>, entry: Entry, size: usize| {
+        rows.insert(entry.log_id.index, entry);
+        bytes = bytes.saturating_add(size);
+        bytes >= max_bytes
+    };
+    for row in table_rows {
+        let (k, v) = row?;
+        let key = k.value();
+        while let Some(entry) = overlay.next_if(|e| e.log_id.index < key) {
+            let size = size_of(&entry)?;
+            if take(&mut rows, entry, size) {
+                return Ok(rows);
+            }
+        }
+        let full = match overlay.next_if(|e| e.log_id.index == key) {
+            Some(newer) => {
+                let size = size_of(&newer)?;
+                take(&mut rows, newer, size)
+            }
+            None => take(
+                &mut rows,
+                tables::decode_entry(key, v.value())?,
+                v.value().len(),
+            ),
+        };
+        if full {
+            return Ok(rows);
+        }
+    }
+    for entry in overlay {
+        let size = size_of(&entry)?;
+        if take(&mut rows, entry, size) {
+            break;
+        }
+    }
+    Ok(rows)
+}
+
+/// An overlay entry's size as its table row will be.
+fn size_of(entry: &Entry) -> Result<usize, StoreError> {
+    codec::encoded_len(entry).map_err(|source| StoreError::Unencodable {
+        index: entry.log_id.index,
+        source,
+    })
 }

@@ -126,8 +126,9 @@ pub(super) fn open_error(path: &Path, e: DatabaseError) -> StoreError {
 /// Opens or creates `<dir>/otelraft.redb`, makes sure every table exists and
 /// reads the persisted meta values. Blocking.
 pub(super) fn open_db(dir: &Path, cache_bytes: usize) -> Result<Opened, StoreError> {
-    std::fs::create_dir_all(dir)?;
+    super::durable_dir::create(dir)?;
     let path: PathBuf = dir.join(DB_FILE_NAME);
+    let new_file = !path.exists();
     let warned = std::sync::atomic::AtomicBool::new(false);
     let shown = path.display().to_string();
     let db = redb::Builder::new()
@@ -141,7 +142,9 @@ pub(super) fn open_db(dir: &Path, cache_bytes: usize) -> Result<Opened, StoreErr
         .map_err(|e| open_error(&path, e))?;
 
     // Creating the tables up front means a read transaction never has to
-    // treat a missing table as "empty".
+    // treat a missing table as "empty". Their commit fsyncs a new file;
+    // then the directory entry naming it is made durable, before anything
+    // in the file is acknowledged.
     let txn = db.begin_write()?;
     {
         txn.open_table(LOG)?;
@@ -149,6 +152,9 @@ pub(super) fn open_db(dir: &Path, cache_bytes: usize) -> Result<Opened, StoreErr
         txn.open_table(SNAPSHOT)?;
     }
     txn.commit()?;
+    if new_file {
+        super::durable_dir::sync(dir)?;
+    }
 
     let read = db.begin_read()?;
     let meta = read.open_table(META)?;

@@ -525,6 +525,42 @@ async fn purged_rows_are_retained_until_trimmed() {
     assert_eq!(st.last_log_id, Some(log_id(1, 1, 10)));
 }
 
+/// A batch's end depends on the entries, not on how many of them the writer
+/// has committed yet: the leader that reads entries still in its overlay
+/// and a new leader that reads them from its table cut the same batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byte_budget_counts_overlay_entries_as_it_counts_table_rows() {
+    let entries: Vec<Entry> = (1..=8)
+        .map(|i| ingest(1, i, Signal::Logs, 1, b"0123456789abcdef0123456789abcdef"))
+        .collect();
+    let size = codec::encode(&entries[0]).unwrap().len();
+    let budget = 6 * size;
+
+    let stored = tempfile::tempdir().expect("tempdir");
+    let (mut all_stored, _sm) = reopen(stored.path(), Arc::new(Metrics::new())).await;
+    append_durable(&mut all_stored, entries.clone()).await;
+    let from_table = all_stored.read_batch(1, 9, budget).await.expect("read");
+    assert_eq!(from_table, entries[..6].to_vec());
+
+    let half = tempfile::tempdir().expect("tempdir");
+    let (mut half_stored, _sm) = reopen(half.path(), Arc::new(Metrics::new())).await;
+    append_durable(&mut half_stored, entries[..4].to_vec()).await;
+    half_stored.hold_in_overlay(entries[4..].to_vec());
+    let merged = half_stored.read_batch(1, 9, budget).await.expect("read");
+    assert_eq!(
+        merged, from_table,
+        "the same batch, whatever is still in the overlay"
+    );
+    // And with everything still in the overlay.
+    let none = tempfile::tempdir().expect("tempdir");
+    let (none_stored, _sm) = reopen(none.path(), Arc::new(Metrics::new())).await;
+    none_stored.hold_in_overlay(entries.clone());
+    assert_eq!(
+        none_stored.read_batch(1, 9, budget).await.expect("read"),
+        from_table
+    );
+}
+
 /// Index 0 is Raft's first entry (the initial membership): a purge with no
 /// trim point yet, or a trim point of 0, keeps it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

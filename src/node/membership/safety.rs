@@ -39,13 +39,18 @@ fn ids(set: &BTreeSet<NodeId>) -> String {
 /// Raft commits a joint change only with a quorum of the current voters and
 /// a quorum of the next ones, so both must be reachable now.
 pub fn check_voters(c: &VoterChange<'_>, force: bool) -> Result<(), MembershipError> {
-    if !c
-        .next
-        .iter()
-        .any(|id| c.roles.get(id).copied().unwrap_or_default() == Role::Data)
-    {
+    let role = |id: &NodeId| c.roles.get(id).copied().unwrap_or_default();
+    let witnesses = c.next.iter().filter(|id| role(id) == Role::Witness).count();
+    let data = c.next.len() - witnesses;
+    if data == 0 {
         return Err(MembershipError::Unsafe(format!(
             "the voters would be {{{}}}: no data voter would remain, and a witness never leads",
+            ids(c.next)
+        )));
+    }
+    if witnesses > data {
+        return Err(MembershipError::Unsafe(format!(
+            "the voters would be {{{}}}: {witnesses} witnesses would outnumber {data} data voters, so a quorum could commit with one data copy and, once data voters fail, no member could lead or export",
             ids(c.next)
         )));
     }

@@ -73,6 +73,30 @@ fn removing_the_last_margin_needs_force() {
 }
 
 #[test]
+fn witnesses_may_not_outnumber_data_voters_even_when_forced() {
+    // One data node and two witnesses: refused, forced or not.
+    let e = check(&[1, 9], &[1, 8, 9], &[8, 9], &[1, 8, 9], true).unwrap_err();
+    assert!(
+        e.contains("2 witnesses would outnumber 1 data voters"),
+        "{e}"
+    );
+    let e = check(
+        &[1, 2, 9],
+        &[1, 7, 8, 9],
+        &[7, 8, 9],
+        &[1, 2, 7, 8, 9],
+        true,
+    )
+    .unwrap_err();
+    assert!(e.contains("outnumber"), "{e}");
+    // As many witnesses as data voters is allowed: 2 + 2.
+    assert_eq!(
+        check(&[1, 2, 9], &[1, 2, 8, 9], &[8, 9], &[1, 2, 8, 9], false),
+        Ok(())
+    );
+}
+
+#[test]
 fn no_change_may_leave_only_witnesses() {
     let e = check(&[1, 9], &[9], &[9], &[1, 9], true).unwrap_err();
     assert!(e.contains("no data voter"), "{e}");
