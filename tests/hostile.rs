@@ -134,7 +134,7 @@ async fn decode_bombs_over_both_transports_leave_every_node_within_its_memory_bo
     cluster.wait_for_leader(Duration::from_secs(30)).await;
     let writer = SdkWriter::start(&cluster, "bombs-steady");
     cluster
-        .wait_for_records("logs", 5, Duration::from_secs(60))
+        .wait_all_reach("logs", 5, Duration::from_secs(60))
         .await;
     let before = peak_rss(&cluster);
 
@@ -253,7 +253,7 @@ async fn slow_headers_and_bodies_on_many_connections_are_dropped_while_a_steady_
     // address's share.
     let writer = SdkWriter::start(&cluster, "slow-steady");
     cluster
-        .wait_for_records("logs", 5, Duration::from_secs(60))
+        .wait_all_reach("logs", 5, Duration::from_secs(60))
         .await;
     let target = cluster.nodes[0].http.clone();
     // 200 connections that never finish their headers, 100 that never

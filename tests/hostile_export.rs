@@ -176,7 +176,7 @@ async fn requests_that_would_derive_gigabytes_are_dead_lettered_in_bounded_memor
     let writer = SdkWriter::start(&cluster, "amp-steady");
     // The SDK's first records are in before the baseline is taken.
     cluster
-        .wait_for_records("logs", 5, Duration::from_secs(60))
+        .wait_all_reach("logs", 5, Duration::from_secs(60))
         .await;
     let before = peak_rss(&cluster);
 

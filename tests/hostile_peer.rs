@@ -101,7 +101,7 @@ async fn a_backlog_many_peer_messages_long_reaches_a_paused_follower_in_bounded_
     let running: Vec<&TestNode> = cluster.nodes.iter().filter(|n| n.id != paused).collect();
     let writer = SdkWriter::start_on(&running, "backlog-steady");
     cluster
-        .wait_for_records("logs", 5, Duration::from_secs(60))
+        .wait_all_reach("logs", 5, Duration::from_secs(60))
         .await;
     let before = peak_rss(&cluster);
 
@@ -178,7 +178,7 @@ async fn forged_peer_calls_on_a_cluster_with_auth_on_are_refused_and_change_noth
     let follower = &cluster.nodes[(cluster.a_follower().await - 1) as usize];
     let writer = SdkWriter::start(&cluster, "forged-steady");
     cluster
-        .wait_for_records("logs", 5, Duration::from_secs(60))
+        .wait_all_reach("logs", 5, Duration::from_secs(60))
         .await;
     let term_before = term(lead).await;
     let tls = cluster.dir.path().join("tls");

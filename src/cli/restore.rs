@@ -8,7 +8,8 @@
 //! follower installs one from its leader:
 //!
 //! - the snapshot's membership is the configured `cluster.initial_members`
-//!   (the new machines), not the lost cluster's;
+//!   (the new machines), not the lost cluster's; their ids are never
+//!   retired in it, and the lost cluster's members they do not reuse are;
 //! - the archive cursor is `L`: the bucket already holds everything up to
 //!   it, and the new cluster appends its next block after it;
 //! - each sink keeps the cursor the archive recorded for it, and the
@@ -284,7 +285,7 @@ pub async fn restore(
     // The restored state as of `L`, for the new members.
     let stored_membership = StoredMembership::new(Some(last_id), membership);
     state.last_applied = Some(last_id);
-    state.membership = stored_membership.clone();
+    take_over_membership(&mut state, stored_membership.clone());
     state.archive = archive_state;
     let restore_point = SinkRestore {
         upto: last_id.index,
@@ -391,6 +392,25 @@ pub async fn restore(
         ),
     )?;
     Ok(report)
+}
+
+/// Makes `next` (the new machines) the restored state's membership. The
+/// new members may reuse any id, the lost cluster's retired ones included:
+/// their data directories are new, and a retired id in the state would get
+/// every peer call they make refused. The lost cluster's last members that
+/// `next` does not reuse are retired, as a membership change would retire
+/// them, so a surviving old disk cannot rejoin under its id.
+fn take_over_membership(state: &mut SmState, next: StoredMembership) {
+    let reused = member_ids(&next);
+    let old = member_ids(&state.membership);
+    state.retired_ids.extend(old.difference(&reused));
+    state.retired_ids.retain(|id| !reused.contains(id));
+    state.membership = next;
+}
+
+/// Every id in a membership, voters and learners.
+fn member_ids(membership: &StoredMembership) -> BTreeSet<u64> {
+    membership.membership().nodes().map(|(id, _)| *id).collect()
 }
 
 /// The voters of the new cluster: every configured initial member.
@@ -530,6 +550,31 @@ fn write_durably(path: &std::path::Path, dir: &std::path::Path) -> Result<(), St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_new_members_may_reuse_retired_ids_and_unused_old_members_are_retired() {
+        let member = |id: u64| crate::raft::Member {
+            peer_addr: format!("127.0.0.{id}:4400"),
+            admin_addr: format!("127.0.0.{id}:4480"),
+            ..Default::default()
+        };
+        let membership = |ids: &[u64]| {
+            let voters: BTreeSet<u64> = ids.iter().copied().collect();
+            let nodes: std::collections::BTreeMap<u64, crate::raft::Member> =
+                ids.iter().map(|id| (*id, member(*id))).collect();
+            StoredMembership::new(None, Membership::new(vec![voters], nodes).unwrap())
+        };
+        // The lost cluster: members 1, 2, 5; ids 3 and 4 were removed.
+        let mut state = SmState {
+            membership: membership(&[1, 2, 5]),
+            retired_ids: [3, 4].into(),
+            ..SmState::default()
+        };
+        // The new machines reuse 1 and the retired 4, and add 6.
+        take_over_membership(&mut state, membership(&[1, 4, 6]));
+        assert_eq!(state.retired_ids, [2, 3, 5].into());
+        assert_eq!(member_ids(&state.membership), [1, 4, 6].into());
+    }
     use crate::archive::reader::listed_block as block;
 
     fn ranges(chain: &[BlockInfo]) -> Vec<(u64, u64)> {

@@ -149,7 +149,10 @@ impl Batch {
                 reason: reason.as_str().to_string(),
                 subject: crate::text::quote(subject).into_owned(),
                 timestamp_ms: ts_ms,
-                value,
+                // Protobuf omits a zero double, so -0.0 would reach the
+                // followers as 0.0 while the leader applies -0.0: every
+                // member must hold the same state.
+                value: if value == 0.0 { 0.0 } else { value },
                 detail: String::new(),
             });
             return self.dead_letters.last_mut();
@@ -272,5 +275,23 @@ impl Sink for AnySink {
             AnySink::Prometheus(s) => s.delivered_beyond(state).await,
             AnySink::Loki(s) => s.delivered_beyond(state).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::log::command::Kind;
+    use crate::raft::codec;
+    use crate::state::tests::normal;
+
+    #[test]
+    fn a_dead_letter_of_negative_zero_encodes_to_the_advance_the_leader_applies() {
+        let mut batch = Batch::new(0, &SinkState::default());
+        batch.dead_letter(7, Reason::OutOfOrder, "m", 1, -0.0);
+        let entry = normal(1, 8, Kind::Cursor(batch.advance("prom", 1)));
+        let decoded = codec::decode(Bytes::from(codec::encode(&entry).unwrap())).unwrap();
+        assert_eq!(format!("{entry:?}"), format!("{decoded:?}"));
+        assert_eq!(batch.dead_letters[0].value.to_bits(), 0.0f64.to_bits());
     }
 }
