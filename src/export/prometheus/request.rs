@@ -69,6 +69,7 @@ pub fn build(sink: &str, state: &SinkState, entries: &[Entry]) -> Result<Batch, 
     let mut order: Vec<u64> = Vec::new();
     let mut bufs: HashMap<u64, SeriesBuf> = HashMap::new();
     let mut last_proposed_ms = 0i64;
+    let mut newest_taken_ms = i64::MIN;
     let mut mapped = Vec::new();
     let mut refused = Vec::new();
     let mut budget = Budget::new(DERIVED_BYTES_PER_BATCH);
@@ -137,6 +138,7 @@ pub fn build(sink: &str, state: &SinkState, entries: &[Entry]) -> Result<Batch, 
                         },
                     );
                     batch.max_sample_ms = batch.max_sample_ms.max(sample.timestamp_ms);
+                    newest_taken_ms = newest_taken_ms.max(sample.timestamp_ms);
                     let buf = bufs.entry(hash).or_insert_with(|| {
                         order.push(hash);
                         SeriesBuf {
@@ -180,7 +182,7 @@ pub fn build(sink: &str, state: &SinkState, entries: &[Entry]) -> Result<Batch, 
             samples: b.samples,
         })
         .collect();
-    batch.marker_ms = (state.marker_ms + 1).max(last_proposed_ms);
+    batch.marker_ms = marker_ms(state.marker_ms, last_proposed_ms, newest_taken_ms);
     // The marker moves Prometheus' head too, so it counts for the
     // out-of-bounds floor of later batches.
     batch.max_sample_ms = batch.max_sample_ms.max(batch.marker_ms);
@@ -210,6 +212,22 @@ pub fn build(sink: &str, state: &SinkState, entries: &[Entry]) -> Result<Batch, 
         .map_err(|e| format!("snappy: {e}"))?;
     batch.body = Some(Bytes::from(body));
     Ok(batch)
+}
+
+/// The marker's timestamp: its entries' newest proposal time, but never
+/// past the newest sample the batch carries, and after the previous marker.
+///
+/// Invariant: the marker never moves Prometheus' head past where the
+/// batch's own samples move it. A proposal time comes from the clock of the
+/// leader that proposed the entry; a leader with a clock an hour fast
+/// would otherwise push the head an hour ahead, and Prometheus would refuse
+/// every real-time sample (other writers' too) as out of bounds for that
+/// hour. The floor `previous + 1` keeps the marker series strictly
+/// increasing, as Prometheus requires.
+fn marker_ms(previous_ms: i64, last_proposed_ms: i64, newest_taken_ms: i64) -> i64 {
+    last_proposed_ms
+        .min(newest_taken_ms)
+        .max(previous_ms.saturating_add(1))
 }
 
 enum Check {

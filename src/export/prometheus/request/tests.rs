@@ -228,3 +228,35 @@ fn a_restored_cluster_marks_its_own_marker_series() {
     );
     assert_eq!(restored.samples[0].value, 7.0);
 }
+
+#[test]
+fn a_leader_with_a_fast_clock_does_not_move_the_marker_past_the_batch_s_samples() {
+    const HOUR_NS: u64 = 3_600 * 1_000_000_000;
+    let now_ms = (NOW_NS / 1_000_000) as i64;
+    let mut fast = entry(1, vec![gauge("g", 1.0)]);
+    if let Some(Kind::Ingest(req)) = ingest_kind(&mut fast) {
+        req.proposed_unix_nanos = NOW_NS + HOUR_NS;
+    }
+    let batch = build_all(&[fast.clone()]);
+    assert_eq!(batch.marker_ms, now_ms);
+    assert_eq!(
+        batch.max_sample_ms, now_ms,
+        "Prometheus' head stays at the samples"
+    );
+
+    // The marker series stays strictly increasing however the samples lag.
+    let state = SinkState {
+        marker_ms: now_ms + 5,
+        max_sample_ms: now_ms + 5,
+        ..Default::default()
+    };
+    let batch = build("prom", &state, &[fast]).expect("builds");
+    assert_eq!(batch.marker_ms, now_ms + 6);
+}
+
+fn ingest_kind(entry: &mut Entry) -> Option<&mut Kind> {
+    match &mut entry.payload {
+        openraft::EntryPayload::Normal(command) => command.kind.as_mut(),
+        _ => None,
+    }
+}
