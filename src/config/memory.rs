@@ -15,6 +15,16 @@ pub const BASELINE_BYTES: usize = 96 << 20;
 /// (see `export::budget`).
 pub const DERIVED_BYTES_PER_BATCH: usize = 64 << 20;
 
+/// What openraft reads from the log for one AppendEntries: entries until
+/// the one that brings the total past this (`store::log`'s
+/// `limited_get_log_entries`), so at most this plus one entry. The message
+/// sent is cut from what was read, never more.
+pub const REPLICATION_READ_BYTES: usize = 4 << 20;
+
+/// Framing and the node label on top of a request: an entry is at most
+/// `ingest.max_request_bytes` plus this.
+pub const ENTRY_OVERHEAD_BYTES: usize = 1 << 20;
+
 /// One term of the bound: the setting or part it comes from, and its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Term {
@@ -58,29 +68,36 @@ impl NodeConfig {
             ),
             term("ingest.max_inflight_bytes", self.ingest.max_inflight_bytes),
         ];
-        // An append carries at least one entry, and an entry is at most a
-        // request of `max_request_bytes` with the node label added.
-        let append = self
-            .peer
-            .max_append_bytes
-            .max(self.ingest.max_request_bytes + (1 << 20));
+        // Every reader of the log (replication, a sink, the archive) stops
+        // after the entry that passes its budget, so it holds its budget
+        // plus at most one entry.
+        let entry = self.ingest.max_request_bytes + ENTRY_OVERHEAD_BYTES;
+        // Per peer being sent to: what openraft read, and the message cut
+        // from it (at most `peer.max_append_bytes`, or one entry if larger).
+        // The one being received: the message and the entries decoded
+        // from it.
+        let read = REPLICATION_READ_BYTES + entry;
+        let message = self.peer.max_append_bytes.max(entry).min(read);
         terms.push(term(
             &format!(
-                "peer appends ({peers} sent, 1 received, of max(peer.max_append_bytes, one entry))"
+                "peer appends ({peers} sent: the entries read and the message; 1 received: the message and its entries)"
             ),
-            append * (peers + 1),
+            (read + message) * peers + 2 * message,
         ));
         for (name, sink) in &self.sinks {
             terms.push(term(
-                &format!("sinks.{name} (derived budget and max_batch_bytes)"),
-                DERIVED_BYTES_PER_BATCH + sink.max_batch_bytes,
+                &format!(
+                    "sinks.{name} (derived budget, and the entries of max_batch_bytes plus one)"
+                ),
+                DERIVED_BYTES_PER_BATCH + sink.max_batch_bytes + entry,
             ));
         }
         if self.archive.enabled {
-            // The open block's entries and its compressed copy.
+            // The open block's rows (up to the one that fills it) and its
+            // compressed copy.
             terms.push(term(
-                "archive.block_max_bytes (twice)",
-                2 * self.archive.block_max_bytes,
+                "archive.block_max_bytes (the rows of a block plus one, and their compressed copy)",
+                2 * (self.archive.block_max_bytes + entry),
             ));
         }
         MemoryBound { terms }
@@ -165,6 +182,8 @@ dir = "/tmp/archive"
             .into_iter()
             .find(|t| t.what.starts_with("peer appends"))
             .expect("peer term");
-        assert_eq!(peers.bytes, 3 * 101 * MIB);
+        // Each peer sent to: 4 MiB read plus one entry of 101 MiB, and the
+        // message of that entry; the one received: twice the message.
+        assert_eq!(peers.bytes, 2 * (105 + 101) * MIB + 2 * 101 * MIB);
     }
 }

@@ -22,8 +22,9 @@ use crate::raft::{codec, Entry, LogId, TypeConfig, Vote};
 /// `limited_get_log_entries` returns at most this many entries ...
 const LIMITED_MAX_ENTRIES: u64 = 256;
 /// ... and stops after the first stored entry that brings the total encoded
-/// size past this (replication batches stay bounded with large payloads).
-const LIMITED_MAX_BYTES: usize = 8 << 20;
+/// size past this (replication batches stay bounded with large payloads;
+/// a term of the node's memory bound).
+const LIMITED_MAX_BYTES: usize = crate::config::memory::REPLICATION_READ_BYTES;
 
 /// Handle to the node's Raft log and vote. Clones share everything, so a
 /// clone serves as openraft's log reader and sees every append at once.

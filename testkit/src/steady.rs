@@ -254,20 +254,25 @@ pub fn peak_rss(cluster: &TestCluster) -> Vec<u64> {
         .collect()
 }
 
-/// Asserts that every node is alive and that its peak RSS stayed within
-/// its baseline `before` plus `allowance` (what the documented bound
-/// allows for `attack`); prints the figures.
+/// Asserts that every node is alive, that its peak RSS stayed within its
+/// baseline `before` plus `allowance` (what the parts at work in `attack`
+/// may hold), and that it stayed within the memory bound its configuration
+/// documents (`config::memory`, logged by the node at start-up); prints
+/// the figures.
 pub fn assert_rss_within(cluster: &TestCluster, before: &[u64], allowance: u64, attack: &str) {
     for (n, before) in cluster.nodes.iter().zip(before) {
         assert!(n.is_running(), "node {} died", n.id);
         let peak = n.peak_rss_bytes().expect("rss");
         let bound = before + allowance;
+        let documented = documented_bound(&n.log_text())
+            .unwrap_or_else(|| panic!("node {} logged no memory bound", n.id));
         eprintln!(
-            "{attack}: node {} peak RSS {} MiB before, {} MiB after (bound {} MiB)",
+            "{attack}: node {} peak RSS {} MiB before, {} MiB after (bound {} MiB; documented bound {} MiB)",
             n.id,
             before >> 20,
             peak >> 20,
-            bound >> 20
+            bound >> 20,
+            documented >> 20
         );
         assert!(
             peak <= bound,
@@ -276,5 +281,19 @@ pub fn assert_rss_within(cluster: &TestCluster, before: &[u64], allowance: u64, 
             peak >> 20,
             bound >> 20
         );
+        assert!(
+            peak <= documented,
+            "{attack}: node {} peaked at {} MiB, over its documented bound of {} MiB",
+            n.id,
+            peak >> 20,
+            documented >> 20
+        );
     }
+}
+
+/// The bound a node logs at start-up (`memory_bound_mib=N`), in bytes.
+fn documented_bound(log: &str) -> Option<u64> {
+    let (_, rest) = log.split_once("memory_bound_mib=")?;
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse::<u64>().ok().map(|mib| mib << 20)
 }
