@@ -480,3 +480,123 @@ async fn retention_deletes_whole_expired_blocks_and_the_rest_stays_contiguous() 
         old.len()
     );
 }
+
+/// Waits until every member's retained log begins past `past`.
+async fn wait_all_trimmed_past(cluster: &TestCluster, past: u64) {
+    let trimmed = wait_until(Duration::from_secs(60), || async {
+        for n in cluster.nodes.iter() {
+            let first = n.status().await?["retained_log"]["first_index"].as_u64()?;
+            if first <= past {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    assert!(
+        trimmed.is_some(),
+        "the members did not trim past {past}\n{}",
+        cluster.logs()
+    );
+}
+
+/// Restarts every member with `env` on top of `base`.
+async fn restart_all_with(cluster: &mut TestCluster, env: &[(String, String)]) {
+    for n in cluster.nodes.iter_mut() {
+        n.stop();
+    }
+    for n in cluster.nodes.iter_mut() {
+        n.env = env.to_vec();
+        n.start();
+    }
+    cluster.wait_for_leader(Duration::from_secs(60)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_archive_enabled_after_the_log_was_trimmed_begins_at_the_first_retained_entry() {
+    // Issue 21 item 1: with more than 256 entries trimmed before the
+    // archive was on, its first block (from index 0) could never be read,
+    // its cursor held the trim point, and the log grew until ingest was
+    // refused. Now the archive begins where the log does, and a later
+    // stretch trimmed while it was off is a gap that verify reports.
+    let s3 = S3Server::start().await;
+    let off: Vec<(String, String)> = s3
+        .fast_archive_env("late")
+        .into_iter()
+        .chain(
+            [
+                ("OTELRAFT_ARCHIVE__ENABLED", "false"),
+                // No consumer is left: drop entries behind snapshots.
+                ("OTELRAFT_RAFT__RETAIN_UNCONSUMED", "false"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .collect();
+    let on = s3.fast_archive_env("late");
+    let mut cluster = TestCluster::start(Options {
+        nodes: 3,
+        env: off.clone(),
+        ..Default::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    post_rounds(&client, &cluster, "before", 300).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let (ok, out) = admin_cli(&cluster.nodes[(leader - 1) as usize], &["snapshot"]);
+    assert!(ok, "snapshot: {out}");
+    wait_all_trimmed_past(&cluster, 256).await;
+
+    restart_all_with(&mut cluster, &on).await;
+    post_rounds(&client, &cluster, "on", 20).await;
+    let archive = cluster.wait_archived(Duration::from_secs(90)).await;
+    let through = archive["cursor"].as_u64().expect("cursor");
+    let ranges = block_ranges(&s3, "late");
+    let first = ranges.first().map(|r| r.0).expect("a block");
+    assert!(
+        first > 256,
+        "the archive begins past the trimmed entries: {ranges:?}"
+    );
+    assert_eq!(
+        archive["skipped_entries"].as_u64(),
+        Some(first),
+        "{archive}"
+    );
+    for pair in ranges.windows(2) {
+        assert_eq!(pair[1].0, pair[0].1 + 1, "contiguous: {ranges:?}");
+    }
+    assert_eq!(ranges.last().map(|r| r.1), Some(through));
+    let (ok, out) = archive_cli(&cluster.nodes[0], &["verify"]);
+    assert!(ok, "an archive that began late verifies:\n{out}");
+    let (ok, dump) = archive_cli(&cluster.nodes[0], &["cat", "--all"]);
+    assert!(ok && dump.contains("on-000799"), "archive cat:\n{dump}");
+
+    // Off again while 300 more entries are trimmed, then on: the archive
+    // goes on past the stretch it never saw, and verify names it.
+    restart_all_with(&mut cluster, &off).await;
+    post_rounds(&client, &cluster, "while-off", 300).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let (ok, out) = admin_cli(&cluster.nodes[(leader - 1) as usize], &["snapshot"]);
+    assert!(ok, "snapshot: {out}");
+    wait_all_trimmed_past(&cluster, through + 257).await;
+    restart_all_with(&mut cluster, &on).await;
+    post_rounds(&client, &cluster, "again", 20).await;
+    let again = wait_until(Duration::from_secs(90), || async {
+        let a = leader_status(&cluster).await["archive"].clone();
+        let caught_up = a["lag_entries"] == 0 && a["pending"].is_null();
+        (caught_up && a["cursor"].as_u64()? > through + 257).then_some(a)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the archive did not resume\n{}", cluster.logs()));
+    let skipped = again["skipped_entries"].as_u64().expect("skipped");
+    assert!(skipped > first + 256, "{again}");
+    let (ok, out) = archive_cli(&cluster.nodes[0], &["verify"]);
+    assert!(
+        !ok,
+        "verify must report the stretch trimmed while the archive was off:\n{out}"
+    );
+    let gap_from = through + 1;
+    assert!(
+        out.contains(&format!("GAP      {gap_from}..=")),
+        "the gap begins right after the last block before it:\n{out}"
+    );
+}

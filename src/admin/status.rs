@@ -138,6 +138,10 @@ pub struct ArchiveStatus {
     pub uncompressed_bytes: u64,
     /// The newest recorded block.
     pub last_block: Option<ArchivedBlock>,
+    /// Entries never archived because the log was trimmed before the
+    /// archive was enabled, or while it was off.
+    #[serde(default)]
+    pub skipped_entries: u64,
     /// This node's archiver phase (see `archive::progress`).
     pub phase: String,
     /// The last error on this node, until the next success.
@@ -437,6 +441,7 @@ fn archive_status(
         bytes: a.bytes,
         uncompressed_bytes: a.uncompressed_bytes,
         last_block: a.last_block.clone(),
+        skipped_entries: a.skipped_entries,
         phase: progress.phase.as_str().to_string(),
         last_error: progress.last_error,
         misconfigured: progress.misconfigured,

@@ -160,13 +160,18 @@ impl Archiver {
                 let _ = tokio::time::timeout(IDLE_WAIT, rx.changed()).await;
                 continue;
             }
-            let first = archive.next_index();
+            let next = archive.next_index();
             let block = match open.take() {
-                Some(block) if block.first == first => block,
-                _ => OpenBlock::new(first),
+                Some(block) if block.opened_at == next => block,
+                _ => OpenBlock::new(next),
             };
-            let block = self.measure(block, applied).await?;
-            let (last, full, proposed) = (block.last, block.full, block.proposed_unix_nanos);
+            let block = self.measure(block, applied, archive.blocks).await?;
+            let (first, last, full, proposed) = (
+                block.first,
+                block.last,
+                block.full,
+                block.proposed_unix_nanos,
+            );
             open = Some(block);
             let age = match proposed.and_then(age_since) {
                 Some(age) => age,
@@ -196,6 +201,7 @@ impl Archiver {
                     first_index: first,
                     last_index: last,
                     term,
+                    after_trim: first > next,
                 })),
             };
             self.node
@@ -211,7 +217,20 @@ impl Archiver {
     /// Committed rows never change, so each row is read once per block: the
     /// check after every commit costs the new rows, not the whole unsealed
     /// range (which made it quadratic in the block size).
-    async fn measure(&self, mut block: OpenBlock, applied: u64) -> Result<OpenBlock, ArchiveError> {
+    ///
+    /// A block's first read may find the log beginning past it: those
+    /// entries were trimmed while the archive was off (enabled on a running
+    /// cluster, or re-enabled), and waiting for them would hold the trim
+    /// point, and so ingest, forever. The block then begins where the log
+    /// does, and its seal says so (`after_trim`). Past the first row a
+    /// missing row is an error: while the archive is on, nothing at or past
+    /// its cursor is trimmed.
+    async fn measure(
+        &self,
+        mut block: OpenBlock,
+        applied: u64,
+        blocks: u64,
+    ) -> Result<OpenBlock, ArchiveError> {
         let from = block.last.map_or(block.first, |l| l + 1);
         if block.full || applied < from {
             return Ok(block);
@@ -222,14 +241,31 @@ impl Archiver {
             .log_store()
             .raw_rows(from, applied, budget)
             .await?;
-        match rows.first() {
-            Some(&(index, _)) if index == from => {}
-            Some(&(index, _)) => {
+        match (rows.first(), block.last) {
+            (Some(&(index, _)), _) if index == from => {}
+            (Some(&(index, _)), None) => {
+                if blocks == 0 {
+                    tracing::warn!(
+                        first_index = index,
+                        "the log was trimmed before the archive was enabled: the archive begins at the first retained entry"
+                    );
+                } else {
+                    tracing::error!(
+                        from,
+                        to = index - 1,
+                        "entries were trimmed while the archive was off; the archive has a gap there"
+                    );
+                }
+                block.first = index;
+            }
+            // Nothing retained up to `applied` yet: wait for new entries.
+            (None, None) => return Ok(block),
+            (Some(&(index, _)), Some(_)) => {
                 return Err(ArchiveError::Missing(format!(
-                    "log starts at {index} but the archive needs {from}"
+                    "log resumes at {index} but the block needs {from}"
                 )))
             }
-            None => {
+            (None, Some(_)) => {
                 return Err(ArchiveError::Missing(format!(
                     "log has no entry at index {from} to archive"
                 )))
@@ -505,6 +541,10 @@ fn retention_interval(config: &ArchiveConfig) -> Duration {
 /// The unsealed run of committed entries from `first`, as far as the
 /// archiver has measured it.
 struct OpenBlock {
+    /// The archive's next index when the block was opened.
+    opened_at: u64,
+    /// The block's first index: `opened_at`, or where the log begins if it
+    /// was trimmed past it.
     first: u64,
     /// The last row measured; `None` before the first read.
     last: Option<u64>,
@@ -519,6 +559,7 @@ struct OpenBlock {
 impl OpenBlock {
     fn new(first: u64) -> Self {
         Self {
+            opened_at: first,
             first,
             last: None,
             bytes: 0,

@@ -163,6 +163,7 @@ pub fn entry_json(entry: &LogEntry) -> Value {
                 "first_index": s.first_index,
                 "last_index": s.last_index,
                 "proposer_term": s.term,
+                "after_trim": s.after_trim,
             }),
             // A command added to the protocol after this code: its variant
             // name, lower-cased, is still a useful kind.
@@ -438,6 +439,7 @@ mod tests {
                     first_index: 71,
                     last_index: 76,
                     term: 4,
+                    ..Default::default()
                 })),
             })),
             ..archived

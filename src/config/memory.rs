@@ -84,6 +84,9 @@ impl NodeConfig {
             ),
             (read + message) * peers + 2 * message,
         ));
+        // Applying committed entries reads them the same way
+        // (`store::log`'s `entries_stream`).
+        terms.push(term("applying (the entries read for one step)", read));
         for (name, sink) in &self.sinks {
             terms.push(term(
                 &format!(
@@ -162,7 +165,7 @@ dir = "/tmp/archive"
         for name in [
             "raft.db_cache_bytes 256 MiB",
             "ingest.decode_memory_bytes 192 MiB",
-            "ingest.max_inflight_bytes 128 MiB",
+            "ingest.max_inflight_bytes 96 MiB",
             "sinks.prom",
             "sinks.loki",
             "archive.block_max_bytes",

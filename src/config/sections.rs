@@ -204,7 +204,7 @@ impl Default for IngestSection {
     fn default() -> Self {
         IngestSection {
             max_request_bytes: 16 << 20,
-            max_inflight_bytes: 128 << 20,
+            max_inflight_bytes: 96 << 20,
             node_label_key: "otelraft.node".to_string(),
             commit_timeout_ms: 10_000,
             decode_memory_bytes: 192 << 20,

@@ -22,6 +22,12 @@ pub struct ArchiveState {
     pub uncompressed_bytes: u64,
     /// The newest recorded block.
     pub last_block: Option<ArchivedBlock>,
+    /// Entries a seal passed over because the leader's log no longer held
+    /// them (trimmed while the archive was off): never archived. Those
+    /// before the first block are where the archive begins; later ones are
+    /// gaps that `archive verify` reports.
+    #[serde(default)]
+    pub skipped_entries: u64,
 }
 
 impl ArchiveState {
@@ -36,13 +42,14 @@ impl ArchiveState {
     }
 
     /// Applies a seal decision. Compare and set: only the block right after
-    /// the cursor, only one pending at a time, so a deposed leader's late
-    /// seal is a no-op and the next block's range is settled once.
+    /// the cursor (or, for a seal made `after_trim`, one past it), only one
+    /// pending at a time, so a deposed leader's late seal is a no-op and the
+    /// next block's range is settled once.
     pub fn apply_seal(&mut self, seal: &ArchiveSeal) {
-        if self.pending.is_none()
-            && seal.first_index == self.next_index()
-            && seal.last_index >= seal.first_index
-        {
+        let next = self.next_index();
+        let follows = seal.first_index == next || (seal.after_trim && seal.first_index > next);
+        if self.pending.is_none() && follows && seal.last_index >= seal.first_index {
+            self.skipped_entries = self.skipped_entries.saturating_add(seal.first_index - next);
             self.pending = Some(PendingSeal {
                 first_index: seal.first_index,
                 last_index: seal.last_index,

@@ -67,6 +67,7 @@ fn archive_seal_and_record_are_compare_and_set() {
                 first_index: first,
                 last_index: last,
                 term: 1,
+                ..Default::default()
             }),
         )
     };
@@ -111,6 +112,37 @@ fn archive_seal_and_record_are_compare_and_set() {
         Some("k/0-1")
     );
     assert_eq!(st.last_content_index, 0, "archive records are not content");
+}
+
+/// A seal may pass over entries only when it says they were trimmed
+/// before the archive stored them, and only forward: the passed-over
+/// entries are counted, never archived.
+#[test]
+fn a_seal_after_a_trim_begins_where_the_log_does_and_counts_what_it_passed() {
+    let seal = |first, last, after_trim| ArchiveSeal {
+        first_index: first,
+        last_index: last,
+        term: 1,
+        after_trim,
+    };
+    let record = |first, last| Archived {
+        first_index: first,
+        last_index: last,
+        key: format!("k/{first}-{last}"),
+        ..Default::default()
+    };
+    let mut archive = ArchiveState::default();
+    archive.apply_seal(&seal(300, 310, false)); // refused: not the next index
+    assert_eq!(archive.pending, None);
+    archive.apply_seal(&seal(300, 310, true));
+    archive.apply_archived(&record(300, 310));
+    assert_eq!((archive.next_index(), archive.skipped_entries), (311, 300));
+    archive.apply_seal(&seal(200, 400, true)); // refused: behind the cursor
+    assert_eq!(archive.pending, None);
+    archive.apply_seal(&seal(500, 520, true));
+    archive.apply_archived(&record(500, 520));
+    assert_eq!((archive.next_index(), archive.skipped_entries), (521, 489));
+    assert_eq!(archive.blocks, 2);
 }
 
 /// An advance applies only from the sink's cursor and only forward: a

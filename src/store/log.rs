@@ -10,6 +10,7 @@ use std::ops::RangeBounds;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
+use futures::stream::{self, Stream, StreamExt};
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::OptionalSend;
 use redb::{Database, ReadTransaction, ReadableDatabase};
@@ -378,6 +379,42 @@ impl RaftLogReader<TypeConfig> for LogStore {
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
         Ok(self.inner.read_vote())
+    }
+
+    /// What openraft applies, read a replication message's worth at a time
+    /// (`limited_get_log_entries`) as the stream is consumed, so a large
+    /// committed range is never held whole (openraft's default reads it all
+    /// at once). The stream ends at the first gap, as a whole read would.
+    async fn entries_stream<RB>(
+        &mut self,
+        range: RB,
+    ) -> impl Stream<Item = Result<Entry, io::Error>> + OptionalSend
+    where
+        RB: RangeBounds<u64> + Clone + Debug + OptionalSend,
+    {
+        let bounds = tables::half_open(&range);
+        let reader = self.clone();
+        stream::unfold(bounds, move |bounds| {
+            let reader = reader.clone();
+            async move {
+                let (next, end) = bounds?;
+                let limit = Some(Limit {
+                    max_bytes: LIMITED_MAX_BYTES,
+                });
+                match reader.read_raft(next..end.unwrap_or(u64::MAX), limit).await {
+                    Err(e) => Some((vec![Err(io::Error::from(e))], None)),
+                    Ok(entries) => {
+                        let last = entries.last()?.log_id.index;
+                        let rest = last
+                            .checked_add(1)
+                            .filter(|n| end.is_none_or(|e| *n < e))
+                            .map(|n| (n, end));
+                        Some((entries.into_iter().map(Ok).collect(), rest))
+                    }
+                }
+            }
+        })
+        .flat_map(stream::iter)
     }
 
     async fn limited_get_log_entries(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use openraft::storage::{
     IOFlushed, RaftLogReader, RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine,
 };
@@ -84,6 +85,7 @@ fn mixed_entries() -> Vec<Entry> {
                 first_index: 0,
                 last_index: 5,
                 term: 1,
+                ..Default::default()
             }),
         ),
         normal(
@@ -594,5 +596,74 @@ fn assert_hole(err: &StoreError, want_expected: u64, want_found: u64) {
     assert!(
         matches!(err, StoreError::Hole { expected, found } if *expected == want_expected && *found == want_found),
         "want a hole from {want_expected} to {want_found}, got {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applying_a_long_range_reads_it_a_message_s_worth_at_a_time() {
+    // Ten entries of 1 MiB, the last one corrupt on disk. Read as one
+    // piece (openraft's default), the range fails before anything is
+    // applied, which shows it was all held at once; read in pieces of
+    // `REPLICATION_READ_BYTES` plus one entry, the first pieces arrive
+    // before the bad row is read.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _sm) = reopen(dir.path(), Arc::new(Metrics::new())).await;
+    let big = |index: u64| {
+        normal(
+            1,
+            index,
+            Kind::Ingest(IngestRequest {
+                signal: Signal::Logs as i32,
+                payload: Bytes::from(vec![7u8; 1 << 20]),
+                records: 1,
+                ..Default::default()
+            }),
+        )
+    };
+    append_durable(&mut log, (1..=10).map(big).collect()).await;
+    // A sound range comes whole and in order, across pieces, and an open
+    // range ends at the last entry the log holds.
+    let sound: Vec<u64> = log
+        .entries_stream(2..=9)
+        .await
+        .map(|i| i.expect("entry").log_id.index)
+        .collect()
+        .await;
+    assert_eq!(sound, (2..=9).collect::<Vec<_>>());
+    let open: Vec<u64> = log
+        .entries_stream(5..)
+        .await
+        .map(|i| i.expect("entry").log_id.index)
+        .collect()
+        .await;
+    assert_eq!(open, (5..=10).collect::<Vec<_>>());
+
+    let db = log.db();
+    {
+        let mut txn = db.begin_write().expect("txn");
+        txn.set_durability(Durability::Immediate)
+            .expect("durability");
+        {
+            let mut t = txn.open_table(LOG).expect("table");
+            t.insert(10, [0xffu8, 0xff, 0xff].as_slice())
+                .expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+
+    let items: Vec<Result<Entry, io::Error>> = log.entries_stream(1..11).await.collect().await;
+    let read: Vec<u64> = items
+        .iter()
+        .map_while(|i| i.as_ref().ok().map(|e| e.log_id.index))
+        .collect();
+    let piece = (crate::config::memory::REPLICATION_READ_BYTES >> 20) as u64;
+    assert!(
+        read.len() as u64 >= piece,
+        "entries before the bad one: {read:?}"
+    );
+    assert_eq!(read, (1..=read.len() as u64).collect::<Vec<_>>());
+    assert!(
+        items.last().is_some_and(|i| i.is_err()),
+        "the bad row ends the stream as an error"
     );
 }
