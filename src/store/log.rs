@@ -384,7 +384,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
     /// What openraft applies, read a replication message's worth at a time
     /// (`limited_get_log_entries`) as the stream is consumed, so a large
     /// committed range is never held whole (openraft's default reads it all
-    /// at once). The stream ends at the first gap, as a whole read would.
+    /// at once). A hole or a read error ends it with one `Err`, as a whole
+    /// read fails; an empty read (past the last entry) ends it.
     async fn entries_stream<RB>(
         &mut self,
         range: RB,
