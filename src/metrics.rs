@@ -121,6 +121,10 @@ pub struct Metrics {
     /// How each takeover settled the one uncertain batch:
     /// `already_delivered`, `not_delivered` or `unknown`.
     pub export_takeovers: Family<SinkOutcomeLabels, Counter>,
+    /// Read-backs after a send of unknown outcome, by what the sink held
+    /// of the batch: `none`, `part`, `all` (sinks that cannot tell resend
+    /// and count `export_resent_requests` instead).
+    pub export_readbacks: Family<SinkOutcomeLabels, Counter>,
     /// The replicated archive cursor (last archived log index).
     pub archive_cursor: Gauge,
     /// Content entries applied past the archive cursor.
@@ -190,6 +194,7 @@ impl Metrics {
             export_requests: Family::default(),
             export_resent_requests: Family::default(),
             export_takeovers: Family::default(),
+            export_readbacks: Family::default(),
             archive_cursor: Gauge::default(),
             archive_lag_entries: Gauge::default(),
             archive_blocks: Gauge::default(),
@@ -331,6 +336,11 @@ impl Metrics {
             "export_takeovers",
             "How each exporter takeover settled the uncertain batch",
             m.export_takeovers.clone(),
+        );
+        r.register(
+            "export_readbacks",
+            "Read-backs of what a sink held of a batch whose send had an unknown outcome, by what it held",
+            m.export_readbacks.clone(),
         );
         r.register(
             "archive_cursor",

@@ -480,3 +480,101 @@ async fn push_builder_round_trip_through_the_receiver() {
     via_otlp.sort();
     assert_eq!(via_push, via_otlp);
 }
+
+/// Loki drops a repeat only while the first copy is in the stream's head
+/// block. Once 256 KiB more were written to that stream the head was cut,
+/// and the same entry is stored a second time; another stream's writes do
+/// not cut it.
+#[tokio::test]
+async fn a_repeat_is_dropped_only_while_its_first_copy_is_in_the_head_block() {
+    let rx = LokiReceiver::start().await;
+    let first = push_of(
+        r#"{a="b"}"#,
+        vec![entry(1, "x", &[("otelraft_record", "1:0")])],
+    );
+    assert_eq!(post_push(&rx, &first).await.0, 204);
+    let filler = |stream: &str, n: usize| {
+        let line = "f".repeat(64 << 10);
+        let entries = (0..n)
+            .map(|i| {
+                entry(
+                    2 + i as i64,
+                    &line,
+                    &[("otelraft_record", &format!("2:{i}"))],
+                )
+            })
+            .collect();
+        push_of(stream, entries)
+    };
+    assert_eq!(post_push(&rx, &filler(r#"{a="other"}"#, 8)).await.0, 204);
+    assert_eq!(post_push(&rx, &first).await.0, 204);
+    assert_eq!(rx.stats().duplicates_dropped, 1, "still in the head block");
+    // 256 KiB fill the head; the next entry starts a new one.
+    assert_eq!(post_push(&rx, &filler(r#"{a="b"}"#, 5)).await.0, 204);
+    assert_eq!(post_push(&rx, &first).await.0, 204);
+    let stats = rx.stats();
+    assert_eq!((stats.duplicates_dropped, stats.duplicates_stored), (1, 1));
+    let copies = rx.stored().iter().filter(|l| l.line == "x").count();
+    assert_eq!(copies, 2, "Loki keeps a repeat from an older block");
+}
+
+/// The query API answers the read-back's log query over HTTP, with
+/// structured metadata in the stream labels or, when asked, categorized.
+#[tokio::test]
+async fn the_query_api_finds_records_by_id_in_a_stream_and_time_range() {
+    let rx = LokiReceiver::start().await;
+    let req = push_of(
+        r#"{service_name="a"}"#,
+        vec![
+            entry(1, "x", &[("otelraft_record", "7:0")]),
+            entry(2, "y", &[("otelraft_record", "7:1")]),
+            entry(3, "z", &[("otelraft_record", "8:0")]),
+        ],
+    );
+    assert_eq!(post_push(&rx, &req).await.0, 204);
+    let url = format!("{}/loki/api/v1/query_range", rx.base_url());
+    let query = |flags: Option<&'static str>| {
+        let mut r = client().get(&url).query(&[
+            (
+                "query",
+                r#"{service_name="a"} | otelraft_record=~"7:(0|1)|8:0""#,
+            ),
+            ("start", "1000000005"),
+            ("end", "3000000005"),
+            ("limit", "10"),
+            ("direction", "forward"),
+        ]);
+        if let Some(f) = flags {
+            r = r.header("X-Loki-Response-Encoding-Flags", f);
+        }
+        r.send()
+    };
+    let doc: serde_json::Value = query(None).await.unwrap().json().await.unwrap();
+    let ids: Vec<&str> = doc["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stream"]["otelraft_record"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["7:0", "7:1"], "the end is exclusive: 8:0 is out");
+    let doc: serde_json::Value = query(Some("categorize-labels"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let values = doc["data"]["result"][0]["values"].as_array().unwrap();
+    assert_eq!(values[1][2]["structuredMetadata"]["otelraft_record"], "7:1");
+    let bad = client()
+        .get(&url)
+        .query(&[("query", r#"{service_name="a"} |= "x""#)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        bad.status().as_u16(),
+        400,
+        "a line filter is not in the subset"
+    );
+    assert_eq!(rx.stats().queries, 2);
+}

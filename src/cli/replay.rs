@@ -25,7 +25,7 @@ use crate::archive::{Archive, ArchiveError};
 use crate::backoff::Backoff;
 use crate::config::sink::SinkConfig;
 use crate::export::http::Answer;
-use crate::export::sink::{AnySink, Batch, Sink};
+use crate::export::sink::{AnySink, Batch, Holding, Sink};
 use crate::export::ExportError;
 use crate::pb::log::{command::Kind, log_entry::Payload};
 use crate::raft::{codec, Entry};
@@ -81,6 +81,9 @@ pub struct ReplayReport {
     pub requests: u64,
     /// Items (samples, lines) in accepted requests.
     pub delivered: u64,
+    /// Items a read-back found in the sink already, which were not sent
+    /// (Loki; Prometheus refuses repeats instead, as dead letters).
+    pub already_held: u64,
     /// Items kept out, by reason (see docs/export.md).
     pub dead_letters: BTreeMap<String, u64>,
     /// Wall time, seconds.
@@ -209,7 +212,9 @@ fn payload_len(payload: &Option<Payload>) -> usize {
 
 /// Builds, sends and records one batch. A refusal dead-letters the whole
 /// request, as the exporter does; an unreachable sink is retried
-/// [`MAX_ATTEMPTS`] times.
+/// [`MAX_ATTEMPTS`] times. The sink may hold the range already (an earlier
+/// replay, or the cluster's own export): before every attempt it is asked
+/// what it holds, and only the rest is sent.
 async fn send_batch(
     sink: &AnySink,
     config: &SinkConfig,
@@ -218,18 +223,33 @@ async fn send_batch(
     report: &mut ReplayReport,
 ) -> Result<(), ReplayError> {
     let mut batch: Batch = sink.build(state, entries);
-    if let Some(body) = batch.body.clone() {
+    if let Some(full) = batch.body.clone() {
         let mut backoff = Backoff::new(
             Duration::from_millis(config.retry_initial_ms),
             Duration::from_millis(config.retry_max_ms),
         );
         loop {
-            match sink.send(body.clone()).await {
-                Ok(Answer::Accepted) => {
+            let attempt = async {
+                let body = match sink.holding(&full).await? {
+                    Holding::All => {
+                        report.already_held += batch.items;
+                        return Ok(None);
+                    }
+                    Holding::Part { rest, held } => {
+                        report.already_held += held;
+                        rest
+                    }
+                    Holding::Nothing | Holding::Unknown => full.clone(),
+                };
+                sink.send(body).await.map(Some)
+            };
+            match attempt.await {
+                Ok(None) => break,
+                Ok(Some(Answer::Accepted)) => {
                     report.requests += 1;
                     break;
                 }
-                Ok(Answer::Refused { status, message }) => {
+                Ok(Some(Answer::Refused { status, message })) => {
                     tracing::warn!(sink = sink.name(), status, %message, from = batch.from, to = batch.to, "sink refused a replayed batch; its items are dead-lettered");
                     batch.refused_whole(status, &message);
                     break;

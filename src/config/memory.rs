@@ -3,6 +3,7 @@
 //! it and `serve` logs it at start-up; `docs/architecture.md` derives each
 //! term and the hostile-input suite measures them.
 
+use super::sink::SinkKind;
 use super::NodeConfig;
 
 /// A node's RSS before any request: the binary, the runtime and its
@@ -14,6 +15,10 @@ pub const BASELINE_BYTES: usize = 96 << 20;
 /// lines and their bookkeeping), on top of the entries themselves
 /// (see `export::budget`).
 pub const DERIVED_BYTES_PER_BATCH: usize = 64 << 20;
+
+/// Largest answer a sink's query API may give one read-back
+/// (`export::http`); the rest is never read.
+pub const MAX_QUERY_RESPONSE_BYTES: usize = 16 << 20;
 
 /// What openraft reads from the log for one AppendEntries: entries until
 /// the one that brings the total past this (`store::log`'s
@@ -94,6 +99,15 @@ impl NodeConfig {
                 ),
                 DERIVED_BYTES_PER_BATCH + sink.max_batch_bytes + entry,
             ));
+            // A Loki read-back decodes the batch's body again (within the
+            // derived budget, after the entries were dropped) and holds
+            // one query answer at a time.
+            if matches!(sink.kind, SinkKind::Loki | SinkKind::LokiOtlp) {
+                terms.push(term(
+                    &format!("sinks.{name} read-back (one query answer)"),
+                    MAX_QUERY_RESPONSE_BYTES,
+                ));
+            }
         }
         if self.archive.enabled {
             // The open block's rows (up to the one that fills it) and its

@@ -16,7 +16,7 @@ const MAX_BODY_CHARS: usize = 512;
 /// Most of a refusal body read off the wire; the rest is never read.
 const MAX_REFUSAL_READ_BYTES: usize = 4096;
 /// Largest read-back (query API) response accepted.
-pub const MAX_QUERY_RESPONSE_BYTES: usize = 16 << 20;
+pub use crate::config::memory::MAX_QUERY_RESPONSE_BYTES;
 
 /// How a sink answered one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,20 +132,23 @@ impl HttpService {
         }
     }
 
-    /// GETs `url` with `query` and decodes JSON; for read-backs.
+    /// GETs `url` with `query` (and the `extra` headers) and decodes JSON;
+    /// for read-backs.
     pub async fn get_json(
         &self,
         url: &str,
         query: &[(&str, String)],
+        extra: &[(&'static str, &'static str)],
     ) -> Result<serde_json::Value, ExportError> {
-        let resp = self
+        let mut req = self
             .client
             .get(url)
             .headers(self.headers.clone())
-            .query(query)
-            .send()
-            .await
-            .map_err(|e| self.unavailable(e, None))?;
+            .query(query);
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.map_err(|e| self.unavailable(e, None))?;
         let status = resp.status();
         if !status.is_success() {
             let text = refusal_text(resp).await;
@@ -265,7 +268,7 @@ mod tests {
         let endpoint = endless_sink(200).await;
         let err = tokio::time::timeout(
             Duration::from_secs(30),
-            service(&endpoint).get_json(&endpoint, &[]),
+            service(&endpoint).get_json(&endpoint, &[], &[]),
         )
         .await
         .expect("answered long before the sink's timeout")

@@ -9,6 +9,9 @@
 //!    commit its advance without sending it.
 //! 3. Loop: build the next batch from the log, send it while the leader
 //!    lease holds, and commit the advance before building the next one.
+//!    After a send whose outcome is unknown (an unsettled takeover, a
+//!    timeout, a retryable error), the sink is asked what it holds of the
+//!    batch and only the rest is sent (`Sink::holding`).
 //!
 //! Fencing: a send starts only while this node leads term `T` and a quorum
 //! acknowledged it within the election timeout, so no other leader can have
@@ -25,7 +28,7 @@ use std::time::Duration;
 use super::dead_letter::Reason;
 use super::http::Answer;
 use super::progress::{ExportPhase, Registry};
-use super::sink::{AnySink, Batch, Sink};
+use super::sink::{AnySink, Batch, Holding, Sink};
 use super::ExportError;
 use crate::backoff::Backoff;
 use crate::config::sink::SinkConfig;
@@ -34,6 +37,7 @@ use crate::node::{LeaderHandle, Node};
 use crate::pb::log::{command::Kind, Command};
 use crate::state::SinkState;
 use crate::store::StoreError;
+use bytes::Bytes;
 
 #[cfg(test)]
 mod tests;
@@ -236,7 +240,7 @@ impl<N: LeaderHandle, S: Sink> Exporter<N, S> {
 
     async fn export_while_leader(&self, term: u64, uncertain: bool) -> Result<(), ExportError> {
         // The first batch after an unsettled takeover may repeat what the
-        // previous leader sent; it is counted as a resend.
+        // previous leader sent: it is read back before it is sent.
         let mut may_repeat = uncertain;
         let mut watch = self.node.watch();
         loop {
@@ -280,6 +284,9 @@ impl<N: LeaderHandle, S: Sink> Exporter<N, S> {
                 p.oldest_unexported_ms = oldest;
             });
             let mut batch = self.sink.build(&state, &entries);
+            // The batch holds what it needs; the entries are not kept
+            // through the send (`config::memory` counts them once).
+            drop(entries);
             if batch.body.is_some() {
                 // Either way the batch is in the sink now; `AlreadyHeld`
                 // only means this node did not put it there.
@@ -292,6 +299,13 @@ impl<N: LeaderHandle, S: Sink> Exporter<N, S> {
 
     /// Sends `batch` until the sink accepts or refuses it, retrying
     /// retryable failures with backoff while this node keeps its lease.
+    ///
+    /// After a send whose outcome is unknown (`uncertain`: a takeover the
+    /// cursor could not settle, then any retryable failure, which may have
+    /// come after the sink stored the request), the sink is asked what it
+    /// holds before anything is sent again, and only the rest is sent. A
+    /// failed read-back is retried like a failed send; nothing goes out
+    /// blind.
     async fn deliver(
         &self,
         batch: &mut Batch,
@@ -300,12 +314,32 @@ impl<N: LeaderHandle, S: Sink> Exporter<N, S> {
         may_repeat: bool,
     ) -> Result<Delivery, ExportError> {
         let mut backoff = self.backoff();
-        let Some(body) = batch.body.clone() else {
+        let Some(full) = batch.body.clone() else {
             return Ok(Delivery::Sent);
         };
+        let mut uncertain = may_repeat;
         loop {
             self.check_leading(term)?;
-            let answer = self.sink.send(body.clone()).await;
+            let (body, repeat) = if uncertain {
+                match self.read_back(&full).await {
+                    Ok(Holding::All) => return Ok(Delivery::AlreadyHeld),
+                    Ok(Holding::Part { rest, .. }) => (rest, false),
+                    Ok(Holding::Nothing) => (full.clone(), false),
+                    Ok(Holding::Unknown) => (full.clone(), true),
+                    Err(e) => {
+                        self.set_phase(ExportPhase::Retrying);
+                        self.note_error(&e);
+                        tokio::time::sleep(backoff.next_delay(retry_after(&e))).await;
+                        continue;
+                    }
+                }
+            } else {
+                (full.clone(), false)
+            };
+            // The read-back took time: the lease is checked again right
+            // before the send.
+            self.check_leading(term)?;
+            let answer = self.sink.send(body).await;
             let outcome = match &answer {
                 Ok(Answer::Accepted) => "accepted",
                 Ok(Answer::Refused { .. }) => "refused",
@@ -315,7 +349,7 @@ impl<N: LeaderHandle, S: Sink> Exporter<N, S> {
             m.export_requests
                 .get_or_create(&metrics::sink_outcome(self.sink.name(), outcome))
                 .inc();
-            if may_repeat {
+            if repeat {
                 m.export_resent_requests
                     .get_or_create(&metrics::sink(self.sink.name()))
                     .inc();
@@ -354,12 +388,37 @@ impl<N: LeaderHandle, S: Sink> Exporter<N, S> {
                     return Ok(Delivery::Sent);
                 }
                 Err(e) => {
+                    uncertain = true;
                     self.set_phase(ExportPhase::Retrying);
                     self.note_error(&e);
                     tokio::time::sleep(backoff.next_delay(retry_after(&e))).await;
                 }
             }
         }
+    }
+
+    /// Asks the sink what it holds of `body`, and counts the answer.
+    async fn read_back(&self, body: &Bytes) -> Result<Holding, ExportError> {
+        let holding = self.sink.holding(body).await?;
+        let outcome = match &holding {
+            Holding::Unknown => return Ok(holding),
+            Holding::Nothing => "none",
+            Holding::Part { held, .. } => {
+                tracing::info!(
+                    sink = self.sink.name(),
+                    held,
+                    "the sink holds part of the batch; sending the rest"
+                );
+                "part"
+            }
+            Holding::All => "all",
+        };
+        self.node
+            .metrics()
+            .export_readbacks
+            .get_or_create(&metrics::sink_outcome(self.sink.name(), outcome))
+            .inc();
+        Ok(holding)
     }
 
     /// The entries after the cursor up to `found - 1` are gone from this

@@ -221,6 +221,32 @@ pub trait Sink: Send + Sync + 'static {
         &self,
         state: &SinkState,
     ) -> impl Future<Output = Result<Option<u64>, ExportError>> + Send;
+
+    /// After a send of `body` whose outcome is unknown (a timeout, a
+    /// retryable error, or a takeover the cursor could not settle): how
+    /// much of it the sink holds, so that only the rest is sent again.
+    fn holding(&self, body: &Bytes) -> impl Future<Output = Result<Holding, ExportError>> + Send;
+}
+
+/// What a sink holds of a batch's body, read back after a send of unknown
+/// outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Holding {
+    /// The sink cannot tell; the body is sent again and must be harmless to
+    /// repeat (Prometheus refuses a repeat as out of order, and the
+    /// exporter then reads its marker).
+    Unknown,
+    /// None of it.
+    Nothing,
+    /// Part of it: `rest` is the body of what is missing.
+    Part {
+        /// The request for the missing items.
+        rest: Bytes,
+        /// Items found in the sink.
+        held: u64,
+    },
+    /// All of it.
+    All,
 }
 
 /// Any configured sink, built from its `[sinks.<name>]` section: the one
@@ -274,6 +300,13 @@ impl Sink for AnySink {
         match self {
             AnySink::Prometheus(s) => s.delivered_beyond(state).await,
             AnySink::Loki(s) => s.delivered_beyond(state).await,
+        }
+    }
+
+    async fn holding(&self, body: &Bytes) -> Result<Holding, ExportError> {
+        match self {
+            AnySink::Prometheus(s) => s.holding(body).await,
+            AnySink::Loki(s) => s.holding(body).await,
         }
     }
 }

@@ -12,17 +12,18 @@
 //! `otelraft::export::loki::request`, the same helpers the push sink uses,
 //! so both sinks' output can be compared line for line.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
+use axum::extract::RawQuery;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -37,6 +38,11 @@ use serde_json::Value;
 use decode::{decode_push, parse_labels};
 
 pub mod decode;
+pub mod query;
+
+/// Loki's `chunk_block_size`: how much a stream's head block holds before
+/// it is cut, and so how far back Loki's duplicate detection reaches.
+pub const HEAD_BLOCK_BYTES: usize = 256 << 10;
 
 /// Largest request body accepted (compressed), like Loki's server limit.
 const MAX_BODY_BYTES: usize = 64 << 20;
@@ -77,20 +83,58 @@ pub struct ReceiverStats {
     pub requests_unavailable: u64,
     /// Entries in accepted requests, duplicates included.
     pub entries_received: u64,
-    /// Entries dropped as duplicates of a stored entry.
+    /// Entries dropped as duplicates of an entry in their stream's head
+    /// block.
     pub duplicates_dropped: u64,
+    /// Entries stored although an identical one was stored before (it had
+    /// left the head block): a duplicate real Loki would keep.
+    pub duplicates_stored: u64,
+    /// Query API requests answered.
+    pub queries: u64,
+}
+
+impl StoredLine {
+    /// Bytes the entry takes in a head block.
+    fn head_bytes(&self) -> usize {
+        self.line.len()
+            + 16
+            + self
+                .metadata
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+    }
+}
+
+/// A stream's head block: the entries Loki compares a new one against.
+#[derive(Default)]
+struct Head {
+    entries: HashSet<StoredLine>,
+    bytes: usize,
 }
 
 #[derive(Default)]
 struct Store {
     lines: Vec<StoredLine>,
     seen: HashSet<StoredLine>,
+    heads: HashMap<String, Head>,
     stats: ReceiverStats,
 }
 
 struct Shared {
     store: Mutex<Store>,
     down: AtomicBool,
+    /// How long an accepted push waits, after storing, before it answers.
+    answer_delay_ms: AtomicU64,
+}
+
+impl Shared {
+    async fn delay_answer(&self) {
+        let ms = self.answer_delay_ms.load(Ordering::SeqCst);
+        if ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+    }
 }
 
 impl Shared {
@@ -135,10 +179,12 @@ impl LokiReceiver {
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::default()),
             down: AtomicBool::new(false),
+            answer_delay_ms: AtomicU64::new(0),
         });
         let app = Router::new()
             .route("/loki/api/v1/push", post(push))
             .route("/otlp/v1/logs", post(otlp_logs))
+            .route("/loki/api/v1/query_range", get(query_range))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(shared.clone());
         let app = match required {
@@ -204,6 +250,14 @@ impl LokiReceiver {
         self.shared.lock().stats.clone()
     }
 
+    /// Pushes are stored at once but answered only after `delay`: a client
+    /// whose timeout is shorter sees a failure for a request Loki holds.
+    pub fn set_answer_delay(&self, delay: std::time::Duration) {
+        self.shared
+            .answer_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
     /// While `down`, every request is answered 503 and nothing is stored.
     pub fn set_unavailable(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
@@ -218,15 +272,17 @@ fn bad_request(reason: impl Into<String>) -> Refusal {
 }
 
 async fn push(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    handle(
+    let answer = handle(
         &shared,
         || parse_push(&headers, &body),
         || StatusCode::NO_CONTENT.into_response(),
-    )
+    );
+    shared.delay_answer().await;
+    answer
 }
 
 async fn otlp_logs(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    handle(
+    let answer = handle(
         &shared,
         || parse_otlp(&headers, &body),
         || {
@@ -237,7 +293,9 @@ async fn otlp_logs(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: 
             )
                 .into_response()
         },
-    )
+    );
+    shared.delay_answer().await;
+    answer
 }
 
 /// The common path: outage check, parse, then store and answer `success`,
@@ -300,16 +358,55 @@ fn parse_otlp(headers: &HeaderMap, body: &[u8]) -> Result<Vec<StoredLine>, Refus
 }
 
 /// Loki's duplicate detection: an entry equal in stream, timestamp, line
-/// and metadata to one already stored is dropped.
+/// and metadata to one in its stream's head block is dropped; see the
+/// module docs.
 fn store_lines(store: &mut Store, lines: Vec<StoredLine>) {
     store.stats.requests_ok += 1;
     for line in lines {
         store.stats.entries_received += 1;
-        if store.seen.insert(line.clone()) {
-            store.lines.push(line);
-        } else {
+        let head = store.heads.entry(line.labels.clone()).or_default();
+        if head.entries.contains(&line) {
             store.stats.duplicates_dropped += 1;
+            continue;
         }
+        if head.bytes >= HEAD_BLOCK_BYTES {
+            *head = Head::default();
+        }
+        head.bytes += line.head_bytes();
+        head.entries.insert(line.clone());
+        if !store.seen.insert(line.clone()) {
+            store.stats.duplicates_stored += 1;
+        }
+        store.lines.push(line);
+    }
+}
+
+/// `GET /loki/api/v1/query_range`: the subset in [`query`].
+async fn query_range(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    if shared.down.load(Ordering::SeqCst) {
+        shared.lock().stats.requests_unavailable += 1;
+        return (StatusCode::SERVICE_UNAVAILABLE, "receiver is down").into_response();
+    }
+    let pairs: Vec<(String, String)> =
+        reqwest::Url::parse(&format!("http://x/?{}", raw.unwrap_or_default()))
+            .map(|u| u.query_pairs().into_owned().collect())
+            .unwrap_or_default();
+    let categorize = headers
+        .get("x-loki-response-encoding-flags")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|f| f.trim() == "categorize-labels"));
+    match query::Params::parse(&pairs, categorize) {
+        Ok(params) => {
+            let mut store = shared.lock();
+            store.stats.queries += 1;
+            let doc = params.answer(&store.lines);
+            (StatusCode::OK, axum::Json(doc)).into_response()
+        }
+        Err(reason) => (StatusCode::BAD_REQUEST, reason).into_response(),
     }
 }
 

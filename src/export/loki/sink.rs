@@ -1,20 +1,24 @@
-//! The two Loki sinks. Loki cannot report what it holds, so after a leader
-//! change the first batch is resent; Loki drops entries identical to ones it
-//! has (same stream, timestamp, line and structured metadata), and every
-//! line carries its log position (`otelraft_record`), so a resend is
-//! dropped entry by entry while distinct records never collapse.
+//! The two Loki sinks. Loki has no cursor to read back, so after a leader
+//! change, a timeout or a retryable error the exporter asks Loki which of
+//! the batch's lines it holds (`readback`: every line carries its log
+//! position, `otelraft_record`) and sends only the others. Loki drops an
+//! identical entry only within its stream's head block, so a blind resend
+//! could store lines twice.
+
+use std::collections::HashSet;
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
 
 use super::otlp::OtlpLogsBuilder;
+use super::readback;
 use super::request::{encode_push, PushBuilder};
 use crate::config::sink::SinkConfig;
 use crate::export::budget::{Budget, OverBudget, DERIVED_BYTES_PER_BATCH};
 use crate::export::dead_letter::Reason;
 use crate::export::http::{Answer, HttpService};
-use crate::export::sink::{ingest_views, Batch, EntryView, Sink};
+use crate::export::sink::{ingest_views, Batch, EntryView, Holding, Sink};
 use crate::export::ExportError;
 use crate::pb::log::Signal;
 use crate::raft::Entry;
@@ -34,6 +38,8 @@ pub struct LokiSink {
     name: String,
     format: LokiFormat,
     http: HttpService,
+    /// `/loki/api/v1/query_range` under the sink's query base.
+    query_url: String,
 }
 
 impl LokiSink {
@@ -43,7 +49,34 @@ impl LokiSink {
             name: name.to_string(),
             format,
             http: HttpService::new(name, config)?,
+            query_url: format!("{}/loki/api/v1/query_range", config.query_base()),
         })
+    }
+
+    /// The ids among `lines` that Loki holds, one query per probe.
+    async fn held(&self, lines: Vec<readback::ProbeLine>) -> Result<HashSet<String>, ExportError> {
+        let mut held = HashSet::new();
+        for probe in readback::probes(lines) {
+            let doc = self
+                .http
+                .get_json(
+                    &self.query_url,
+                    &probe.params(),
+                    &[("X-Loki-Response-Encoding-Flags", "categorize-labels")],
+                )
+                .await?;
+            let values =
+                readback::held_ids(&doc, &mut held).map_err(|message| ExportError::Protocol {
+                    sink: self.name.clone(),
+                    message,
+                })?;
+            if values >= probe.limit() {
+                // Only copies Loki already holds twice fill the limit; an id
+                // cut off is sent again, which can only add one more copy.
+                tracing::warn!(sink = %self.name, values, "a read-back answer reached its limit");
+            }
+        }
+        Ok(held)
     }
 
     fn build_push(state: &SinkState, entries: &[Entry]) -> Batch {
@@ -143,5 +176,48 @@ impl Sink for LokiSink {
 
     async fn delivered_beyond(&self, _state: &SinkState) -> Result<Option<u64>, ExportError> {
         Ok(None)
+    }
+
+    async fn holding(&self, body: &Bytes) -> Result<Holding, ExportError> {
+        let undecodable =
+            |what: String| ExportError::Encode(format!("read-back of our own body: {what}"));
+        let (lines, rest) = match self.format {
+            LokiFormat::Push => {
+                let raw = snap::raw::Decoder::new()
+                    .decompress_vec(body)
+                    .map_err(|e| undecodable(e.to_string()))?;
+                let mut req = crate::pb::loki::PushRequest::decode(raw.as_slice())
+                    .map_err(|e| undecodable(e.to_string()))?;
+                drop(raw);
+                let lines = readback::push_lines(&req);
+                let total = lines.len();
+                let held = self.held(lines).await?;
+                readback::retain_push(&mut req, &held);
+                let rest = match req.streams.is_empty() {
+                    true => None,
+                    false => Some(encode_push(&req).map_err(|e| undecodable(e.to_string()))?),
+                };
+                ((total, held.len()), rest)
+            }
+            LokiFormat::Otlp => {
+                let mut req = ExportLogsServiceRequest::decode(body.as_ref())
+                    .map_err(|e| undecodable(e.to_string()))?;
+                let lines = readback::otlp_lines(&req);
+                let total = lines.len();
+                let held = self.held(lines).await?;
+                readback::retain_otlp(&mut req, &held);
+                let rest = (!req.resource_logs.is_empty()).then(|| req.encode_to_vec());
+                ((total, held.len()), rest)
+            }
+        };
+        let (total, held) = lines;
+        Ok(match rest {
+            None => Holding::All,
+            Some(_) if held == 0 => Holding::Nothing,
+            Some(rest) => Holding::Part {
+                rest: Bytes::from(rest),
+                held: held.min(total) as u64,
+            },
+        })
     }
 }

@@ -80,7 +80,7 @@ impl Query<'_> {
         let url = format!("{}/api/v1/query", self.query_base);
         let doc = self
             .http
-            .get_json(&url, &[("query", query), ("time", time)])
+            .get_json(&url, &[("query", query), ("time", time)], &[])
             .await?;
         parse_vector_max(&doc).map_err(|message| ExportError::Protocol {
             sink: self.sink.to_string(),

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use super::{marker, request};
 use crate::config::sink::SinkConfig;
 use crate::export::http::{Answer, HttpService};
-use crate::export::sink::{Batch, Sink};
+use crate::export::sink::{Batch, Holding, Sink};
 use crate::export::ExportError;
 use crate::raft::Entry;
 use crate::state::SinkState;
@@ -65,5 +65,12 @@ impl Sink for PrometheusSink {
 
     async fn delivered_beyond(&self, state: &SinkState) -> Result<Option<u64>, ExportError> {
         marker::read_marker(&self.http, &self.name, &self.query_base, state).await
+    }
+
+    /// Prometheus stores a request atomically and refuses a repeat as out
+    /// of order, after which the exporter reads the marker: sending again
+    /// is the read-back.
+    async fn holding(&self, _body: &Bytes) -> Result<Holding, ExportError> {
+        Ok(Holding::Unknown)
     }
 }

@@ -96,6 +96,13 @@ impl FakeNode {
             .get()
     }
 
+    fn readbacks(&self, outcome: &str) -> u64 {
+        self.metrics
+            .export_readbacks
+            .get_or_create(&metrics::sink_outcome("fake", outcome))
+            .get()
+    }
+
     fn resent(&self) -> u64 {
         self.metrics
             .export_resent_requests
@@ -181,28 +188,40 @@ impl LeaderHandle for FakeNode {
 }
 
 /// The sink: what it holds (as a sink that reads back its marker reports
-/// it; `blind` sinks cannot tell) and every body it was sent.
+/// it; `blind` sinks cannot tell), every body it was sent, and whether it
+/// can read back what it holds of a body (as Loki can; a marker sink
+/// cannot). `fail_after_storing` sends are stored and then answered with
+/// a retryable error, as a timeout after the sink took the request would.
 struct FakeSink {
     held: Mutex<u64>,
     blind: bool,
+    readable: bool,
+    fail_after_storing: Mutex<u32>,
     sent: Mutex<Vec<String>>,
 }
 
 impl FakeSink {
-    fn holding(held: u64) -> Arc<FakeSink> {
+    fn new(held: u64, blind: bool, readable: bool) -> Arc<FakeSink> {
         Arc::new(FakeSink {
             held: Mutex::new(held),
-            blind: false,
+            blind,
+            readable,
+            fail_after_storing: Mutex::new(0),
             sent: Mutex::new(Vec::new()),
         })
     }
 
+    fn with_marker(held: u64) -> Arc<FakeSink> {
+        Self::new(held, false, false)
+    }
+
     fn blind() -> Arc<FakeSink> {
-        Arc::new(FakeSink {
-            held: Mutex::new(0),
-            blind: true,
-            sent: Mutex::new(Vec::new()),
-        })
+        Self::new(0, true, false)
+    }
+
+    /// Cannot settle a takeover by a marker, but reads back a body.
+    fn readable(held: u64) -> Arc<FakeSink> {
+        Self::new(held, true, true)
     }
 
     fn hold(&self, to: u64) {
@@ -237,11 +256,37 @@ impl Sink for Arc<FakeSink> {
             self.hold(to);
         }
         self.sent.lock().expect("fake sink lock").push(range);
+        let mut failing = self.fail_after_storing.lock().expect("fake sink lock");
+        if *failing > 0 {
+            *failing -= 1;
+            return Err(ExportError::Unavailable {
+                sink: "fake".into(),
+                message: "timed out after the sink stored it".into(),
+                retry_after: None,
+            });
+        }
         Ok(Answer::Accepted)
     }
 
     async fn delivered_beyond(&self, _state: &SinkState) -> Result<Option<u64>, ExportError> {
         Ok((!self.blind).then(|| *self.held.lock().expect("fake sink lock")))
+    }
+
+    async fn holding(&self, body: &Bytes) -> Result<Holding, ExportError> {
+        if !self.readable {
+            return Ok(Holding::Unknown);
+        }
+        let range = String::from_utf8_lossy(body).to_string();
+        let to: u64 = range
+            .rsplit('-')
+            .next()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        Ok(if *self.held.lock().expect("fake sink lock") >= to {
+            Holding::All
+        } else {
+            Holding::Nothing
+        })
     }
 }
 
@@ -278,7 +323,7 @@ async fn a_new_leader_records_the_previous_leaders_batch_without_resending_it() 
     for _ in 0..4 {
         node.ingest();
     }
-    let sink = FakeSink::holding(2);
+    let sink = FakeSink::with_marker(2);
     node.lead(2);
     let task = start(&node, &sink);
     until("the cursor at 4", || node.cursor() == 4).await;
@@ -319,7 +364,7 @@ async fn an_exporter_sends_nothing_without_the_lease() {
     let node = FakeNode::new();
     node.ingest();
     node.with(|s| s.lease = false);
-    let sink = FakeSink::holding(0);
+    let sink = FakeSink::with_marker(0);
     node.lead(1);
     let task = start(&node, &sink);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -344,7 +389,7 @@ async fn a_returning_leader_settles_again_and_sends_nothing_twice() {
     let node = FakeNode::new();
     node.ingest();
     node.ingest();
-    let sink = FakeSink::holding(0);
+    let sink = FakeSink::with_marker(0);
     node.lead(1);
     let task = start(&node, &sink);
     until("the cursor at 2", || node.cursor() == 2).await;
@@ -379,7 +424,7 @@ async fn entries_trimmed_before_the_sink_read_them_are_dead_lettered_as_a_range(
         node.ingest();
     }
     node.with(|s| s.log.retain(|&index, _| index > 4));
-    let sink = FakeSink::holding(0);
+    let sink = FakeSink::with_marker(0);
     node.lead(1);
     let task = start(&node, &sink);
     until("the cursor past 5", || node.cursor() >= 5).await;
@@ -400,7 +445,7 @@ async fn a_marker_beyond_the_applied_log_is_ignored_and_export_goes_on() {
     for _ in 0..4 {
         node.ingest();
     }
-    let sink = FakeSink::holding(1_000_000);
+    let sink = FakeSink::with_marker(1_000_000);
     node.lead(2);
     let task = start(&node, &sink);
     until("the cursor at 4", || node.cursor() == 4).await;
@@ -408,4 +453,47 @@ async fn a_marker_beyond_the_applied_log_is_ignored_and_export_goes_on() {
     assert_eq!(sink.sent(), vec!["1-2", "3-4"], "everything is sent");
     assert_eq!(node.takeovers("untrusted_marker"), 1);
     assert_eq!(node.takeovers("already_delivered"), 0);
+}
+
+/// The previous leader sent `(0, 2]` and died before its advance
+/// committed, to a sink that cannot settle the cursor but can say what it
+/// holds of a body: the new leader reads the batch back, finds it all, and
+/// sends only what follows.
+#[tokio::test]
+async fn after_an_unsettled_takeover_the_first_batch_is_read_back_not_resent() {
+    let node = FakeNode::new();
+    for _ in 0..4 {
+        node.ingest();
+    }
+    let sink = FakeSink::readable(2);
+    node.lead(2);
+    let task = start(&node, &sink);
+    until("the cursor at 4", || node.cursor() == 4).await;
+    task.abort();
+    assert_eq!(sink.sent(), vec!["3-4"], "the held batch is not sent again");
+    assert_eq!(node.takeovers("unknown"), 1);
+    assert_eq!(node.readbacks("all"), 1);
+    assert_eq!(node.resent(), 0);
+}
+
+/// A send that the sink stored but answered too late (a timeout): before
+/// retrying, the exporter reads the batch back and finds it there, so the
+/// batch is sent once. A sink that cannot read back is sent it again.
+#[tokio::test]
+async fn a_send_that_timed_out_after_the_sink_stored_it_is_not_sent_again() {
+    for (sink, sends) in [
+        (FakeSink::readable(0), vec!["1-2", "3-4"]),
+        (FakeSink::blind(), vec!["1-2", "1-2", "3-4"]),
+    ] {
+        let node = FakeNode::new();
+        for _ in 0..4 {
+            node.ingest();
+        }
+        *sink.fail_after_storing.lock().unwrap() = 1;
+        node.lead(1);
+        let task = start(&node, &sink);
+        until("the cursor at 4", || node.cursor() == 4).await;
+        task.abort();
+        assert_eq!(sink.sent(), sends);
+    }
 }
