@@ -223,6 +223,8 @@ async fn send_batch(
     report: &mut ReplayReport,
 ) -> Result<(), ReplayError> {
     let mut batch: Batch = sink.build(state, entries);
+    // Items the sink held before this replay sent them.
+    let mut held_here = 0;
     if let Some(full) = batch.body.clone() {
         let mut backoff = Backoff::new(
             Duration::from_millis(config.retry_initial_ms),
@@ -232,11 +234,11 @@ async fn send_batch(
             let attempt = async {
                 let body = match sink.holding(&full).await? {
                     Holding::All => {
-                        report.already_held += batch.items;
+                        held_here = batch.items;
                         return Ok(None);
                     }
                     Holding::Part { rest, held } => {
-                        report.already_held += held;
+                        held_here = held;
                         rest
                     }
                     Holding::Nothing | Holding::Unknown => full.clone(),
@@ -250,8 +252,17 @@ async fn send_batch(
                     break;
                 }
                 Ok(Some(Answer::Refused { status, message })) => {
-                    tracing::warn!(sink = sink.name(), status, %message, from = batch.from, to = batch.to, "sink refused a replayed batch; its items are dead-lettered");
-                    batch.refused_whole(status, &message);
+                    tracing::warn!(sink = sink.name(), status, %message, from = batch.from, to = batch.to, "sink refused a replayed batch; the items it did not keep are dead-lettered");
+                    // Loki keeps the valid entries of a request it answers
+                    // 400; a read-back that fails counts them all as refused.
+                    match sink.holding(&full).await {
+                        Ok(Holding::All) => held_here = batch.items,
+                        Ok(Holding::Part { held, .. }) => {
+                            held_here = held;
+                            batch.refused_part(status, &message, held);
+                        }
+                        _ => batch.refused_whole(status, &message),
+                    }
                     break;
                 }
                 Err(e) if backoff.attempts() + 1 >= MAX_ATTEMPTS => return Err(e.into()),
@@ -267,7 +278,8 @@ async fn send_batch(
         }
     }
     let advance = batch.advance(sink.name(), 0);
-    report.delivered += advance.delivered;
+    report.already_held += held_here;
+    report.delivered += advance.delivered.saturating_sub(held_here);
     for (reason, n) in &advance.dead_letter_counts {
         *report.dead_letters.entry(reason.clone()).or_default() += n;
     }

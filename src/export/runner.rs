@@ -383,6 +383,17 @@ impl<N: LeaderHandle, S: Sink> Exporter<N, S> {
                             });
                         }
                     }
+                    // Loki refuses a request with 400 while keeping its
+                    // valid entries: only what it lacks is dead.
+                    match self.read_back(&full).await? {
+                        Holding::All => return Ok(Delivery::AlreadyHeld),
+                        Holding::Part { held, .. } => {
+                            tracing::error!(sink = self.sink.name(), status, %message, from = batch.from, to = batch.to, held, "sink refused part of a batch; the items it did not keep are dead-lettered");
+                            batch.refused_part(status, &message, held);
+                            return Ok(Delivery::Sent);
+                        }
+                        Holding::Nothing | Holding::Unknown => {}
+                    }
                     tracing::error!(sink = self.sink.name(), status, %message, from = batch.from, to = batch.to, "sink refused a batch the exporter's checks did not predict; its items are dead-lettered");
                     batch.refused_whole(status, &message);
                     return Ok(Delivery::Sent);

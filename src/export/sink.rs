@@ -177,6 +177,33 @@ impl Batch {
         }
     }
 
+    /// After a refusal of which the sink kept `held` items (Loki keeps the
+    /// valid entries of a request it answers 400): the others are one dead
+    /// letter with the sink's message. Only for sinks without markers or
+    /// series marks.
+    pub fn refused_part(&mut self, status: u16, message: &str, held: u64) {
+        let refused = self.items.saturating_sub(held);
+        let subject = format!(
+            "{refused} of {} items in log range {}..={}",
+            self.items,
+            self.from + 1,
+            self.to
+        );
+        let detail = format!("HTTP {status}: {}", crate::text::quote(message));
+        if let Some(d) = self.dead_letters_of(
+            self.from + 1,
+            Reason::RejectedBySink,
+            &subject,
+            1,
+            0,
+            refused as f64,
+        ) {
+            d.detail = detail;
+        }
+        self.body = None;
+        self.items = held;
+    }
+
     /// After a refusal nothing predicted: every item of the request becomes
     /// a dead letter with the sink's message, and nothing is sent.
     pub fn refused_whole(&mut self, status: u16, message: &str) {

@@ -254,10 +254,7 @@ pub fn otlp_lines(req: &ExportLogsServiceRequest) -> Vec<ProbeLine> {
                     selector: selector.clone(),
                     unix_nanos,
                     id: id.to_string(),
-                    bytes: record
-                        .body
-                        .as_ref()
-                        .map_or(0, prost::Message::encoded_len),
+                    bytes: record.body.as_ref().map_or(0, prost::Message::encoded_len),
                 });
             }
         }

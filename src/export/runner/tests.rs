@@ -197,6 +197,8 @@ struct FakeSink {
     blind: bool,
     readable: bool,
     fail_after_storing: Mutex<u32>,
+    /// Refuse with 400 while keeping this many items of each batch.
+    refuse_keeping: Mutex<Option<u64>>,
     sent: Mutex<Vec<String>>,
 }
 
@@ -207,6 +209,7 @@ impl FakeSink {
             blind,
             readable,
             fail_after_storing: Mutex::new(0),
+            refuse_keeping: Mutex::new(None),
             sent: Mutex::new(Vec::new()),
         })
     }
@@ -256,6 +259,17 @@ impl Sink for Arc<FakeSink> {
             self.hold(to);
         }
         self.sent.lock().expect("fake sink lock").push(range);
+        if self
+            .refuse_keeping
+            .lock()
+            .expect("fake sink lock")
+            .is_some()
+        {
+            return Ok(Answer::Refused {
+                status: 400,
+                message: "entry too far behind".into(),
+            });
+        }
         let mut failing = self.fail_after_storing.lock().expect("fake sink lock");
         if *failing > 0 {
             *failing -= 1;
@@ -275,6 +289,12 @@ impl Sink for Arc<FakeSink> {
     async fn holding(&self, body: &Bytes) -> Result<Holding, ExportError> {
         if !self.readable {
             return Ok(Holding::Unknown);
+        }
+        if let Some(held) = *self.refuse_keeping.lock().expect("fake sink lock") {
+            return Ok(Holding::Part {
+                rest: Bytes::new(),
+                held,
+            });
         }
         let range = String::from_utf8_lossy(body).to_string();
         let to: u64 = range
@@ -496,4 +516,27 @@ async fn a_send_that_timed_out_after_the_sink_stored_it_is_not_sent_again() {
         task.abort();
         assert_eq!(sink.sent(), sends);
     }
+}
+
+/// Loki answers 400 for a request whose valid entries it kept. Before,
+/// every item of the batch was dead-lettered; now the read-back finds what
+/// Loki kept, which counts as delivered, and only the rest is dead.
+#[tokio::test]
+async fn a_partial_refusal_dead_letters_only_what_the_sink_did_not_keep() {
+    let node = FakeNode::new();
+    for _ in 0..2 {
+        node.ingest();
+    }
+    let sink = FakeSink::readable(0);
+    *sink.refuse_keeping.lock().unwrap() = Some(1);
+    node.lead(1);
+    let task = start(&node, &sink);
+    until("the cursor at 2", || node.cursor() == 2).await;
+    task.abort();
+    let state = node.read_state(|s| s.sink("fake"));
+    assert_eq!(state.delivered, 1, "the kept item is delivered");
+    assert_eq!(state.dead_letter_counts.get("rejected_by_sink"), Some(&1));
+    let letter = &state.dead_letters[0];
+    assert!(letter.subject.starts_with("1 of 2 items"), "{letter:?}");
+    assert_eq!(letter.value, 1.0);
 }
