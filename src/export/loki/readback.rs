@@ -15,7 +15,9 @@
 //!
 //! over `[earliest, latest + 1 ns)` of the chunk's timestamps. What is found
 //! is left out of the request; what is not is sent. Record ids are unique
-//! per cluster log, so a line found is the one the batch holds.
+//! within one cluster's log, but another cluster writing the same streams
+//! reuses them, so a line counts as held only if its timestamp and its
+//! text match too: what is skipped is then an entry Loki holds verbatim.
 //!
 //! Bounds: a chunk names at most [`PROBE_RECORDS`] ids and
 //! [`PROBE_LINE_BYTES`] of line text, so its URL stays a few KiB and its
@@ -52,6 +54,46 @@ pub struct ProbeLine {
     pub id: String,
     /// Its line length.
     pub bytes: usize,
+    /// Hash of the line as Loki stores it, or `None` where Loki renders
+    /// the line itself (a non-string OTLP body): then id and time decide.
+    pub line_hash: Option<u64>,
+}
+
+/// A line a read-back found: id, time and a hash of its text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Found {
+    pub id: String,
+    pub unix_nanos: u64,
+    pub line_hash: u64,
+}
+
+/// A stable hash of a line's text.
+pub fn line_hash(line: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    line.hash(&mut h);
+    h.finish()
+}
+
+/// The ids of `lines` that `found` confirms: same id and time, and the
+/// same text where it is compared.
+pub fn confirmed(lines: &[ProbeLine], found: &HashSet<Found>) -> HashSet<String> {
+    let loose: HashSet<(&str, u64)> = found
+        .iter()
+        .map(|f| (f.id.as_str(), f.unix_nanos))
+        .collect();
+    lines
+        .iter()
+        .filter(|l| match l.line_hash {
+            Some(line_hash) => found.contains(&Found {
+                id: l.id.clone(),
+                unix_nanos: l.unix_nanos,
+                line_hash,
+            }),
+            None => loose.contains(&(l.id.as_str(), l.unix_nanos)),
+        })
+        .map(|l| l.id.clone())
+        .collect()
 }
 
 /// One query: ids of one stream, and the time range that holds them.
@@ -110,10 +152,10 @@ fn id_regex(ids: &[String]) -> String {
 
 /// The queries that look for `lines`: per stream, chunks in batch order of
 /// at most [`PROBE_RECORDS`] ids and [`PROBE_LINE_BYTES`] line bytes.
-pub fn probes(lines: Vec<ProbeLine>) -> Vec<Probe> {
-    let mut streams: BTreeMap<String, Vec<ProbeLine>> = BTreeMap::new();
+pub fn probes(lines: &[ProbeLine]) -> Vec<Probe> {
+    let mut streams: BTreeMap<&str, Vec<&ProbeLine>> = BTreeMap::new();
     for line in lines {
-        streams.entry(line.selector.clone()).or_default().push(line);
+        streams.entry(&line.selector).or_default().push(line);
     }
     let mut out = Vec::new();
     for (selector, lines) in streams {
@@ -127,7 +169,7 @@ pub fn probes(lines: Vec<ProbeLine>) -> Vec<Probe> {
             let (probe, bytes) = current.get_or_insert_with(|| {
                 (
                     Probe {
-                        selector: selector.clone(),
+                        selector: selector.to_string(),
                         start_nanos: line.unix_nanos,
                         end_nanos: line.unix_nanos + 1,
                         ids: Vec::new(),
@@ -137,7 +179,7 @@ pub fn probes(lines: Vec<ProbeLine>) -> Vec<Probe> {
             });
             probe.start_nanos = probe.start_nanos.min(line.unix_nanos);
             probe.end_nanos = probe.end_nanos.max(line.unix_nanos + 1);
-            probe.ids.push(line.id);
+            probe.ids.push(line.id.clone());
             *bytes += line.bytes;
         }
         out.extend(current.map(|(p, _)| p));
@@ -145,11 +187,11 @@ pub fn probes(lines: Vec<ProbeLine>) -> Vec<Probe> {
     out
 }
 
-/// The record ids in a `query_range` answer, and how many values it held.
+/// The lines in a `query_range` answer, and how many values it held.
 /// Structured metadata is found in either place Loki 3 puts it: the
 /// result stream's labels, or (with `categorize-labels`) each value's
 /// third element.
-pub fn held_ids(doc: &Value, into: &mut HashSet<String>) -> Result<usize, String> {
+pub fn found_lines(doc: &Value, into: &mut HashSet<Found>) -> Result<usize, String> {
     if doc["status"] != "success" || doc["data"]["resultType"] != "streams" {
         return Err(format!(
             "not a streams answer: {}",
@@ -168,8 +210,14 @@ pub fn held_ids(doc: &Value, into: &mut HashSet<String>) -> Result<usize, String
         for value in values {
             values_seen += 1;
             let id = in_labels.or_else(|| value[2]["structuredMetadata"][RECORD_ID_NAME].as_str());
-            if let Some(id) = id {
-                into.insert(id.to_string());
+            let unix_nanos = value[0].as_str().and_then(|t| t.parse::<u64>().ok());
+            let line = value[1].as_str();
+            if let (Some(id), Some(unix_nanos), Some(line)) = (id, unix_nanos, line) {
+                into.insert(Found {
+                    id: id.to_string(),
+                    unix_nanos,
+                    line_hash: line_hash(line),
+                });
             }
         }
     }
@@ -196,6 +244,7 @@ pub fn push_lines(req: &PushRequest) -> Vec<ProbeLine> {
                 unix_nanos,
                 id: id.value.clone(),
                 bytes: entry.line.len(),
+                line_hash: Some(line_hash(&entry.line)),
             });
         }
     }
@@ -255,6 +304,12 @@ pub fn otlp_lines(req: &ExportLogsServiceRequest) -> Vec<ProbeLine> {
                     unix_nanos,
                     id: id.to_string(),
                     bytes: record.body.as_ref().map_or(0, prost::Message::encoded_len),
+                    // Loki stores a string body as it is; other bodies it
+                    // renders itself.
+                    line_hash: match record.body.as_ref().and_then(|b| b.value.as_ref()) {
+                        Some(AnyValue::StringValue(text)) => Some(line_hash(text)),
+                        _ => None,
+                    },
                 });
             }
         }

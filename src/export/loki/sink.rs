@@ -54,8 +54,8 @@ impl LokiSink {
     }
 
     /// The ids among `lines` that Loki holds, one query per probe.
-    async fn held(&self, lines: Vec<readback::ProbeLine>) -> Result<HashSet<String>, ExportError> {
-        let mut held = HashSet::new();
+    async fn held(&self, lines: &[readback::ProbeLine]) -> Result<HashSet<String>, ExportError> {
+        let mut found = HashSet::new();
         for probe in readback::probes(lines) {
             let doc = self
                 .http
@@ -65,18 +65,19 @@ impl LokiSink {
                     &[("X-Loki-Response-Encoding-Flags", "categorize-labels")],
                 )
                 .await?;
-            let values =
-                readback::held_ids(&doc, &mut held).map_err(|message| ExportError::Protocol {
+            let values = readback::found_lines(&doc, &mut found).map_err(|message| {
+                ExportError::Protocol {
                     sink: self.name.clone(),
                     message,
-                })?;
+                }
+            })?;
             if values >= probe.limit() {
                 // Only copies Loki already holds twice fill the limit; an id
                 // cut off is sent again, which can only add one more copy.
                 tracing::warn!(sink = %self.name, values, "a read-back answer reached its limit");
             }
         }
-        Ok(held)
+        Ok(readback::confirmed(lines, &found))
     }
 
     fn build_push(state: &SinkState, entries: &[Entry]) -> Batch {
@@ -191,7 +192,7 @@ impl Sink for LokiSink {
                 drop(raw);
                 let lines = readback::push_lines(&req);
                 let total = lines.len();
-                let held = self.held(lines).await?;
+                let held = self.held(&lines).await?;
                 readback::retain_push(&mut req, &held);
                 let rest = match req.streams.is_empty() {
                     true => None,
@@ -204,7 +205,7 @@ impl Sink for LokiSink {
                     .map_err(|e| undecodable(e.to_string()))?;
                 let lines = readback::otlp_lines(&req);
                 let total = lines.len();
-                let held = self.held(lines).await?;
+                let held = self.held(&lines).await?;
                 readback::retain_otlp(&mut req, &held);
                 let rest = (!req.resource_logs.is_empty()).then(|| req.encode_to_vec());
                 ((total, held.len()), rest)

@@ -9,12 +9,13 @@ fn line(selector: &str, unix_nanos: u64, id: &str, bytes: usize) -> ProbeLine {
         unix_nanos,
         id: id.into(),
         bytes,
+        line_hash: None,
     }
 }
 
 #[test]
 fn a_probe_names_its_ids_grouped_by_log_index_over_their_time_range() {
-    let probes = probes(vec![
+    let probes = probes(&[
         line("{service_name=\"a\"}", 30, "12:0", 1),
         line("{service_name=\"b\"}", 5, "12:1", 1),
         line("{service_name=\"a\"}", 10, "12:2", 1),
@@ -41,7 +42,7 @@ fn probes_are_cut_by_record_count_and_by_line_bytes() {
     let many: Vec<ProbeLine> = (0..PROBE_RECORDS + 1)
         .map(|i| line("{a=\"b\"}", i as u64, &format!("1:{i}"), 10))
         .collect();
-    let cut = probes(many);
+    let cut = probes(&many);
     assert_eq!(
         cut.iter().map(|p| p.ids.len()).collect::<Vec<_>>(),
         vec![PROBE_RECORDS, 1]
@@ -51,7 +52,7 @@ fn probes_are_cut_by_record_count_and_by_line_bytes() {
         line("{a=\"b\"}", 2, "2:0", 1),
         line("{a=\"b\"}", 3, "3:0", 1),
     ];
-    let cut = probes(big);
+    let cut = probes(&big);
     assert_eq!(
         cut.iter().map(|p| p.ids.len()).collect::<Vec<_>>(),
         vec![1, 2],
@@ -60,7 +61,7 @@ fn probes_are_cut_by_record_count_and_by_line_bytes() {
 }
 
 #[test]
-fn held_ids_are_read_from_stream_labels_or_from_categorized_metadata() {
+fn found_lines_are_read_from_stream_labels_or_from_categorized_metadata() {
     let merged = json!({"status":"success","data":{"resultType":"streams","result":[
         {"stream":{"service_name":"a","otelraft_record":"1:0"},"values":[["10","x"]]},
         {"stream":{"service_name":"a","otelraft_record":"1:1"},"values":[["11","y"]]}
@@ -71,19 +72,54 @@ fn held_ids_are_read_from_stream_labels_or_from_categorized_metadata() {
             ["11","y",{"structuredMetadata":{"otelraft_record":"2:1"}}]
         ]}
     ]}});
-    let mut held = HashSet::new();
-    assert_eq!(held_ids(&merged, &mut held), Ok(2));
-    assert_eq!(held_ids(&categorized, &mut held), Ok(2));
-    let mut want: Vec<&str> = held.iter().map(String::as_str).collect();
-    want.sort();
-    assert_eq!(want, vec!["1:0", "1:1", "2:0", "2:1"]);
+    let mut found = HashSet::new();
+    assert_eq!(found_lines(&merged, &mut found), Ok(2));
+    assert_eq!(found_lines(&categorized, &mut found), Ok(2));
+    assert!(found.contains(&Found {
+        id: "2:1".into(),
+        unix_nanos: 11,
+        line_hash: line_hash("y")
+    }));
+    assert_eq!(found.len(), 4);
     for bad in [
         json!({"status":"error","error":"parse error"}),
         json!({"status":"success","data":{"resultType":"matrix","result":[]}}),
         json!({"status":"success","data":{"resultType":"streams"}}),
     ] {
-        assert!(held_ids(&bad, &mut HashSet::new()).is_err(), "{bad}");
+        assert!(found_lines(&bad, &mut HashSet::new()).is_err(), "{bad}");
     }
+}
+
+/// Another cluster writing the same stream reuses record ids: a line
+/// with our id but another time or text is not ours, and is not skipped.
+#[test]
+fn a_line_counts_as_held_only_with_the_same_id_time_and_text() {
+    let ours = |id: &str, ts: u64, text: Option<&str>| ProbeLine {
+        line_hash: text.map(line_hash),
+        ..line("{a=\"b\"}", ts, id, 1)
+    };
+    let lines = vec![
+        ours("1:0", 10, Some("x")),
+        ours("1:1", 11, Some("y")),
+        ours("1:2", 12, Some("z")),
+        ours("1:3", 13, None),
+    ];
+    let found: HashSet<Found> = [
+        ("1:0", 10, "x"),     // ours
+        ("1:1", 99, "y"),     // another time
+        ("1:2", 12, "other"), // another text
+        ("1:3", 13, "any"),   // a rendered body: id and time decide
+    ]
+    .into_iter()
+    .map(|(id, unix_nanos, text)| Found {
+        id: id.into(),
+        unix_nanos,
+        line_hash: line_hash(text),
+    })
+    .collect();
+    let mut held: Vec<String> = confirmed(&lines, &found).into_iter().collect();
+    held.sort();
+    assert_eq!(held, vec!["1:0", "1:3"]);
 }
 
 fn entry(id: &str, ts: i64) -> EntryAdapter {
