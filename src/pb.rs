@@ -56,6 +56,7 @@ impl fmt::Display for log::Command {
                 a.first_index, a.last_index, a.key
             ),
             Some(Kind::Seal(s)) => write!(f, "seal({}..={})", s.first_index, s.last_index),
+            Some(Kind::Identity(i)) => write!(f, "identity({})", crate::text::quote(&i.id)),
             None => write!(f, "empty"),
         }
     }

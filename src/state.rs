@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::raft::{LogId, StoredMembership};
 
-pub use self::apply::apply_entry;
+pub use self::apply::{apply_entry, is_cluster_id};
 pub use self::archive::{ArchiveState, ArchivedBlock, PendingSeal};
 pub use self::sink::{
     DeadLetterItem, SeriesMarkState, SeriesMarks, SinkRestore, SinkState, DEAD_LETTERS_KEPT,
@@ -67,6 +67,10 @@ pub struct SmState {
     /// with an old id and old log can never be mistaken for a member.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub retired_ids: BTreeSet<u64>,
+    /// The cluster's identity (`ClusterIdentity`), empty until the first
+    /// one is applied.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cluster_id: String,
 }
 
 impl SmState {
@@ -77,6 +81,7 @@ impl SmState {
         if sink.restore.is_none() {
             sink.restore = self.restore;
         }
+        sink.cluster_id.clone_from(&self.cluster_id);
         sink
     }
 

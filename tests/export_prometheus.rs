@@ -398,3 +398,118 @@ async fn late_and_conflicting_samples_are_dead_lettered_and_the_rest_delivered()
         "{report}"
     );
 }
+
+/// Other clusters' export markers, written to the Prometheus a sink is
+/// then added for: what a second cluster sharing the Prometheus and the
+/// sink name, or the same Prometheus after a re-bootstrap, leaves there.
+/// One as clusters wrote them before markers had a cluster id (at
+/// `index`), one with another cluster's id (at `index + 2`).
+async fn write_foreign_markers(prom: &Prometheus, index: u64) {
+    use otelraft::pb::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+    let label = |name: &str, value: &str| Label {
+        name: name.into(),
+        value: value.into(),
+    };
+    let sample = |value: u64| Sample {
+        value: value as f64,
+        timestamp: now_ms(),
+    };
+    let req = WriteRequest {
+        timeseries: vec![
+            TimeSeries {
+                labels: vec![
+                    label("__name__", "otelraft_export_cursor"),
+                    label("otelraft_sink", SINK),
+                ],
+                samples: vec![sample(index)],
+            },
+            TimeSeries {
+                labels: vec![
+                    label("__name__", "otelraft_export_cursor"),
+                    label("otelraft_cluster", "ffffffffffffffffffffffffffffffff"),
+                    label("otelraft_sink", SINK),
+                ],
+                samples: vec![sample(index + 2)],
+            },
+        ],
+        ..Default::default()
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("snappy");
+    let status = http()
+        .post(prom.write_url())
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body)
+        .send()
+        .await
+        .expect("remote write")
+        .status();
+    assert!(status.is_success(), "{status}");
+}
+
+/// A sink added to a cluster with 20 committed requests, on a Prometheus
+/// that holds other clusters' markers at indexes 10 and 12 under the same
+/// sink name. Before markers carried the cluster's id, the new exporter
+/// took such a marker for its own batch, recorded the entries up to it as
+/// delivered without sending them, and their samples never reached
+/// Prometheus.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_cluster_s_marker_under_the_same_sink_name_is_not_taken_for_ours() {
+    let prom = Prometheus::start().await;
+    let mut cluster = TestCluster::start(Options {
+        nodes: 3,
+        ..Default::default()
+    })
+    .await;
+    let client = http();
+    let t0 = now_ms() - 60_000;
+    for i in 0..20i64 {
+        let req = request(vec![gauge(
+            "shared_prom_gauge",
+            vec![point(&[("step", &i.to_string())], t0 + i, i as f64)],
+        )]);
+        let node = &cluster.nodes[(i % 3) as usize];
+        assert_eq!(post_metrics(&client, node, &req).await, Some(200));
+    }
+    write_foreign_markers(&prom, 10).await;
+
+    cluster.stop_all();
+    for node in &mut cluster.nodes {
+        node.env.extend(sink_env(SINK, &prom));
+        node.start();
+    }
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let st = cluster.wait_exported(SINK, Duration::from_secs(90)).await;
+    let found = wait_until(Duration::from_secs(30), || async {
+        let t = now_ms() as f64 / 1000.0;
+        let series = prom.query("count(shared_prom_gauge)", t).await;
+        let n = value_of(&series).first().copied().unwrap_or(0.0);
+        (n as i64 == 20).then_some(n)
+    })
+    .await;
+    assert!(
+        found.is_some(),
+        "not every step reached Prometheus; sink state {st}"
+    );
+    let status = cluster.nodes[0].status().await.expect("status");
+    let id = status["cluster_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(id.len(), 32, "{status}");
+    let t = now_ms() as f64 / 1000.0 + 1.0;
+    let ours = prom
+        .query(
+            &format!("last_over_time(otelraft_export_cursor{{otelraft_cluster=\"{id}\"}}[10m])"),
+            t,
+        )
+        .await;
+    assert_eq!(
+        ours.len(),
+        1,
+        "this cluster's markers carry its id: {ours:?}"
+    );
+}

@@ -210,6 +210,14 @@ async fn a_cluster_restored_from_the_bucket_holds_what_was_acked_and_exports_it_
     for phase in [&a, &b, &c] {
         phase.assert_in(&prom).await;
     }
+    // The restored cluster continues the lost one under its name.
+    let after = leader_status(&cluster).await;
+    assert_eq!(
+        after["cluster_id"].as_str().map(str::len),
+        Some(32),
+        "{after}"
+    );
+    assert_eq!(after["cluster_id"], before["cluster_id"], "{after}");
 
     // The new cluster archives after the restored range: one history.
     let archived = cluster.wait_archived(WAIT).await;

@@ -71,6 +71,10 @@ impl QuorumStatus {
 pub struct Status {
     /// This node.
     pub node_id: NodeId,
+    /// The cluster's identity (`ClusterIdentity`), empty until the first
+    /// leader that exports proposed it.
+    #[serde(default)]
+    pub cluster_id: String,
     /// Its configured name.
     pub name: String,
     /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
@@ -298,6 +302,7 @@ impl Status {
         Status {
             quorum: QuorumStatus::new(voters.len(), voters_reachable),
             node_id: node.id(),
+            cluster_id: state.cluster_id.clone(),
             name: node.config().name.clone(),
             role: role.to_string(),
             node_role: node.config().role.to_string(),

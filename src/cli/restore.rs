@@ -287,9 +287,13 @@ pub async fn restore(
     state.last_applied = Some(last_id);
     take_over_membership(&mut state, stored_membership.clone());
     state.archive = archive_state;
+    // The restored cluster continues the lost one: it keeps its identity
+    // (applied from the archive's `ClusterIdentity` entry, if a block
+    // still holds it; else the new cluster's first leader proposes one).
     let restore_point = SinkRestore {
         upto: last_id.index,
         at_ms: restore_id,
+        continues_cluster: !state.cluster_id.is_empty(),
     };
     state.restore = Some(restore_point);
     for name in config.sinks.keys() {

@@ -34,7 +34,7 @@ use crate::backoff::Backoff;
 use crate::config::sink::SinkConfig;
 use crate::metrics;
 use crate::node::{LeaderHandle, Node};
-use crate::pb::log::{command::Kind, Command};
+use crate::pb::log::{command::Kind, ClusterIdentity, Command};
 use crate::state::SinkState;
 use crate::store::StoreError;
 use bytes::Bytes;
@@ -105,6 +105,7 @@ impl<N: LeaderHandle, S: Sink> Exporter<N, S> {
                     .barrier()
                     .await
                     .map_err(|e| ExportError::NotLeader(e.to_string()))?;
+                self.ensure_identity().await?;
                 let uncertain = self.settle(term).await?;
                 self.export_while_leader(term, uncertain).await
             }
@@ -119,6 +120,26 @@ impl<N: LeaderHandle, S: Sink> Exporter<N, S> {
                 backoff.reset();
             }
         }
+    }
+
+    /// Proposes the cluster's identity if the applied state has none: the
+    /// first leader that exports names the cluster (also one restored from
+    /// an archive that no longer held the name). Exporters of several sinks
+    /// may each propose; the first applied wins, the others change nothing.
+    async fn ensure_identity(&self) -> Result<(), ExportError> {
+        if self.node.read_state(|s| !s.cluster_id.is_empty()) {
+            return Ok(());
+        }
+        let id = format!("{:032x}", rand::random::<u128>());
+        tracing::info!(sink = self.sink.name(), cluster_id = %id, "proposing the cluster's identity");
+        let command = Command {
+            kind: Some(Kind::Identity(ClusterIdentity { id })),
+        };
+        self.node
+            .propose(command)
+            .await
+            .map_err(|e| ExportError::NotLeader(e.to_string()))?;
+        Ok(())
     }
 
     fn backoff(&self) -> Backoff {

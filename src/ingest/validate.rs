@@ -283,8 +283,8 @@ fn retain_points(metric: &mut Metric, out: &mut Rejected, check: &PointCheck<'_>
 }
 
 /// Labels the exporter writes on its own series (the export-cursor
-/// marker's sink name and restore id).
-const RESERVED_LABELS: [&str; 2] = ["otelraft_sink", "otelraft_restore"];
+/// marker's sink name, cluster id and restore id).
+const RESERVED_LABELS: [&str; 3] = ["otelraft_sink", "otelraft_cluster", "otelraft_restore"];
 
 /// `name` as Prometheus would spell it, near enough to compare: every run
 /// of characters other than ASCII letters and digits becomes one `_`, and

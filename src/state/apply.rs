@@ -38,6 +38,14 @@ pub fn apply_entry(state: &mut SmState, entry: &Entry) {
     state.last_applied = Some(entry.log_id);
 }
 
+/// A cluster id as `ClusterIdentity` defines it: 32 lower-case hex digits.
+pub fn is_cluster_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 fn apply_command(state: &mut SmState, cmd: &Command) {
     match &cmd.kind {
         Some(Kind::Ingest(req)) => {
@@ -60,6 +68,13 @@ fn apply_command(state: &mut SmState, cmd: &Command) {
         }
         Some(Kind::Seal(seal)) => state.archive.apply_seal(seal),
         Some(Kind::Archived(a)) => state.archive.apply_archived(a),
+        Some(Kind::Identity(identity))
+            if state.cluster_id.is_empty() && is_cluster_id(&identity.id) =>
+        {
+            state.cluster_id.clone_from(&identity.id);
+        }
+        // A later or malformed identity changes nothing.
+        Some(Kind::Identity(_)) => {}
         // An empty command changes nothing; it still counts as applied.
         None => {}
     }

@@ -44,6 +44,10 @@ pub struct SinkState {
     /// see `export::prometheus::marker`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<SinkRestore>,
+    /// The cluster's identity, filled in from the state by `SmState::sink`
+    /// (never stored per sink): the marker's `otelraft_cluster` label.
+    #[serde(skip)]
+    pub cluster_id: String,
 }
 
 /// The restore point of a sink's cursor, written once by `otelraft restore`.
@@ -55,6 +59,12 @@ pub struct SinkRestore {
     /// Wall-clock time of the restore, ms: the restore's id, which this
     /// cluster's Prometheus markers carry as the `otelraft_restore` label.
     pub at_ms: i64,
+    /// Whether the restored state carries the lost cluster's identity (the
+    /// archive held its `ClusterIdentity` entry). Then the lost cluster's
+    /// markers are told apart from other clusters' by it; otherwise any
+    /// marker without this restore's id may be the lost cluster's.
+    #[serde(default)]
+    pub continues_cluster: bool,
 }
 
 impl SinkState {

@@ -194,12 +194,50 @@ fn a_copy_of_the_state_shares_the_series_marks_until_an_advance() {
 #[test]
 fn a_sink_without_its_own_restore_point_takes_the_clusters() {
     let state = SmState {
-        restore: Some(SinkRestore { upto: 7, at_ms: 9 }),
+        restore: Some(SinkRestore {
+            upto: 7,
+            at_ms: 9,
+            continues_cluster: false,
+        }),
         ..Default::default()
     };
     assert_eq!(
         state.sink("new").restore,
-        Some(SinkRestore { upto: 7, at_ms: 9 })
+        Some(SinkRestore {
+            upto: 7,
+            at_ms: 9,
+            continues_cluster: false
+        })
     );
     assert_eq!(state.sink("new").cursor, 0);
+}
+
+/// The first identity applied names the cluster; a later one (another
+/// sink's exporter proposing at the same time) or a malformed one changes
+/// nothing, so every member holds the same name.
+#[test]
+fn the_first_cluster_identity_applied_wins() {
+    use crate::pb::log::ClusterIdentity;
+    let identity = |index: u64, id: &str| {
+        normal(
+            1,
+            index,
+            Kind::Identity(ClusterIdentity { id: id.to_string() }),
+        )
+    };
+    let mut state = SmState::default();
+    apply_entry(&mut state, &identity(1, "not hex"));
+    assert_eq!(state.cluster_id, "");
+    let first = "0123456789abcdef0123456789abcdef";
+    apply_entry(&mut state, &identity(2, first));
+    apply_entry(&mut state, &identity(3, "fedcba9876543210fedcba9876543210"));
+    assert_eq!(state.cluster_id, first);
+    assert_eq!(
+        state.sink("prom").cluster_id,
+        first,
+        "every sink's view has it"
+    );
+    let json = serde_json::to_string(&state).unwrap();
+    let back: SmState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.cluster_id, first);
 }

@@ -7,15 +7,27 @@
 //! evaluated an hour past now (clock skew between members) over a window
 //! reaching back to `state.marker_ms` returns the largest index any batch
 //! recorded, or nothing.
+//!
+//! Every matcher includes `otelraft_cluster="<this cluster's id>"`: another
+//! cluster writing to the same Prometheus under the same sink name, or a
+//! cluster bootstrapped again against it, writes markers of its own that
+//! would otherwise be taken as this cluster's batches.
 
-use super::request::{MARKER_METRIC, MARKER_RESTORE_LABEL, MARKER_SINK_LABEL};
+use super::request::{
+    MARKER_CLUSTER_LABEL, MARKER_METRIC, MARKER_RESTORE_LABEL, MARKER_SINK_LABEL,
+};
 use crate::export::http::HttpService;
 use crate::export::ExportError;
 use crate::state::SinkState;
 
 /// The labels a marker series has: `max_over_time` drops `__name__`, and
 /// only a restored cluster adds its restore id.
-const MARKER_LABELS: [&str; 3] = ["__name__", MARKER_SINK_LABEL, MARKER_RESTORE_LABEL];
+const MARKER_LABELS: [&str; 4] = [
+    "__name__",
+    MARKER_SINK_LABEL,
+    MARKER_CLUSTER_LABEL,
+    MARKER_RESTORE_LABEL,
+];
 
 /// How far past this node's clock the query looks, to cover other
 /// members' clocks running ahead.
@@ -27,8 +39,13 @@ const SKEW_MS: i64 = 3600 * 1000;
 /// After `otelraft restore` (`state.restore` set) this cluster's markers
 /// carry the restore's id as a label. The sink may also hold markers of the
 /// lost cluster, whose indices past the restore point name entries this
-/// cluster never had: those (any other or no id) count only up to the
-/// restore point, and only while the cursor is below it.
+/// cluster never had: those (any other or no restore id) count only up to
+/// the restore point, and only while the cursor is below it. They carry
+/// the lost cluster's id, which the restored state keeps; if the archive
+/// no longer held it, any cluster's markers may be the lost cluster's.
+///
+/// A state without a cluster id (the exporter proposes one before it
+/// settles) is refused rather than matched against every cluster.
 pub async fn read_marker(
     http: &HttpService,
     sink: &str,
@@ -43,7 +60,18 @@ pub async fn read_marker(
         from_ms: state.marker_ms,
         eval_ms: now.max(state.marker_ms + 1) + SKEW_MS,
     };
-    let sink_matcher = format!("{MARKER_SINK_LABEL}=\"{sink}\"");
+    if !crate::state::is_cluster_id(&state.cluster_id) {
+        return Err(ExportError::Protocol {
+            sink: sink.to_string(),
+            message: "the cluster has no identity yet; its markers cannot be told from others'"
+                .into(),
+        });
+    }
+    let any_cluster = format!("{MARKER_SINK_LABEL}=\"{sink}\"");
+    let sink_matcher = format!(
+        "{any_cluster},{MARKER_CLUSTER_LABEL}=\"{}\"",
+        state.cluster_id
+    );
     let Some(restore) = state.restore else {
         return query.max_of(&sink_matcher).await;
     };
@@ -54,8 +82,13 @@ pub async fn read_marker(
     if state.cursor >= restore.upto {
         return Ok(ours);
     }
+    let lost = if restore.continues_cluster {
+        &sink_matcher
+    } else {
+        &any_cluster
+    };
     let theirs = query
-        .max_of(&format!("{sink_matcher},{MARKER_RESTORE_LABEL}!=\"{id}\""))
+        .max_of(&format!("{lost},{MARKER_RESTORE_LABEL}!=\"{id}\""))
         .await?
         .map(|index| index.min(restore.upto));
     Ok(ours.max(theirs))

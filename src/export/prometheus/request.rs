@@ -46,6 +46,9 @@ pub const MARKER_SINK_LABEL: &str = "otelraft_sink";
 /// those of the lost cluster, whose indices past the restore point it
 /// reuses.
 pub const MARKER_RESTORE_LABEL: &str = "otelraft_restore";
+
+/// The marker's label naming the cluster that wrote it (`ClusterIdentity`).
+pub const MARKER_CLUSTER_LABEL: &str = "otelraft_cluster";
 /// Samples stamped further than this past their entry's proposal time are
 /// refused.
 pub const MAX_FUTURE_MS: i64 = 10 * 60 * 1000;
@@ -188,6 +191,7 @@ pub fn build(sink: &str, state: &SinkState, entries: &[Entry]) -> Result<Batch, 
     batch.max_sample_ms = batch.max_sample_ms.max(batch.marker_ms);
     timeseries.push(marker_series(
         sink,
+        &state.cluster_id,
         state.restore,
         batch.to,
         batch.marker_ms,
@@ -331,12 +335,24 @@ pub fn series_text(labels: &[(String, String)]) -> String {
     format!("{name}{{{}}}", rest.join(", "))
 }
 
-fn marker_series(sink: &str, restore: Option<SinkRestore>, index: u64, ts_ms: i64) -> TimeSeries {
+fn marker_series(
+    sink: &str,
+    cluster_id: &str,
+    restore: Option<SinkRestore>,
+    index: u64,
+    ts_ms: i64,
+) -> TimeSeries {
     // Sorted by name, as remote write requires.
     let mut labels = vec![Label {
         name: "__name__".into(),
         value: MARKER_METRIC.into(),
     }];
+    if !cluster_id.is_empty() {
+        labels.push(Label {
+            name: MARKER_CLUSTER_LABEL.into(),
+            value: cluster_id.into(),
+        });
+    }
     if let Some(r) = restore {
         labels.push(Label {
             name: MARKER_RESTORE_LABEL.into(),

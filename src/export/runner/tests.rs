@@ -38,7 +38,12 @@ impl FakeNode {
         Arc::new(FakeNode {
             inner: Mutex::new(FakeState {
                 log: BTreeMap::new(),
-                state: SmState::default(),
+                // Named, as every cluster is once it exported (see
+                // `a_cluster_without_a_name_is_named_before_anything_is_settled`).
+                state: SmState {
+                    cluster_id: "0123456789abcdef0123456789abcdef".into(),
+                    ..SmState::default()
+                },
                 term: 1,
                 leader: false,
                 lease: true,
@@ -539,4 +544,22 @@ async fn a_partial_refusal_dead_letters_only_what_the_sink_did_not_keep() {
     let letter = &state.dead_letters[0];
     assert!(letter.subject.starts_with("1 of 2 items"), "{letter:?}");
     assert_eq!(letter.value, 1.0);
+}
+
+/// A cluster bootstrapped before identities existed, or restored from an
+/// archive that no longer held its name: the exporter names it before it
+/// settles, since markers can be told apart only by that name.
+#[tokio::test]
+async fn a_cluster_without_a_name_is_named_before_anything_is_settled() {
+    let node = FakeNode::new();
+    node.with(|s| s.state.cluster_id.clear());
+    node.ingest();
+    let sink = FakeSink::with_marker(0);
+    node.lead(1);
+    let task = start(&node, &sink);
+    until("the cursor past the ingest", || node.cursor() >= 1).await;
+    task.abort();
+    let id = node.read_state(|s| s.cluster_id.clone());
+    assert!(crate::state::is_cluster_id(&id), "{id:?}");
+    assert_eq!(node.takeovers("not_delivered"), 1);
 }

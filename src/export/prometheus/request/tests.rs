@@ -205,14 +205,16 @@ fn dead_letters_past_the_kept_number_are_only_counted() {
 
 #[test]
 fn a_restored_cluster_marks_its_own_marker_series() {
-    let plain = marker_series("prom", None, 7, 1_000);
+    let cluster = "0123456789abcdef0123456789abcdef";
+    let plain = marker_series("prom", cluster, None, 7, 1_000);
     let names: Vec<&str> = plain.labels.iter().map(|l| l.name.as_str()).collect();
-    assert_eq!(names, ["__name__", MARKER_SINK_LABEL]);
+    assert_eq!(names, ["__name__", MARKER_CLUSTER_LABEL, MARKER_SINK_LABEL]);
     let restore = SinkRestore {
         upto: 5,
         at_ms: 1_700_000_000_123,
+        continues_cluster: true,
     };
-    let restored = marker_series("prom", Some(restore), 7, 1_000);
+    let restored = marker_series("prom", cluster, Some(restore), 7, 1_000);
     let labels: Vec<(&str, &str)> = restored
         .labels
         .iter()
@@ -222,6 +224,7 @@ fn a_restored_cluster_marks_its_own_marker_series() {
         labels,
         [
             ("__name__", MARKER_METRIC),
+            (MARKER_CLUSTER_LABEL, cluster),
             (MARKER_RESTORE_LABEL, "1700000000123"),
             (MARKER_SINK_LABEL, "prom"),
         ]
