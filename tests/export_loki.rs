@@ -233,3 +233,43 @@ async fn a_push_answered_after_the_timeout_is_read_back_and_never_sent_twice() {
         );
     }
 }
+
+/// A credential that may push but not query: the read-back after a
+/// timeout is refused with 403. Before, the exporter retried the read-back
+/// forever and the sink stalled; now it sends the batch as it is (counted
+/// as a resend), and Loki's head block drops the repeat.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_loki_that_refuses_the_read_back_gets_the_batch_resent_rather_than_stalling() {
+    let push = LokiReceiver::start().await;
+    let mut env = sink_env("loki", "loki", &push.push_url());
+    env.push(("OTELRAFT_SINKS__LOKI__TIMEOUT_MS".into(), "500".into()));
+    let cluster = TestCluster::start(Options {
+        nodes: 3,
+        env,
+        ..Default::default()
+    })
+    .await;
+    push.set_queries_refused(true);
+    push.set_answer_delay(Duration::from_millis(1500));
+    let client = reqwest::Client::new();
+    let bodies: Vec<String> = (0..5).map(|i| format!("noread-{i}")).collect();
+    assert_eq!(
+        post_logs(&client, &cluster.nodes[0], &bodies).await,
+        Some(200)
+    );
+    cluster::wait_until(Duration::from_secs(60), || {
+        let push = push.clone();
+        async move { (push.stats().duplicates_dropped > 0).then_some(()) }
+    })
+    .await
+    .expect("the batch was sent again after the refused read-back");
+    push.set_answer_delay(Duration::ZERO);
+    cluster.wait_exported("loki", Duration::from_secs(90)).await;
+    let stored: Vec<String> = push.stored().into_iter().map(|l| l.line).collect();
+    assert_eq!(stored.len(), bodies.len(), "{stored:?}");
+    assert_eq!(push.stats().duplicates_stored, 0);
+    let resent = cluster
+        .metric_sum("otelraft_export_resent_requests_total", "sink=\"loki\"")
+        .await;
+    assert!(resent >= 1.0, "{resent}");
+}

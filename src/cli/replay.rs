@@ -256,10 +256,10 @@ async fn send_batch(
                     // Loki keeps the valid entries of a request it answers
                     // 400; a read-back that fails counts them all as refused.
                     match sink.holding(&full).await {
-                        Ok(Holding::All) => held_here = batch.items,
+                        // What Loki kept of this send is delivered by it.
+                        Ok(Holding::All) => {}
                         Ok(Holding::Part { held, .. }) => {
-                            held_here = held;
-                            batch.refused_part(status, &message, held);
+                            batch.refused_part(status, &message, held)
                         }
                         _ => batch.refused_whole(status, &message),
                     }

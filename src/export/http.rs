@@ -150,6 +150,15 @@ impl HttpService {
         }
         let resp = req.send().await.map_err(|e| self.unavailable(e, None))?;
         let status = resp.status();
+        if status.is_client_error() && status.as_u16() != 429 {
+            // The query itself is refused (bad range, no read permission):
+            // asking again gets the same answer.
+            let text = refusal_text(resp).await;
+            return Err(ExportError::Protocol {
+                sink: self.sink.clone(),
+                message: format!("GET {url}: HTTP {}: {text}", status.as_u16()),
+            });
+        }
         if !status.is_success() {
             let text = refusal_text(resp).await;
             return Err(ExportError::Unavailable {

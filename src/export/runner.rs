@@ -124,9 +124,16 @@ impl<N: LeaderHandle, S: Sink> Exporter<N, S> {
 
     /// Proposes the cluster's identity if the applied state has none: the
     /// first leader that exports names the cluster (also one restored from
-    /// an archive that no longer held the name). Exporters of several sinks
-    /// may each propose; the first applied wins, the others change nothing.
+    /// an archive that no longer held the name). The newest identity
+    /// applied wins, so the exporters of one node propose one at a time and
+    /// look again under the lock: a second proposal would rename the
+    /// cluster under the first exporter's markers.
     async fn ensure_identity(&self) -> Result<(), ExportError> {
+        static PROPOSING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        if self.node.read_state(|s| !s.cluster_id.is_empty()) {
+            return Ok(());
+        }
+        let _one_at_a_time = PROPOSING.lock().await;
         if self.node.read_state(|s| !s.cluster_id.is_empty()) {
             return Ok(());
         }

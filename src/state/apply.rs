@@ -68,12 +68,13 @@ fn apply_command(state: &mut SmState, cmd: &Command) {
         }
         Some(Kind::Seal(seal)) => state.archive.apply_seal(seal),
         Some(Kind::Archived(a)) => state.archive.apply_archived(a),
-        Some(Kind::Identity(identity))
-            if state.cluster_id.is_empty() && is_cluster_id(&identity.id) =>
-        {
+        // The newest identity wins, so members converge on it even if some
+        // applied an earlier one as an empty command (a version without
+        // identities, during a rolling upgrade). A malformed one changes
+        // nothing.
+        Some(Kind::Identity(identity)) if is_cluster_id(&identity.id) => {
             state.cluster_id.clone_from(&identity.id);
         }
-        // A later or malformed identity changes nothing.
         Some(Kind::Identity(_)) => {}
         // An empty command changes nothing; it still counts as applied.
         None => {}

@@ -126,6 +126,8 @@ struct Shared {
     down: AtomicBool,
     /// How long an accepted push waits, after storing, before it answers.
     answer_delay_ms: AtomicU64,
+    /// Queries answered 403, as with a write-only credential.
+    queries_refused: AtomicBool,
 }
 
 impl Shared {
@@ -180,6 +182,7 @@ impl LokiReceiver {
             store: Mutex::new(Store::default()),
             down: AtomicBool::new(false),
             answer_delay_ms: AtomicU64::new(0),
+            queries_refused: AtomicBool::new(false),
         });
         let app = Router::new()
             .route("/loki/api/v1/push", post(push))
@@ -256,6 +259,12 @@ impl LokiReceiver {
         self.shared
             .answer_delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// While `refused`, the query API answers 403, as Loki does to a
+    /// credential that may push but not read.
+    pub fn set_queries_refused(&self, refused: bool) {
+        self.shared.queries_refused.store(refused, Ordering::SeqCst);
     }
 
     /// While `down`, every request is answered 503 and nothing is stored.
@@ -390,6 +399,9 @@ async fn query_range(
     if shared.down.load(Ordering::SeqCst) {
         shared.lock().stats.requests_unavailable += 1;
         return (StatusCode::SERVICE_UNAVAILABLE, "receiver is down").into_response();
+    }
+    if shared.queries_refused.load(Ordering::SeqCst) {
+        return (StatusCode::FORBIDDEN, "no read permission").into_response();
     }
     let pairs: Vec<(String, String)> =
         reqwest::Url::parse(&format!("http://x/?{}", raw.unwrap_or_default()))

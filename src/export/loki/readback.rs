@@ -40,8 +40,19 @@ use crate::pb::loki::PushRequest;
 /// Most record ids one query names.
 pub const PROBE_RECORDS: usize = 500;
 
-/// Most line bytes one query may return (one longer line goes alone).
+/// Most line and metadata bytes one query may return (one longer line
+/// goes alone); a quarter of the answer cap, for JSON escaping and copies.
 pub const PROBE_LINE_BYTES: usize = 4 << 20;
+
+/// Longest time range one query spans: far inside Loki's
+/// `max_query_length` (721 h by default), whatever timestamps the records
+/// carry.
+pub const PROBE_SPAN_NANOS: u64 = 3600 * 1_000_000_000;
+
+/// Query bounds are kept where Loki reads an integer as nanoseconds (more
+/// than 10 digits) and within an `int64`.
+const MIN_BOUND_NANOS: u64 = 10_000_000_000;
+const MAX_BOUND_NANOS: u64 = i64::MAX as u64;
 
 /// One line of a batch, as the read-back looks for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,19 +161,26 @@ fn id_regex(ids: &[String]) -> String {
     parts.join("|")
 }
 
-/// The queries that look for `lines`: per stream, chunks in batch order of
-/// at most [`PROBE_RECORDS`] ids and [`PROBE_LINE_BYTES`] line bytes.
+/// The queries that look for `lines`: per stream, in time order, chunks of
+/// at most [`PROBE_RECORDS`] ids, [`PROBE_LINE_BYTES`] bytes and
+/// [`PROBE_SPAN_NANOS`] of time. Bounds are clamped to what Loki reads as
+/// nanoseconds; a line outside them is not found, and is sent.
 pub fn probes(lines: &[ProbeLine]) -> Vec<Probe> {
     let mut streams: BTreeMap<&str, Vec<&ProbeLine>> = BTreeMap::new();
     for line in lines {
         streams.entry(&line.selector).or_default().push(line);
     }
     let mut out = Vec::new();
-    for (selector, lines) in streams {
+    for (selector, mut lines) in streams {
+        lines.sort_by_key(|l| l.unix_nanos);
         let mut current: Option<(Probe, usize)> = None;
         for line in lines {
+            let at = line.unix_nanos.clamp(MIN_BOUND_NANOS, MAX_BOUND_NANOS - 1);
             if let Some((probe, bytes)) = &current {
-                if probe.ids.len() >= PROBE_RECORDS || bytes + line.bytes > PROBE_LINE_BYTES {
+                if probe.ids.len() >= PROBE_RECORDS
+                    || bytes + line.bytes > PROBE_LINE_BYTES
+                    || at - probe.start_nanos > PROBE_SPAN_NANOS
+                {
                     out.extend(current.take().map(|(p, _)| p));
                 }
             }
@@ -170,15 +188,14 @@ pub fn probes(lines: &[ProbeLine]) -> Vec<Probe> {
                 (
                     Probe {
                         selector: selector.to_string(),
-                        start_nanos: line.unix_nanos,
-                        end_nanos: line.unix_nanos + 1,
+                        start_nanos: at,
+                        end_nanos: at + 1,
                         ids: Vec::new(),
                     },
                     0,
                 )
             });
-            probe.start_nanos = probe.start_nanos.min(line.unix_nanos);
-            probe.end_nanos = probe.end_nanos.max(line.unix_nanos + 1);
+            probe.end_nanos = probe.end_nanos.max(at + 1);
             probe.ids.push(line.id.clone());
             *bytes += line.bytes;
         }
@@ -243,7 +260,12 @@ pub fn push_lines(req: &PushRequest) -> Vec<ProbeLine> {
                 selector: stream.labels.clone(),
                 unix_nanos,
                 id: id.value.clone(),
-                bytes: entry.line.len(),
+                bytes: entry.line.len()
+                    + entry
+                        .structured_metadata
+                        .iter()
+                        .map(|p| p.name.len() + p.value.len() + 8)
+                        .sum::<usize>(),
                 line_hash: Some(line_hash(&entry.line)),
             });
         }
@@ -303,7 +325,8 @@ pub fn otlp_lines(req: &ExportLogsServiceRequest) -> Vec<ProbeLine> {
                     selector: selector.clone(),
                     unix_nanos,
                     id: id.to_string(),
-                    bytes: record.body.as_ref().map_or(0, prost::Message::encoded_len),
+                    // The body and the attributes that become metadata.
+                    bytes: prost::Message::encoded_len(record),
                     // Loki stores a string body as it is; other bodies it
                     // renders itself.
                     line_hash: match record.body.as_ref().and_then(|b| b.value.as_ref()) {

@@ -25,8 +25,10 @@
 //! already has, so a resend must be byte-for-byte the same request. Nothing
 //! here reads the wall clock or a random source: every value comes from the
 //! committed entry, its Raft index and its proposal time, and streams are
-//! emitted in a fixed (sorted) order. Conversely, [`RECORD_ID_NAME`] keeps two
-//! genuinely distinct records with equal time and body from being merged.
+//! emitted in a fixed (sorted) order. [`RECORD_ID_NAME`] names each record
+//! for the read-back (`readback`). It does not keep two distinct records
+//! with equal time and body in one stream apart in real Loki, whose
+//! duplicate check ignores metadata (a known gap, `docs/export.md`).
 
 use std::collections::BTreeMap;
 

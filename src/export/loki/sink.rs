@@ -53,18 +53,32 @@ impl LokiSink {
         })
     }
 
-    /// The ids among `lines` that Loki holds, one query per probe.
-    async fn held(&self, lines: &[readback::ProbeLine]) -> Result<HashSet<String>, ExportError> {
+    /// The ids among `lines` that Loki holds, one query per probe; `None`
+    /// when Loki refuses a query or answers past the cap (asking again
+    /// would get the same answer, so the batch counts as unknown). A Loki
+    /// that cannot be reached is an error, retried.
+    async fn held(
+        &self,
+        lines: &[readback::ProbeLine],
+    ) -> Result<Option<HashSet<String>>, ExportError> {
         let mut found = HashSet::new();
         for probe in readback::probes(lines) {
-            let doc = self
+            let answer = self
                 .http
                 .get_json(
                     &self.query_url,
                     &probe.params(),
                     &[("X-Loki-Response-Encoding-Flags", "categorize-labels")],
                 )
-                .await?;
+                .await;
+            let doc = match answer {
+                Ok(doc) => doc,
+                Err(ExportError::Protocol { message, .. }) => {
+                    tracing::warn!(sink = %self.name, %message, "Loki cannot answer the read-back; the batch is sent as it is");
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
             let values = readback::found_lines(&doc, &mut found).map_err(|message| {
                 ExportError::Protocol {
                     sink: self.name.clone(),
@@ -77,7 +91,7 @@ impl LokiSink {
                 tracing::warn!(sink = %self.name, values, "a read-back answer reached its limit");
             }
         }
-        Ok(readback::confirmed(lines, &found))
+        Ok(Some(readback::confirmed(lines, &found)))
     }
 
     fn build_push(state: &SinkState, entries: &[Entry]) -> Batch {
@@ -192,7 +206,9 @@ impl Sink for LokiSink {
                 drop(raw);
                 let lines = readback::push_lines(&req);
                 let total = lines.len();
-                let held = self.held(&lines).await?;
+                let Some(held) = self.held(&lines).await? else {
+                    return Ok(Holding::Unknown);
+                };
                 readback::retain_push(&mut req, &held);
                 let rest = match req.streams.is_empty() {
                     true => None,
@@ -205,7 +221,9 @@ impl Sink for LokiSink {
                     .map_err(|e| undecodable(e.to_string()))?;
                 let lines = readback::otlp_lines(&req);
                 let total = lines.len();
-                let held = self.held(&lines).await?;
+                let Some(held) = self.held(&lines).await? else {
+                    return Ok(Holding::Unknown);
+                };
                 readback::retain_otlp(&mut req, &held);
                 let rest = (!req.resource_logs.is_empty()).then(|| req.encode_to_vec());
                 ((total, held.len()), rest)

@@ -15,18 +15,24 @@ fn line(selector: &str, unix_nanos: u64, id: &str, bytes: usize) -> ProbeLine {
 
 #[test]
 fn a_probe_names_its_ids_grouped_by_log_index_over_their_time_range() {
+    const T: u64 = 1_700_000_000_000_000_000;
     let probes = probes(&[
-        line("{service_name=\"a\"}", 30, "12:0", 1),
-        line("{service_name=\"b\"}", 5, "12:1", 1),
-        line("{service_name=\"a\"}", 10, "12:2", 1),
-        line("{service_name=\"a\"}", 20, "13:0", 1),
+        line("{service_name=\"a\"}", T + 30, "12:0", 1),
+        line("{service_name=\"b\"}", T + 5, "12:1", 1),
+        line("{service_name=\"a\"}", T + 10, "12:2", 1),
+        line("{service_name=\"a\"}", T + 20, "13:0", 1),
     ]);
     assert_eq!(probes.len(), 2, "one per stream");
     let a = &probes[0];
-    assert_eq!((a.start_nanos, a.end_nanos), (10, 31), "end is exclusive");
+    assert_eq!(
+        (a.start_nanos, a.end_nanos),
+        (T + 10, T + 31),
+        "end is exclusive"
+    );
     assert_eq!(
         a.logql(),
-        "{service_name=\"a\"} | otelraft_record=~\"12:(0|2)|13:0\""
+        "{service_name=\"a\"} | otelraft_record=~\"12:(2|0)|13:0\"",
+        "ids in time order"
     );
     assert_eq!(
         probes[1].logql(),
@@ -225,4 +231,32 @@ fn an_otlp_request_is_probed_by_service_name_and_keeps_only_what_is_missing() {
     retain_otlp(&mut req, &held);
     assert_eq!(req.resource_logs.len(), 1);
     assert_eq!(otlp_lines(&req)[0].id, "2:0");
+}
+
+/// Loki refuses a query longer than `max_query_length`, reads a short
+/// integer as seconds and an `end` past int64 not at all: one record from
+/// 1970 or from far ahead must not make the read-back unanswerable.
+#[test]
+fn probes_span_at_most_an_hour_and_keep_to_bounds_loki_reads_as_nanoseconds() {
+    const NOW: u64 = 1_700_000_000_000_000_000;
+    let cut = probes(&[
+        line("{a=\"b\"}", 0, "1:0", 1),
+        line("{a=\"b\"}", NOW, "1:1", 1),
+        line("{a=\"b\"}", NOW + PROBE_SPAN_NANOS, "1:2", 1),
+        line("{a=\"b\"}", NOW + PROBE_SPAN_NANOS + 1, "1:3", 1),
+        line("{a=\"b\"}", u64::MAX, "1:4", 1),
+    ]);
+    let spans: Vec<(u64, u64, usize)> = cut
+        .iter()
+        .map(|p| (p.start_nanos, p.end_nanos, p.ids.len()))
+        .collect();
+    assert_eq!(
+        spans,
+        vec![
+            (10_000_000_000, 10_000_000_001, 1),
+            (NOW, NOW + PROBE_SPAN_NANOS + 1, 2),
+            (NOW + PROBE_SPAN_NANOS + 1, NOW + PROBE_SPAN_NANOS + 2, 1),
+            (i64::MAX as u64 - 1, i64::MAX as u64, 1),
+        ]
+    );
 }
