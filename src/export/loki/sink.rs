@@ -196,7 +196,9 @@ impl Sink for LokiSink {
     async fn holding(&self, body: &Bytes) -> Result<Holding, ExportError> {
         let undecodable =
             |what: String| ExportError::Encode(format!("read-back of our own body: {what}"));
-        let (lines, rest) = match self.format {
+        // Held ids are a subset of the batch's, so a non-empty remainder
+        // with some held is a proper part.
+        let (held, rest) = match self.format {
             LokiFormat::Push => {
                 let raw = snap::raw::Decoder::new()
                     .decompress_vec(body)
@@ -204,38 +206,38 @@ impl Sink for LokiSink {
                 let mut req = crate::pb::loki::PushRequest::decode(raw.as_slice())
                     .map_err(|e| undecodable(e.to_string()))?;
                 drop(raw);
-                let lines = readback::push_lines(&req);
-                let total = lines.len();
-                let Some(held) = self.held(&lines).await? else {
+                let Some(held) = self.held(&readback::push_lines(&req)).await? else {
                     return Ok(Holding::Unknown);
                 };
+                if held.is_empty() {
+                    return Ok(Holding::Nothing);
+                }
                 readback::retain_push(&mut req, &held);
                 let rest = match req.streams.is_empty() {
                     true => None,
                     false => Some(encode_push(&req).map_err(|e| undecodable(e.to_string()))?),
                 };
-                ((total, held.len()), rest)
+                (held.len(), rest)
             }
             LokiFormat::Otlp => {
                 let mut req = ExportLogsServiceRequest::decode(body.as_ref())
                     .map_err(|e| undecodable(e.to_string()))?;
-                let lines = readback::otlp_lines(&req);
-                let total = lines.len();
-                let Some(held) = self.held(&lines).await? else {
+                let Some(held) = self.held(&readback::otlp_lines(&req)).await? else {
                     return Ok(Holding::Unknown);
                 };
+                if held.is_empty() {
+                    return Ok(Holding::Nothing);
+                }
                 readback::retain_otlp(&mut req, &held);
                 let rest = (!req.resource_logs.is_empty()).then(|| req.encode_to_vec());
-                ((total, held.len()), rest)
+                (held.len(), rest)
             }
         };
-        let (total, held) = lines;
         Ok(match rest {
             None => Holding::All,
-            Some(_) if held == 0 => Holding::Nothing,
             Some(rest) => Holding::Part {
                 rest: Bytes::from(rest),
-                held: held.min(total) as u64,
+                held: held as u64,
             },
         })
     }
